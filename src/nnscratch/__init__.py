@@ -1,0 +1,39 @@
+"""nnscratch: a neural network written from scratch in NumPy that learns to read handwritten digits.
+
+    >>> import nnscratch
+    >>> net = nnscratch.Network.from_spec("784-32:relu-32:sigmoid-64:selu-64:tanh-10:softmax", seed=0)
+    >>> data = nnscratch.load_dataset()                                   # MNIST, downloaded once
+    >>> history = nnscratch.train(net, data.X_train, data.y_train, nnscratch.TrainConfig(epochs=10))
+    >>> (net.predict(data.X_test) == data.y_test).mean()
+"""
+
+from nnscratch.activations import ACTIVATIONS
+from nnscratch.data import Dataset, load_dataset
+from nnscratch.errors import NNScratchError
+from nnscratch.gradcheck import check_gradients
+from nnscratch.network import LayerSpec, Network
+from nnscratch.training import Callback, History, TrainConfig, evaluate, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "Callback",
+    "Dataset",
+    "History",
+    "LayerSpec",
+    "NNScratchError",
+    "Network",
+    "TrainConfig",
+    "check_gradients",
+    "evaluate",
+    "load",
+    "load_dataset",
+    "train",
+    "__version__",
+]
+
+
+def load(path: str) -> Network:
+    """Load a saved model: the same as ``Network.load(path)``."""
+    return Network.load(path)

@@ -1,0 +1,63 @@
+"""The ``nnscratch`` command line.  Each sub-command lives in ``nnscratch.commands.<name>``.
+
+This is the only place that turns library exceptions into one-line messages and exit codes:
+0 success, 1 a problem with the data, a model file or the run, 2 a bad command line, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from nnscratch import __version__
+from nnscratch.errors import NNScratchError
+
+COMMANDS = ("train", "evaluate", "gradcheck")
+
+
+class UsageError(NNScratchError):
+    """A command-line value is malformed (exit code 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnscratch",
+        description="A neural network written from scratch in NumPy that learns to read handwritten digits.",
+        epilog="Run 'nnscratch COMMAND --help' for the options of each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"nnscratch {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"nnscratch.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("nnscratch: interrupted; nothing was saved", file=sys.stderr)
+        return 130
+    except UsageError as exc:
+        parser.exit(2, f"nnscratch {args.command}: error: {exc}\n")
+    except (NNScratchError, ValueError, OSError) as exc:
+        if os.environ.get("NNSCRATCH_DEBUG"):
+            raise
+        print(f"nnscratch {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The sub-commands of the ``nnscratch`` command line: each module has ``register(subparsers)``."""

@@ -1,0 +1,77 @@
+"""``nnscratch evaluate MODEL``: test accuracy and loss, per-class precision/recall, confusion matrix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+from rich.table import Table
+
+from nnscratch.commands.common import add_data_dir, load_data, out, percent
+from nnscratch.losses import cross_entropy
+from nnscratch.metrics import confusion_matrix, precision_recall
+from nnscratch.network import Network
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="measure a saved model on the test set",
+        description="Test accuracy and loss of a saved model, its precision and recall per class, "
+        "and the confusion matrix.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="a model file written by 'nnscratch train'")
+    add_data_dir(parser)
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    net = Network.load(args.model)
+    data = load_data(args, quiet=args.json)
+    if data.n_features != net.n_in:
+        raise ValueError(
+            f"the model expects {net.n_in} inputs but the test images have {data.n_features}; "
+            "evaluate it on the dataset it was trained on"
+        )
+    if data.n_classes > net.n_classes:
+        raise ValueError(f"the test labels have {data.n_classes} classes but the model only {net.n_classes}")
+    P = net.predict_proba(data.X_test)
+    predicted = P.argmax(axis=1)
+    accuracy = float(np.mean(predicted == data.y_test))
+    loss = cross_entropy(P, data.y_test)
+    C = confusion_matrix(data.y_test, predicted, net.n_classes)
+    precision, recall = precision_recall(C)
+    if args.json:
+        result = {
+            "model": str(args.model),
+            "spec": net.spec,
+            "test_accuracy": accuracy,
+            "test_loss": loss,
+            "precision": [None if np.isnan(p) else float(p) for p in precision],
+            "recall": [None if np.isnan(r) else float(r) for r in recall],
+            "confusion_matrix": C.tolist(),
+        }
+        print(json.dumps(result, indent=2))
+        return 0
+    out.print(f"model {args.model}: {net.spec}")
+    out.print(f"test accuracy {percent(accuracy)}  test loss {loss:.4f}  on {data.X_test.shape[0]:,} images\n")
+    per_class = Table(title="per class")
+    for name in ("class", "precision", "recall", "support"):
+        per_class.add_column(name, justify="right")
+    for k in range(net.n_classes):
+        per_class.add_row(str(k), _pct(precision[k]), _pct(recall[k]), str(int(C[k].sum())))
+    out.print(per_class)
+    matrix = Table(title="confusion matrix (rows: true class, columns: predicted)")
+    matrix.add_column("", justify="right", style="bold")
+    for k in range(net.n_classes):
+        matrix.add_column(str(k), justify="right")
+    for k in range(net.n_classes):
+        matrix.add_row(str(k), *(f"[bold]{v}[/bold]" if j == k else str(v) for j, v in enumerate(C[k])))
+    out.print(matrix)
+    return 0
+
+
+def _pct(value: float) -> str:
+    return "n/a" if np.isnan(value) else percent(value)

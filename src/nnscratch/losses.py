@@ -1,0 +1,54 @@
+"""The loss: mean softmax cross-entropy, optionally with an L2 penalty on the weights.
+
+Legend: m = batch size, k = number of classes.
+
+    L = (1/m) Σ_i -log P[i, y_i]  +  (λ/2) Σ_layers ||W||²         P = softmax(Z), Z (m, k) the logits
+
+The output layer's softmax is fused with the cross-entropy: with Y the one-hot labels,
+
+    dL/dZ = (P - Y) / m
+
+because ∂(-log P_y)/∂Z_j = P_j - [j = y] (the softmax Jacobian a_j(δ_ij - a_i) collapses against the
+1/P_y of the logarithm).  This shortcut assumes the output activation is softmax; the network checks
+that when it is built.  The L2 term adds λ W to each dW (biases are not penalised).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[np.floating]
+
+
+def softmax_cross_entropy(Z: Array, y: npt.NDArray[np.integer]) -> tuple[float, Array]:
+    """Mean cross-entropy of softmax(Z) against integer labels y, with its gradient.
+
+    Z (m, k) logits, y (m,) labels in [0, k).  Returns (loss, dZ) with dZ = (P - Y)/m (m, k).
+    Shifting each row by its max keeps every exponent <= 0 (logits such as [1e4, -1e4] give a finite
+    loss), and log Σ exp is taken of the shifted row so the loss needs no log of a rounded-to-zero P.
+    """
+    m = Z.shape[0]
+    rows = np.arange(m)
+    shifted = Z - Z.max(axis=1, keepdims=True)
+    E = np.exp(shifted)
+    norm = E.sum(axis=1)
+    loss = float(np.mean(np.log(norm) - shifted[rows, y]))
+    dZ = E
+    dZ /= norm[:, None]  # now P
+    dZ[rows, y] -= 1.0  # P - Y
+    dZ *= 1.0 / m
+    return loss, dZ
+
+
+def cross_entropy(P: Array, y: npt.NDArray[np.integer]) -> float:
+    """Mean cross-entropy -mean(log P[i, y_i]) of probabilities P (m, k); log(0) is clipped to log(tiny)."""
+    picked = P[np.arange(P.shape[0]), y]
+    return float(-np.mean(np.log(np.maximum(picked, np.finfo(P.dtype).tiny))))
+
+
+def l2_penalty(weights: list[Array], l2: float) -> float:
+    """(λ/2) Σ ||W||² over the given weight matrices; its gradient with respect to W is λ W."""
+    if l2 == 0.0:
+        return 0.0
+    return 0.5 * l2 * float(sum(np.vdot(W, W) for W in weights))
