@@ -15,7 +15,18 @@ from collections.abc import Sequence
 from nnscratch import __version__
 from nnscratch.errors import NNScratchError
 
-COMMANDS = ("train", "evaluate", "gradcheck")
+# The order commands appear in --help; any other module in nnscratch.commands with a register()
+# function is listed after these.
+ORDER = ("train", "evaluate", "predict", "serve", "compare", "gradcheck")
+
+
+def command_names() -> list[str]:
+    import pkgutil
+
+    import nnscratch.commands
+
+    found = [m.name for m in pkgutil.iter_modules(nnscratch.commands.__path__) if m.name != "common"]
+    return sorted(found, key=lambda name: (ORDER.index(name) if name in ORDER else len(ORDER), name))
 
 
 class UsageError(NNScratchError):
@@ -30,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"nnscratch {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    for name in command_names():
         importlib.import_module(f"nnscratch.commands.{name}").register(subparsers)
     return parser
 
