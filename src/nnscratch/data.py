@@ -179,7 +179,11 @@ def read_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
         first = f.readline()
     if not first.strip():
         raise DataError(f"{path} is empty; expected rows of label,pixel0,pixel1,...")
-    has_header = not first.split(",")[0].strip().lstrip("-").isdigit()
+    try:
+        float(first.split(",")[0])
+        has_header = False
+    except ValueError:
+        has_header = True
     try:
         table = np.loadtxt(path, delimiter=",", skiprows=int(has_header), dtype=np.float64, ndmin=2)
     except ValueError as exc:
