@@ -6,6 +6,9 @@ third epoch, so a schedule changes the rate smoothly within an epoch where it is
 * ``constant``  η
 * ``step``      η · γ^floor(epoch / every)            (γ = 0.1 every 10 epochs by default)
 * ``cosine``    η_min + (η - η_min)(1 + cos(π · epoch / epochs)) / 2
+* ``wsd``       warmup-stable-decay without warmup: η until the last ``decay_fraction`` (20%) of training,
+                then linearly down to η_min.  It learns at the full rate for most of the run and
+                settles at the end, whatever the number of epochs.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 
 from nnscratch.errors import SpecError
 
-SCHEDULES = ("constant", "step", "cosine")
+SCHEDULES = ("constant", "step", "cosine", "wsd")
 
 
 @dataclass(frozen=True)
@@ -27,10 +30,13 @@ class Schedule:
     every: float = 10.0
     gamma: float = 0.1
     min_factor: float = 0.0
+    decay_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
             raise SpecError(f"unknown schedule {self.kind!r}; choose one of: {', '.join(SCHEDULES)}")
+        if not 0 < self.decay_fraction <= 1:
+            raise SpecError(f"decay fraction must be in (0, 1], got {self.decay_fraction}")
         if self.every <= 0 or not 0 < self.gamma <= 1:
             raise SpecError("step schedule needs every > 0 and 0 < gamma <= 1")
 
@@ -41,4 +47,9 @@ class Schedule:
             progress = min(epoch / max(self.epochs, 1), 1.0)
             low = base * self.min_factor
             return low + (base - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if self.kind == "wsd":
+            progress = min(epoch / max(self.epochs, 1), 1.0)
+            remaining = (1.0 - progress) / self.decay_fraction
+            low = base * self.min_factor
+            return low + (base - low) * min(remaining, 1.0)
         return base

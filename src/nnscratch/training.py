@@ -24,10 +24,17 @@ from nnscratch.schedules import SCHEDULES, Schedule
 
 Array = npt.NDArray[np.floating]
 
+DEFAULT_VALIDATION = 5000
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train.  ``batch_size=None`` means full-batch gradient descent (one step per epoch)."""
+    """How to train.
+
+    ``batch_size=None`` means full-batch gradient descent (one step per epoch).  ``validation_size``
+    is the number of training samples held out for validation; ``None`` (the default) holds out
+    5,000, or 10% of the training set when that is smaller; 0 holds out none.
+    """
 
     epochs: int = 10
     batch_size: int | None = 128
@@ -38,7 +45,7 @@ class TrainConfig:
     step_every: float = 10.0
     step_gamma: float = 0.1
     l2: float = 0.0
-    validation_size: int = 5000
+    validation_size: int | None = None
     early_stopping: int | None = None
     seed: int | None = 0
 
@@ -55,7 +62,7 @@ class TrainConfig:
             raise SpecError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         if self.l2 < 0:
             raise SpecError(f"l2 must be >= 0, got {self.l2}")
-        if self.validation_size < 0:
+        if self.validation_size is not None and self.validation_size < 0:
             raise SpecError(f"validation size must be >= 0, got {self.validation_size}")
         if self.early_stopping is not None:
             if self.early_stopping < 1:
@@ -63,6 +70,12 @@ class TrainConfig:
             if self.validation_size == 0:
                 raise SpecError("early stopping needs a validation set; set validation_size > 0")
         Schedule(self.schedule, self.epochs, self.step_every, self.step_gamma)
+
+    def validation_count(self, n: int) -> int:
+        """How many of ``n`` training samples to hold out."""
+        if self.validation_size is None:
+            return min(DEFAULT_VALIDATION, n // 10)
+        return self.validation_size
 
     def make_schedule(self) -> Schedule:
         return Schedule(self.schedule, self.epochs, self.step_every, self.step_gamma)
@@ -159,8 +172,8 @@ def _train(net, X, y, config, validation, callback) -> History:
         X_val = net.check_input(validation[0])
         y_val = net.check_labels(validation[1], X_val.shape[0])
         train_idx = np.arange(X.shape[0])
-    elif config.validation_size:
-        train_idx, val_idx = split_indices(X.shape[0], config.validation_size, rng)
+    elif config.validation_count(X.shape[0]):
+        train_idx, val_idx = split_indices(X.shape[0], config.validation_count(X.shape[0]), rng)
         X_val, y_val = X[val_idx], y[val_idx]
     else:
         train_idx, X_val, y_val = np.arange(X.shape[0]), None, None

@@ -54,8 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     group.add_argument("--l2", type=non_negative_float, default=0.0, help="L2 weight decay λ (default: 0)")
     group.add_argument(
-        "--validation-size", type=non_negative_int, default=5000, metavar="N",
-        help="training images held out for validation (default: 5000)",
+        "--validation-size", type=non_negative_int, metavar="N",
+        help="training images held out for validation (default: 5000, at most 10%% of the training set)",
     )
     group.add_argument(
         "--early-stopping", type=positive_int, metavar="PATIENCE",
@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         out.print(
             f"network {net.spec} ({net.n_params:,} parameters, {net.dtype.name})\n"
             f"training {config.epochs} epochs, {config.optimizer} lr {config.learning_rate:g} "
-            f"({config.schedule}), batch {batch}, on {data.X_train.shape[0] - config.validation_size:,} images"
+            f"({config.schedule}), batch {batch}, on "
+            f"{data.X_train.shape[0] - config.validation_count(data.X_train.shape[0]):,} images"
         )
     if args.quiet:
         history = train(net, data.X_train, data.y_train, config)
