@@ -1,0 +1,50 @@
+"""Real MNIST: the networks reach their accuracy goals (full training set, full test set).
+
+These train for real (seconds each) and are skipped when the MNIST files are not available.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnscratch.network import Network, parse_hidden
+from nnscratch.presets import PRESETS
+from nnscratch.training import TrainConfig, train
+
+pytestmark = pytest.mark.mnist
+
+
+def train_preset(mnist, name, **overrides):
+    preset = PRESETS[name]
+    layers = [*parse_hidden(preset.hidden), *parse_hidden("10:softmax")]
+    net = Network.from_layers(mnist.n_features, layers, seed=0, init=overrides.pop("init", None))
+    history = train(net, mnist.X_train, mnist.y_train, TrainConfig(**{**preset.training, **overrides, "seed": 0}))
+    return net, history, float(np.mean(net.predict(mnist.X_test) == mnist.y_test))
+
+
+def test_data_is_the_real_mnist(mnist):
+    assert mnist.X_train.shape == (60000, 784) and mnist.X_test.shape == (10000, 784)
+    assert mnist.n_classes == 10 and np.bincount(mnist.y_train).sum() == 60000
+
+
+@pytest.mark.timeout(300)
+def test_seed_network_with_adam_beats_the_notebook(mnist):
+    _, history, accuracy = train_preset(mnist, "seed")
+    assert len(history) == 10
+    assert accuracy >= 0.965
+
+
+@pytest.mark.timeout(300)
+def test_default_network_reaches_98_percent(mnist):
+    _, _, accuracy = train_preset(mnist, "default")
+    assert accuracy >= 0.98
+
+
+@pytest.mark.timeout(300)
+def test_full_batch_gradient_descent_still_learns(mnist):
+    # The notebook's recipe, shortened: full-batch SGD from the ±0.3 uniform initialisation.
+    _, history, accuracy = train_preset(mnist, "seed", init="uniform", batch_size=None, optimizer="sgd",
+                                        learning_rate=0.1, epochs=30, schedule="constant")
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert accuracy > 0.3
