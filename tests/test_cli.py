@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -21,7 +23,9 @@ def tiny_dir(tmp_path, rng):
 
 def run_cli(*args, cwd=None):
     """Run ``nnscratch ARGS`` in a fresh interpreter: (exit code, stdout, stderr)."""
-    done = subprocess.run([sys.executable, "-m", "nnscratch.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "nnscratch.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
     return done.returncode, done.stdout, done.stderr
 
 
@@ -48,9 +52,34 @@ def test_train_saves_model_npz_in_the_current_directory(tiny_dir, tmp_path, monk
 
 def test_train_options_reach_the_network_and_the_loop(tiny_dir, tmp_path, capsys):
     out = tmp_path / "my.npz"
-    args = ["train", "--data-dir", str(tiny_dir), "--hidden", "12:relu,6:selu", "--optimizer", "nesterov", "--lr", "0.05",
-            "--batch-size", "full", "--epochs", "3", "--schedule", "cosine", "--l2", "1e-4", "--validation-size", "20",
-            "--init", "uniform", "--dtype", "float64", "--output", str(out), "--quiet"]
+    args = [
+        "train",
+        "--data-dir",
+        str(tiny_dir),
+        "--hidden",
+        "12:relu,6:selu",
+        "--optimizer",
+        "nesterov",
+        "--lr",
+        "0.05",
+        "--batch-size",
+        "full",
+        "--epochs",
+        "3",
+        "--schedule",
+        "cosine",
+        "--l2",
+        "1e-4",
+        "--validation-size",
+        "20",
+        "--init",
+        "uniform",
+        "--dtype",
+        "float64",
+        "--output",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0
     net = Network.load(out)
     config = net.metadata["config"]
@@ -119,7 +148,9 @@ def test_garbage_model_file_is_refused(tmp_path):
 
 
 def test_divergence_stops_with_advice_and_saves_nothing(tiny_dir, tmp_path):
-    code, _, err = run_cli("train", "--data-dir", str(tiny_dir), "--optimizer", "sgd", "--lr", "1e30", "-q", cwd=tmp_path)
+    code, _, err = run_cli(
+        "train", "--data-dir", str(tiny_dir), "--optimizer", "sgd", "--lr", "1e30", "-q", cwd=tmp_path
+    )
     assert code == 1 and "diverged" in err and "smaller than 1e+30" in err and "Traceback" not in err
     assert "RuntimeWarning" not in err
     assert not (tmp_path / "model.npz").exists()
@@ -128,3 +159,40 @@ def test_divergence_stops_with_advice_and_saves_nothing(tiny_dir, tmp_path):
 def test_output_into_a_missing_directory_fails_before_training(tiny_dir, tmp_path):
     code, _, err = run_cli("train", "--data-dir", str(tiny_dir), "-o", "no/such/dir/m.npz", cwd=tmp_path)
     assert code == 1 and "does not exist" in err
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_cleanly_and_resume_finishes_bit_for_bit(tiny_dir, tmp_path, sig):
+    common = ["--data-dir", str(tiny_dir), "--hidden", "16:tanh", "--epochs", "300", "--batch-size", "8", "-q"]
+    assert main(["train", *common, "-o", str(tmp_path / "reference.npz")]) == 0
+
+    checkpoints = tmp_path / "ckpt"
+    cmd = [sys.executable, "-m", "nnscratch.cli", "train", *common, "--checkpoint-dir", str(checkpoints)]
+    process = subprocess.Popen(cmd + ["-o", str(tmp_path / "partial.npz")], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (checkpoints / "checkpoint.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted; the checkpoint of epoch" in err and "--resume" in err and "Traceback" not in err
+    assert not (tmp_path / "partial.npz").exists()
+    assert (
+        main(
+            [
+                "train",
+                "--resume",
+                str(checkpoints),
+                "--data-dir",
+                str(tiny_dir),
+                "-q",
+                "-o",
+                str(tmp_path / "resumed.npz"),
+            ]
+        )
+        == 0
+    )
+    reference, resumed = Network.load(tmp_path / "reference.npz"), Network.load(tmp_path / "resumed.npz")
+    np.testing.assert_array_equal(resumed.params, reference.params)

@@ -57,7 +57,9 @@ def test_a_corrupted_mirror_is_skipped_for_the_next(server, tmp_path):
     publish(root, "bad", "small-file", b"tampered content")
     publish(root, "good", "small-file", b"the right content")
     logged = []
-    download_mnist(tmp_path / "c", mirrors=[f"{url}/bad/", f"{url}/missing/", f"{url}/good/"], files=FILES, log=logged.append)
+    download_mnist(
+        tmp_path / "c", mirrors=[f"{url}/bad/", f"{url}/missing/", f"{url}/good/"], files=FILES, log=logged.append
+    )
     assert len(logged) == 3
     assert [p.name for p in (tmp_path / "c").iterdir()] == ["small-file.gz"]
 

@@ -61,7 +61,9 @@ def test_matches_pytorch_autograd_where_installed(rng):
     net = Network.from_spec("20-16:relu-12:sigmoid-10:selu-8:tanh-6:softmax-4:softmax", seed=0, dtype="float64")
     X, y = data(rng, 20, 4, m=9)
     loss, grads = net.loss_and_grads(X, y, l2=0.01)
-    params = [(torch.tensor(layer.W, requires_grad=True), torch.tensor(layer.b, requires_grad=True)) for layer in net.layers]
+    params = [
+        (torch.tensor(layer.W, requires_grad=True), torch.tensor(layer.b, requires_grad=True)) for layer in net.layers
+    ]
     acts = [torch.relu, torch.sigmoid, torch.selu, torch.tanh, lambda z: torch.softmax(z, dim=1)]
     A = torch.tensor(X)
     for (W, b), act in zip(params[:-1], acts, strict=True):

@@ -44,7 +44,15 @@ def test_default_network_reaches_98_percent(mnist):
 @pytest.mark.timeout(300)
 def test_full_batch_gradient_descent_still_learns(mnist):
     # The notebook's recipe, shortened: full-batch SGD from the ±0.3 uniform initialisation.
-    _, history, accuracy = train_preset(mnist, "seed", init="uniform", batch_size=None, optimizer="sgd",
-                                        learning_rate=0.1, epochs=30, schedule="constant")
+    _, history, accuracy = train_preset(
+        mnist,
+        "seed",
+        init="uniform",
+        batch_size=None,
+        optimizer="sgd",
+        learning_rate=0.1,
+        epochs=30,
+        schedule="constant",
+    )
     assert history["train_loss"][-1] < history["train_loss"][0]
     assert accuracy > 0.3

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from nnscratch.errors import DivergenceError, SpecError
+from nnscratch.errors import DivergenceError, ModelFileError, SpecError
 from nnscratch.network import Network
-from nnscratch.training import Callback, History, TrainConfig, evaluate, train
+from nnscratch.training import Callback, History, TrainConfig, Trainer, evaluate, resume, train
 
 
 def fresh(seed=0, dtype="float32"):
@@ -70,7 +70,9 @@ def test_early_stopping_restores_the_best_weights(tiny_data):
 
     net = fresh()
     # A learning rate this large makes the validation loss bounce, so patience runs out.
-    config = TrainConfig(epochs=60, batch_size=16, optimizer="sgd", learning_rate=3.0, early_stopping=2, validation_size=100)
+    config = TrainConfig(
+        epochs=60, batch_size=16, optimizer="sgd", learning_rate=3.0, early_stopping=2, validation_size=100
+    )
     history = train(net, X, y, config, callback=Keep())
     assert history.stopped_early and len(history) < 60
     best = int(np.nanargmin(history["val_loss"])) + 1
@@ -117,3 +119,62 @@ def test_evaluate_reports_loss_and_accuracy(tiny_data):
     loss, acc = evaluate(net, X, y)
     assert loss == pytest.approx(net.loss(X, y), rel=1e-5)
     assert acc == pytest.approx(np.mean(net.predict(X) == y))
+
+
+class InterruptAt(Callback):
+    """Raises KeyboardInterrupt at (epoch, batch), as Ctrl-C would."""
+
+    def __init__(self, epoch, batch):
+        self.at = (epoch, batch)
+
+    def on_batch_end(self, epoch, batch, loss):
+        if (epoch, batch) == self.at:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "nesterov"])
+def test_resume_matches_uninterrupted_run(tiny_data, tmp_path, optimizer):
+    X, y = tiny_data
+    config = TrainConfig(
+        epochs=5, batch_size=32, optimizer=optimizer, learning_rate=0.01, schedule="cosine", early_stopping=3, seed=4
+    )
+    reference = fresh()
+    reference_history = train(reference, X, y, config)
+
+    net = fresh()
+    with pytest.raises(KeyboardInterrupt):
+        train(net, X, y, config, checkpoint_dir=tmp_path, callback=InterruptAt(epoch=3, batch=5))
+    resumed, history = resume(tmp_path, X, y)
+    np.testing.assert_array_equal(resumed.params, reference.params)
+    assert [r.val_loss for r in history.epochs] == [r.val_loss for r in reference_history.epochs]
+    assert len(history) == 5
+
+
+def test_divergence_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
+    X, y = tiny_data
+
+    class Poison(Callback):
+        def on_batch_end(self, epoch, batch, loss):
+            if epoch == 2 and batch == 3:
+                net.params[0] = np.nan
+
+    net = fresh()
+    snapshots = []
+
+    class Both(Poison):
+        def on_epoch_end(self, net, record):
+            snapshots.append(net.params.copy())
+
+    with pytest.raises(DivergenceError, match="epoch 3, batch 5"):
+        train(net, X, y, TrainConfig(epochs=5, batch_size=32), checkpoint_dir=tmp_path, callback=Both())
+    trainer = Trainer.from_checkpoint(tmp_path, X, y)
+    assert trainer.epoch == 2
+    np.testing.assert_array_equal(trainer.net.params, snapshots[-1])
+
+
+def test_resume_needs_a_checkpoint(tmp_path, tiny_data):
+    with pytest.raises(ModelFileError, match="no checkpoint"):
+        resume(tmp_path, *tiny_data)
+    (tmp_path / "checkpoint.npz").write_bytes(b"junk")
+    with pytest.raises(ModelFileError):
+        resume(tmp_path, *tiny_data)

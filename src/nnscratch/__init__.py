@@ -1,10 +1,10 @@
 """nnscratch: a neural network written from scratch in NumPy that learns to read handwritten digits.
 
-    >>> import nnscratch
-    >>> net = nnscratch.Network.from_spec("784-32:relu-32:sigmoid-64:selu-64:tanh-10:softmax", seed=0)
-    >>> data = nnscratch.load_dataset()                                   # MNIST, downloaded once
-    >>> history = nnscratch.train(net, data.X_train, data.y_train, nnscratch.TrainConfig(epochs=10))
-    >>> (net.predict(data.X_test) == data.y_test).mean()
+>>> import nnscratch
+>>> net = nnscratch.Network.from_spec("784-32:relu-32:sigmoid-64:selu-64:tanh-10:softmax", seed=0)
+>>> data = nnscratch.load_dataset()                                   # MNIST, downloaded once
+>>> history = nnscratch.train(net, data.X_train, data.y_train, nnscratch.TrainConfig(epochs=10))
+>>> (net.predict(data.X_test) == data.y_test).mean()
 """
 
 from nnscratch.activations import ACTIVATIONS

@@ -44,8 +44,16 @@ def relative_error(a: Array, b: Array) -> float:
     return 0.0 if denominator == 0.0 else float(np.linalg.norm(a - b)) / denominator
 
 
-def numeric_gradient(net: Network, X: Array, y: npt.NDArray[np.intp], param: Array, index: np.ndarray,
-                     *, l2: float = 0.0, h: float = 1e-6) -> Array:
+def numeric_gradient(
+    net: Network,
+    X: Array,
+    y: npt.NDArray[np.intp],
+    param: Array,
+    index: np.ndarray,
+    *,
+    l2: float = 0.0,
+    h: float = 1e-6,
+) -> Array:
     """Central differences of the loss with respect to ``param.flat[index]`` (param is a view into net)."""
     flat = param.reshape(-1)
     out = np.empty(index.size)

@@ -45,9 +45,7 @@ class LayerSpec:
         if not isinstance(self.units, int) or self.units < 1:
             raise SpecError(f"a layer needs a positive number of units, got {self.units!r}")
         if self.activation not in ACTIVATIONS:
-            raise SpecError(
-                f"unknown activation {self.activation!r}; choose one of: {', '.join(ACTIVATIONS)}"
-            )
+            raise SpecError(f"unknown activation {self.activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
         if self.init is not None and self.init not in INITIALIZERS:
             raise SpecError(f"unknown initialiser {self.init!r}; choose one of: {', '.join(INITIALIZERS)}")
 
@@ -62,9 +60,7 @@ def parse_layer(text: str, *, default_activation: str = "relu") -> LayerSpec:
     """Parse ``UNITS[:ACTIVATION[:INIT]]``, e.g. ``"64:selu"`` or ``"32:relu:uniform"``."""
     match = _LAYER.match(text)
     if not match:
-        raise SpecError(
-            f"cannot read layer {text.strip()!r}; write UNITS:ACTIVATION such as 64:relu"
-        )
+        raise SpecError(f"cannot read layer {text.strip()!r}; write UNITS:ACTIVATION such as 64:relu")
     units, activation, init = match.groups()
     activation = (activation or default_activation).lower().replace("-", "_")
     return LayerSpec(int(units), activation, init.lower() if init else None)
@@ -111,13 +107,12 @@ class Network:
             raise SpecError("a network needs at least an output layer")
         if specs[-1].activation != "softmax":
             raise SpecError(
-                f"the output layer must use softmax (it is trained with cross-entropy), "
-                f"not {specs[-1].activation!r}"
+                f"the output layer must use softmax (it is trained with cross-entropy), not {specs[-1].activation!r}"
             )
         if np.dtype(params.dtype).name not in DTYPES:
             raise SpecError(f"dtype must be one of {', '.join(DTYPES)}, got {params.dtype}")
         sizes = [n_in] + [s.units for s in specs]
-        expected = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        expected = _n_params(sizes)
         if params.shape != (expected,):
             raise ValueError(f"params must be a flat array of {expected} values, got shape {params.shape}")
         self.n_in = n_in
@@ -150,11 +145,10 @@ class Network:
         if init is not None:
             get_initializer(init)
         specs = [
-            LayerSpec(s.units, s.activation, s.init or init or ACTIVATIONS[s.activation].default_init)
-            for s in layers
+            LayerSpec(s.units, s.activation, s.init or init or ACTIVATIONS[s.activation].default_init) for s in layers
         ]
         sizes = [n_in] + [s.units for s in specs]
-        params = np.empty(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])), dtype=dtype)
+        params = np.empty(_n_params(sizes), dtype=dtype)
         net = cls(n_in, specs, params)
         for layer, spec in zip(net.layers, specs, strict=True):
             W, b = get_initializer(spec.init)(layer.n_in, layer.n_out, rng)
@@ -216,8 +210,7 @@ class Network:
             X = X.reshape(1, -1)
         if X.ndim != 2 or X.shape[1] != self.n_in:
             raise ValueError(
-                f"X must have shape (m, {self.n_in}) for this network, got {X.shape}; "
-                "flatten each image to one row"
+                f"X must have shape (m, {self.n_in}) for this network, got {X.shape}; flatten each image to one row"
             )
         return np.asarray(X, dtype=self.dtype)
 
@@ -313,9 +306,9 @@ class Network:
 
     # -- files ----------------------------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the weights, architecture and ``metadata`` to ``path`` (.npz), atomically."""
-        header = {
+    def header(self) -> dict[str, Any]:
+        """The architecture and metadata as a JSON-ready dict (the model file's header)."""
+        return {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
             "n_in": self.n_in,
@@ -323,6 +316,10 @@ class Network:
             "layers": [{"units": s.units, "activation": s.activation, "init": s.init} for s in self.specs],
             "metadata": self.metadata,
         }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the weights, architecture and ``metadata`` to ``path`` (.npz), atomically."""
+        header = self.header()
         arrays = {}
         for i, layer in enumerate(self.layers):
             arrays[f"W{i}"], arrays[f"b{i}"] = layer.W, layer.b
@@ -335,8 +332,13 @@ class Network:
         return cls.from_header(header, arrays, source=str(path))
 
     @classmethod
-    def from_header(cls, header: dict[str, Any], arrays: dict[str, np.ndarray], *, source: str) -> Network:
-        """Rebuild a network from a saved header and its arrays (see :meth:`save`)."""
+    def from_header(
+        cls, header: dict[str, Any], arrays: dict[str, np.ndarray], *, source: str, params: np.ndarray | None = None
+    ) -> Network:
+        """Rebuild a network from a saved header and its arrays W0, b0, ... (see :meth:`save`).
+
+        ``params``, if given, is the flat parameter vector instead of the per-layer arrays.
+        """
         if header.get("format") != FORMAT_NAME:
             raise ModelFileError(f"{source} is not an nnscratch model file")
         version = header.get("version")
@@ -354,12 +356,17 @@ class Network:
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{source} has an incomplete header ({exc!r}); retrain the model") from None
         sizes = [n_in] + [s.units for s in specs]
-        params = np.empty(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])), dtype=dtype)
+        flat = params
+        params = np.empty(_n_params(sizes), dtype=dtype)
         try:
             net = cls(n_in, specs, params)
         except SpecError as exc:
             raise ModelFileError(f"{source}: {exc}") from None
-        for i, layer in enumerate(net.layers):
+        if flat is not None:
+            if flat.shape != params.shape or not np.all(np.isfinite(flat)):
+                raise ModelFileError(f"{source}: the parameters do not fit the architecture; the file is corrupted")
+            params[...] = flat
+        for i, layer in enumerate(net.layers if flat is None else []):
             for name, target in ((f"W{i}", layer.W), (f"b{i}", layer.b)):
                 if name not in arrays:
                     raise ModelFileError(f"{source} is missing the array {name}; the file is incomplete")
@@ -384,6 +391,11 @@ def _check_dtype(dtype: str | np.dtype) -> np.dtype:
     if name not in DTYPES:
         raise SpecError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     return np.dtype(name)
+
+
+def _n_params(sizes: list[int]) -> int:
+    """How many weights and biases dense layers of these sizes (inputs first) hold."""
+    return sum(n_in * n_out + n_out for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=False))
 
 
 def _split(flat: Array, sizes: list[int]) -> tuple[list[Array], list[Array]]:

@@ -8,15 +8,18 @@ reaches the outside through a :class:`Callback`.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from nnscratch.data import split_indices
-from nnscratch.errors import DivergenceError, SpecError
+from nnscratch.errors import DivergenceError, ModelFileError, SpecError
+from nnscratch.io import load_npz, save_npz
 from nnscratch.losses import cross_entropy
 from nnscratch.network import Network
 from nnscratch.optimizers import OPTIMIZER_NAMES, make_optimizer
@@ -149,107 +152,218 @@ def train(
     *,
     validation: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
     callback: Callback | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
 ) -> History:
     """Train ``net`` in place on X (m, n_in) floats in [0, 1] and y (m,) integer labels.
 
     Unless ``validation=(X_val, y_val)`` is given, ``config.validation_size`` samples are held out of
     (X, y) at random.  Returns the :class:`History`; with early stopping the best weights are restored.
+    With ``checkpoint_dir``, the whole training state is written there (atomically) after every
+    epoch, and :func:`resume` continues from it exactly.
     Raises :class:`DivergenceError` if the loss or weights become NaN or infinite.
     """
-    config = config or TrainConfig()
-    callback = callback or Callback()
-    with np.errstate(over="ignore", invalid="ignore"):
-        return _train(net, X, y, config, validation, callback)
+    trainer = Trainer(net, X, y, config or TrainConfig(), validation=validation, checkpoint_dir=checkpoint_dir)
+    return trainer.run(callback or Callback())
 
 
-def _train(net, X, y, config, validation, callback) -> History:
-    # Overflow is caught explicitly (a non-finite loss or weight stops training with a clear
-    # message), so NumPy's overflow warnings would only add noise on the way there.
-    rng = np.random.default_rng(config.seed)
-    X = net.check_input(X)
-    y = net.check_labels(y, X.shape[0])
-    if validation is not None:
-        X_val = net.check_input(validation[0])
-        y_val = net.check_labels(validation[1], X_val.shape[0])
-        train_idx = np.arange(X.shape[0])
-    elif config.validation_count(X.shape[0]):
-        train_idx, val_idx = split_indices(X.shape[0], config.validation_count(X.shape[0]), rng)
-        X_val, y_val = X[val_idx], y[val_idx]
-    else:
-        train_idx, X_val, y_val = np.arange(X.shape[0]), None, None
+def resume(
+    checkpoint_dir: str | os.PathLike[str],
+    X: npt.ArrayLike,
+    y: npt.ArrayLike,
+    *,
+    validation: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+    callback: Callback | None = None,
+) -> tuple[Network, History]:
+    """Continue the run checkpointed in ``checkpoint_dir`` on the same data; returns (net, history).
 
-    n = train_idx.size
-    batch_size = n if config.batch_size is None else min(config.batch_size, n)
-    n_batches = math.ceil(n / batch_size)
-    full_batch = batch_size == n
-    if full_batch:  # one batch, the same every epoch: gather it once
-        X_full, y_full = X[train_idx], y[train_idx]
-    X_batch = np.empty((batch_size, net.n_in), dtype=net.dtype)
-    grad = np.empty_like(net.params)
-    optimizer = make_optimizer(config.optimizer, momentum=config.momentum)
-    schedule = config.make_schedule()
-    history = History()
-    best_loss, best_params, waited = math.inf, None, 0
-    callback.on_train_begin(config.epochs, n_batches)
+    The result is bit for bit what the uninterrupted run would have produced.
+    """
+    trainer = Trainer.from_checkpoint(checkpoint_dir, X, y, validation=validation)
+    history = trainer.run(callback or Callback())
+    return trainer.net, history
 
-    for epoch in range(config.epochs):
-        start = time.perf_counter()
-        order = train_idx if full_batch else rng.permutation(train_idx)
-        loss_sum = correct = 0.0
-        lr = config.learning_rate
-        for b in range(n_batches):
-            # gather the batch (no copy of the whole training set)
-            if full_batch:
-                xb, yb = X_full, y_full
-            else:
-                idx = order[b * batch_size : (b + 1) * batch_size]
-                xb = X_batch[: idx.size]
-                np.take(X, idx, axis=0, out=xb)
-                yb = y[idx]
-            # forward, loss, backward
-            loss, Z = net.loss_and_flat_grad(xb, yb, grad, l2=config.l2)
-            if not math.isfinite(loss):
+
+CHECKPOINT_NAME = "checkpoint.npz"
+CHECKPOINT_FORMAT = "nnscratch-checkpoint"
+
+
+class Trainer:
+    """The state of one training run: everything needed to continue it exactly.
+
+    That is the network, the optimiser's state, the random generator's state, the history, the
+    early-stopping state and the number of finished epochs.  The train/validation split is not
+    stored: it is drawn again from the seed, which gives the same split.
+    """
+
+    def __init__(
+        self,
+        net: Network,
+        X: npt.ArrayLike,
+        y: npt.ArrayLike,
+        config: TrainConfig,
+        *,
+        validation: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.net, self.config = net, config
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        if self.checkpoint_dir is not None:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.rng = np.random.default_rng(config.seed)
+        self.X = net.check_input(X)
+        self.y = net.check_labels(y, self.X.shape[0])
+        n_val = config.validation_count(self.X.shape[0])
+        if validation is not None:
+            self.X_val = net.check_input(validation[0])
+            self.y_val = net.check_labels(validation[1], self.X_val.shape[0])
+            self.train_idx = np.arange(self.X.shape[0])
+        elif n_val:
+            self.train_idx, val_idx = split_indices(self.X.shape[0], n_val, self.rng)
+            self.X_val, self.y_val = self.X[val_idx], self.y[val_idx]
+        else:
+            self.train_idx, self.X_val, self.y_val = np.arange(self.X.shape[0]), None, None
+        self.optimizer = make_optimizer(config.optimizer, momentum=config.momentum)
+        self.history = History()
+        self.epoch = 0  # finished epochs
+        self.best_loss, self.best_params, self.waited = math.inf, None, 0
+
+    def run(self, callback: Callback) -> History:
+        # Overflow is caught explicitly (a non-finite loss or weight stops training with a clear
+        # message), so NumPy's overflow warnings would only add noise on the way there.
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._run(callback)
+        if self.best_params is not None:
+            self.net.params[...] = self.best_params
+        return self.history
+
+    def _run(self, callback: Callback) -> None:
+        net, config, X, y = self.net, self.config, self.X, self.y
+        n = self.train_idx.size
+        batch_size = n if config.batch_size is None else min(config.batch_size, n)
+        n_batches = math.ceil(n / batch_size)
+        full_batch = batch_size == n
+        if full_batch:  # one batch, the same every epoch: gather it once
+            X_full, y_full = X[self.train_idx], y[self.train_idx]
+        X_batch = np.empty((batch_size, net.n_in), dtype=net.dtype)
+        grad = np.empty_like(net.params)
+        schedule = config.make_schedule()
+        callback.on_train_begin(config.epochs, n_batches)
+
+        while self.epoch < config.epochs and not self.history.stopped_early:
+            epoch, start = self.epoch, time.perf_counter()
+            order = self.train_idx if full_batch else self.rng.permutation(self.train_idx)
+            loss_sum = correct = 0.0
+            lr = config.learning_rate
+            for b in range(n_batches):
+                # gather the batch (no copy of the whole training set)
+                if full_batch:
+                    xb, yb = X_full, y_full
+                else:
+                    idx = order[b * batch_size : (b + 1) * batch_size]
+                    xb = X_batch[: idx.size]
+                    np.take(X, idx, axis=0, out=xb)
+                    yb = y[idx]
+                # forward, loss, backward
+                loss, Z = net.loss_and_flat_grad(xb, yb, grad, l2=config.l2)
+                if not math.isfinite(loss):
+                    raise DivergenceError(
+                        f"training diverged at epoch {epoch + 1}, batch {b + 1}: the loss is {loss}; "
+                        f"try a learning rate smaller than {config.learning_rate:g}",
+                        epoch=epoch + 1,
+                        batch=b + 1,
+                    )
+                # update
+                lr = schedule.rate(config.learning_rate, epoch + b / n_batches)
+                self.optimizer.step(net.params, grad, lr)
+                loss_sum += loss * yb.size
+                correct += np.count_nonzero(Z.argmax(axis=1) == yb)
+                callback.on_batch_end(epoch, b, loss)
+            if not np.all(np.isfinite(net.params)):
                 raise DivergenceError(
-                    f"training diverged at epoch {epoch + 1}, batch {b + 1}: the loss is {loss}; "
+                    f"training diverged in epoch {epoch + 1}: the weights are no longer finite; "
                     f"try a learning rate smaller than {config.learning_rate:g}",
                     epoch=epoch + 1,
-                    batch=b + 1,
+                    batch=n_batches,
                 )
-            # update
-            lr = schedule.rate(config.learning_rate, epoch + b / n_batches)
-            optimizer.step(net.params, grad, lr)
-            loss_sum += loss * yb.size
-            correct += np.count_nonzero(Z.argmax(axis=1) == yb)
-            callback.on_batch_end(epoch, b, loss)
-        if not np.all(np.isfinite(net.params)):
-            raise DivergenceError(
-                f"training diverged in epoch {epoch + 1}: the weights are no longer finite; "
-                f"try a learning rate smaller than {config.learning_rate:g}",
-                epoch=epoch + 1,
-                batch=n_batches,
-            )
-        # evaluate, record, maybe stop
-        val_loss, val_acc = evaluate(net, X_val, y_val) if X_val is not None else (math.nan, math.nan)
-        record = EpochRecord(
-            epoch=epoch + 1,
-            train_loss=loss_sum / n,
-            train_accuracy=correct / n,
-            val_loss=val_loss,
-            val_accuracy=val_acc,
-            learning_rate=lr,
-            seconds=time.perf_counter() - start,
-        )
-        history.epochs.append(record)
-        callback.on_epoch_end(net, record)
-        if config.early_stopping is not None:
-            if val_loss < best_loss:
-                best_loss, best_params, waited = val_loss, net.params.copy(), 0
-                history.best_epoch = epoch + 1
+            # evaluate, record, maybe stop
+            if self.X_val is not None:
+                val_loss, val_acc = evaluate(net, self.X_val, self.y_val)
             else:
-                waited += 1
-                if waited >= config.early_stopping:
-                    history.stopped_early = True
-                    break
-    if best_params is not None:
-        net.params[...] = best_params
-    return history
+                val_loss, val_acc = math.nan, math.nan
+            record = EpochRecord(
+                epoch=epoch + 1,
+                train_loss=loss_sum / n,
+                train_accuracy=correct / n,
+                val_loss=val_loss,
+                val_accuracy=val_acc,
+                learning_rate=lr,
+                seconds=time.perf_counter() - start,
+            )
+            self.history.epochs.append(record)
+            self.epoch += 1
+            if config.early_stopping is not None:
+                if val_loss < self.best_loss:
+                    self.best_loss, self.best_params, self.waited = val_loss, net.params.copy(), 0
+                    self.history.best_epoch = epoch + 1
+                else:
+                    self.waited += 1
+                    self.history.stopped_early = self.waited >= config.early_stopping
+            if self.checkpoint_dir is not None:
+                self.save_checkpoint()
+            callback.on_epoch_end(net, record)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        """Write the whole training state to ``checkpoint_dir/checkpoint.npz``, atomically."""
+        assert self.checkpoint_dir is not None
+        header = {
+            "format": CHECKPOINT_FORMAT,
+            "version": 1,
+            "network": self.net.header(),
+            "config": asdict(self.config),
+            "epoch": self.epoch,
+            "rng": self.rng.bit_generator.state,
+            "history": self.history.to_dict(),
+            "best_loss": None if math.isinf(self.best_loss) else self.best_loss,
+            "waited": self.waited,
+            "optimizer": {k: v for k, v in self.optimizer.state().items() if not isinstance(v, np.ndarray)},
+        }
+        arrays = {"params": self.net.params}
+        arrays.update({f"optimizer.{k}": v for k, v in self.optimizer.state().items() if isinstance(v, np.ndarray)})
+        if self.best_params is not None:
+            arrays["best_params"] = self.best_params
+        return save_npz(self.checkpoint_dir / CHECKPOINT_NAME, arrays, header)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint_dir: str | os.PathLike[str],
+        X: npt.ArrayLike,
+        y: npt.ArrayLike,
+        *,
+        validation: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+    ) -> Trainer:
+        """A trainer in exactly the state :meth:`save_checkpoint` recorded."""
+        path = Path(checkpoint_dir) / CHECKPOINT_NAME
+        if not path.is_file():
+            raise ModelFileError(f"no checkpoint in {checkpoint_dir} (expected {CHECKPOINT_NAME}); check --resume")
+        header, arrays = load_npz(path)
+        if header.get("format") != CHECKPOINT_FORMAT or header.get("version") != 1:
+            raise ModelFileError(f"{path} is not an nnscratch checkpoint this version can read")
+        try:
+            net = Network.from_header(header["network"], {}, source=str(path), params=arrays["params"])
+            config = TrainConfig(**header["config"])
+            trainer = cls(net, X, y, config, validation=validation, checkpoint_dir=checkpoint_dir)
+            trainer.rng.bit_generator.state = header["rng"]
+            trainer.epoch = int(header["epoch"])
+            trainer.history = History.from_dict(header["history"])
+            trainer.best_loss = math.inf if header["best_loss"] is None else float(header["best_loss"])
+            trainer.waited = int(header["waited"])
+            trainer.best_params = arrays.get("best_params")
+            optimizer_state = dict(header["optimizer"])
+            optimizer_state.update({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("optimizer.")})
+            trainer.optimizer.load_state(optimizer_state)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path} is incomplete or corrupted ({exc!r}); start the run again") from None
+        return trainer

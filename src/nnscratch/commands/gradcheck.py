@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--samples", type=positive_int, default=8, help="batch size of the check (default: 8)")
     parser.add_argument("--l2", type=non_negative_float, default=0.0, help="include an L2 term λ (default: 0)")
     parser.add_argument(
-        "--max-entries", type=positive_int, metavar="N",
+        "--max-entries",
+        type=positive_int,
+        metavar="N",
         help=f"perturb at most N random entries per array (default: all when the network has at most "
         f"{CHECK_ALL_UP_TO:,} parameters, else {SAMPLE})",
     )

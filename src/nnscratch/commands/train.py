@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -25,7 +28,7 @@ from nnscratch.commands.common import (
 from nnscratch.network import Network
 from nnscratch.optimizers import OPTIMIZER_NAMES
 from nnscratch.schedules import SCHEDULES
-from nnscratch.training import Callback, EpochRecord, TrainConfig, evaluate, train
+from nnscratch.training import Callback, EpochRecord, TrainConfig, Trainer, evaluate
 
 
 def batch_size(text: str) -> int | None:
@@ -49,20 +52,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default: from the preset)")
     group.add_argument("--epochs", type=positive_int, help="default: from the preset")
     group.add_argument(
-        "--batch-size", type=batch_size, metavar="N|full", default=argparse.SUPPRESS,
+        "--batch-size",
+        type=batch_size,
+        metavar="N|full",
+        default=argparse.SUPPRESS,
         help="mini-batch size, or 'full' for full-batch gradient descent (default: from the preset)",
     )
     group.add_argument("--l2", type=non_negative_float, default=0.0, help="L2 weight decay λ (default: 0)")
     group.add_argument(
-        "--validation-size", type=non_negative_int, metavar="N",
+        "--validation-size",
+        type=non_negative_int,
+        metavar="N",
         help="training images held out for validation (default: 5000, at most 10%% of the training set)",
     )
     group.add_argument(
-        "--early-stopping", type=positive_int, metavar="PATIENCE",
+        "--early-stopping",
+        type=positive_int,
+        metavar="PATIENCE",
         help="stop after PATIENCE epochs without a better validation loss and keep the best weights",
     )
+    group = parser.add_argument_group("checkpoints")
+    group.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        help="write the whole training state to DIR/checkpoint.npz after every epoch; Ctrl-C or SIGTERM "
+        "then stops cleanly and --resume DIR continues exactly where the run stopped",
+    )
+    group.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run checkpointed in DIR with its own network and settings (other network and "
+        "training options are ignored)",
+    )
     add_data_dir(parser)
-    parser.add_argument("--output", "-o", default="model.npz", metavar="PATH", help="where to save (default: model.npz)")
+    parser.add_argument(
+        "--output", "-o", default="model.npz", metavar="PATH", help="where to save (default: model.npz)"
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the final result")
     parser.set_defaults(run=run)
 
@@ -122,37 +147,47 @@ class ProgressCallback(Callback):
 
 
 def run(args: argparse.Namespace) -> int:
-    config = make_config(args)
     output = Path(args.output)
     if not output.parent.is_dir():
         raise FileNotFoundError(2, "directory does not exist; create it or choose another --output", str(output.parent))
+    config = None if args.resume else make_config(args)
     started = time.perf_counter()
     data = load_data(args, quiet=args.quiet)
-    net = build_network(args, data.n_features, data.n_classes)
-    if not args.quiet:
-        batch = "full" if config.batch_size is None else config.batch_size
-        out.print(
-            f"network {net.spec} ({net.n_params:,} parameters, {net.dtype.name})\n"
-            f"training {config.epochs} epochs, {config.optimizer} lr {config.learning_rate:g} "
-            f"({config.schedule}), batch {batch}, on "
-            f"{data.X_train.shape[0] - config.validation_count(data.X_train.shape[0]):,} images"
-        )
-    if args.quiet:
-        history = train(net, data.X_train, data.y_train, config)
-    else:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=err, transient=True) as progress:
-            history = train(net, data.X_train, data.y_train, config, callback=ProgressCallback(progress))
+    checkpoint_dir = args.resume or args.checkpoint_dir
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with _progress(args.quiet) as progress:
+            callback = ProgressCallback(progress) if not args.quiet else None
+            if args.resume:
+                trainer = Trainer.from_checkpoint(args.resume, data.X_train, data.y_train)
+                net, config = trainer.net, trainer.config
+                _describe(args, net, config, data, resumed_at=trainer.epoch)
+            else:
+                net = build_network(args, data.n_features, data.n_classes)
+                _describe(args, net, config, data)
+                trainer = Trainer(net, data.X_train, data.y_train, config, checkpoint_dir=checkpoint_dir)
+            history = trainer.run(callback or Callback())
+    except KeyboardInterrupt:
+        if checkpoint_dir and trainer_epoch(locals()) is not None:
+            err.print(
+                f"interrupted; the checkpoint of epoch {trainer_epoch(locals())} is in {checkpoint_dir}: "
+                f"continue with 'nnscratch train --resume {checkpoint_dir}'"
+            )
+        else:
+            err.print("interrupted; nothing was saved (use --checkpoint-dir DIR to make runs resumable)")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     test_loss, test_acc = evaluate(net, data.X_test, data.y_test)
     wall = time.perf_counter() - started
     net.metadata = {
-        "config": {**config.__dict__},
+        "config": asdict(config),
         "history": history.to_dict(),
         "test_accuracy": test_acc,
         "test_loss": test_loss,
         "data": data.source,
         "seconds": wall,
-        "preset": args.preset or "default",
+        "preset": net.metadata.get("preset") or args.preset or "default",
     }
     net.save(output)
     stopped = f" (early stop, best epoch {history.best_epoch})" if history.stopped_early else ""
@@ -162,3 +197,33 @@ def run(args: argparse.Namespace) -> int:
     )
     out.print(f"saved {output}")
     return 0
+
+
+def trainer_epoch(scope: dict) -> int | None:
+    """The last epoch checkpointed by the trainer in ``scope``, if any was."""
+    trainer = scope.get("trainer")
+    return trainer.epoch if trainer is not None and trainer.epoch > 0 else None
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _progress(quiet: bool):
+    if quiet:
+        return contextlib.nullcontext(None)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=err, transient=True)
+
+
+def _describe(args, net: Network, config: TrainConfig, data, *, resumed_at: int | None = None) -> None:
+    if args.quiet:
+        return
+    batch = "full" if config.batch_size is None else config.batch_size
+    n_train = data.X_train.shape[0] - config.validation_count(data.X_train.shape[0])
+    resumed = f", resuming after epoch {resumed_at}" if resumed_at is not None else ""
+    out.print(
+        f"network {net.spec} ({net.n_params:,} parameters, {net.dtype.name})\n"
+        f"training {config.epochs} epochs, {config.optimizer} lr {config.learning_rate:g} "
+        f"({config.schedule}), batch {batch}, on {n_train:,} images{resumed}"
+    )
