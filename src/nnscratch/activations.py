@@ -73,7 +73,8 @@ class ReLU(Activation):
         return np.maximum(z, 0.0)
 
     def backward(self, z: Array, a: Array, da: Array) -> Array:
-        da[z <= 0.0] = 0.0
+        # Multiplying by the 0/1 mask is several times faster than assigning through it.
+        da *= z > 0.0
         return da
 
 
@@ -95,15 +96,19 @@ class LeakyReLU(Activation):
 class Sigmoid(Activation):
     """Logistic sigmoid.  forward: a = 1 / (1 + exp(-z));  backward: dz = da * a * (1 - a).
 
-    Computed from e = exp(-|z|) <= 1, which cannot overflow: a = 1/(1+e) for z >= 0 and e/(1+e) for z < 0.
+    Computed through the identity 1 / (1 + exp(-z)) = (1 + tanh(z/2)) / 2: tanh saturates at ±1 and
+    never overflows, and it is one transcendental pass instead of exp plus a branch on the sign of z.
+    Far in the negative tail (z < -17 in float32) the result rounds to 0 rather than a denormal-sized
+    positive number: an absolute error below 1e-7 that no gradient notices.
     """
 
     name = "sigmoid"
 
     def forward(self, z: Array) -> Array:
-        e = np.exp(-np.abs(z))
-        r = 1.0 / (1.0 + e)
-        return np.where(z >= 0.0, r, e * r)
+        a = np.tanh(0.5 * z)
+        a += 1.0
+        a *= 0.5
+        return a
 
     def backward(self, z: Array, a: Array, da: Array) -> Array:
         da *= a * (1.0 - a)
@@ -139,8 +144,15 @@ class SELU(Activation):
     default_init = "lecun"
 
     def forward(self, z: Array) -> Array:
-        negative = SELU_ALPHA * np.expm1(np.minimum(z, 0.0))
-        return SELU_LAMBDA * np.where(z > 0.0, z, negative)
+        # a = λ (max(z, 0) + α expm1(min(z, 0))): each term vanishes on the other side of 0, so no
+        # branch is needed and exp only ever sees values <= 0.
+        a = np.maximum(z, 0.0)
+        negative = np.minimum(z, 0.0)
+        np.expm1(negative, out=negative)
+        negative *= SELU_ALPHA
+        a += negative
+        a *= SELU_LAMBDA
+        return a
 
     def backward(self, z: Array, a: Array, da: Array) -> Array:
         da *= np.where(z > 0.0, SELU_LAMBDA, a + SELU_LAMBDA * SELU_ALPHA)

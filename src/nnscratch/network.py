@@ -122,6 +122,7 @@ class Network:
         for spec, W, b in zip(specs, *_split(params, sizes), strict=True):
             self.layers.append(Dense(W, b, get_activation(spec.activation), init=spec.init))
         self.metadata: dict[str, Any] = {}
+        self._grad_views: tuple[Array, Grads] | None = None  # (buffer, its per-layer views)
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -294,7 +295,10 @@ class Network:
         # loss; the output softmax is fused with cross-entropy, so dZ = (P - Y)/m directly
         loss, dZ = softmax_cross_entropy(Z, y)
         # backward, from the last layer to the first
-        views = self.grad_views(grad)
+        # The trainer passes the same buffer every step, so its views are made once.
+        if self._grad_views is None or self._grad_views[0] is not grad:
+            self._grad_views = (grad, self.grad_views(grad))
+        views = self._grad_views[1]
         dA, _, _ = out.backward_linear(dZ, A, need_dX=len(self.layers) > 1, out=views[-1])
         for i in range(len(self.layers) - 2, -1, -1):
             dA, _, _ = self.layers[i].backward(dA, caches[i], need_dX=i > 0, out=views[i])

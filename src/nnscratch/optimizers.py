@@ -110,7 +110,8 @@ class Adam(Optimizer):
         m, v, tmp = self.m, self.v, self._tmp
         b1, b2 = self.beta1, self.beta2
         m *= b1
-        m += (1.0 - b1) * grad  # (1 - β1) g is a temporary; cheaper than an extra buffer pass
+        np.multiply(grad, 1.0 - b1, out=tmp)
+        m += tmp
         np.multiply(grad, grad, out=tmp)
         tmp *= 1.0 - b2
         v *= b2

@@ -244,7 +244,6 @@ class Trainer:
         full_batch = batch_size == n
         if full_batch:  # one batch, the same every epoch: gather it once
             X_full, y_full = X[self.train_idx], y[self.train_idx]
-        X_batch = np.empty((batch_size, net.n_in), dtype=net.dtype)
         grad = np.empty_like(net.params)
         schedule = config.make_schedule()
         callback.on_train_begin(config.epochs, n_batches)
@@ -260,9 +259,8 @@ class Trainer:
                     xb, yb = X_full, y_full
                 else:
                     idx = order[b * batch_size : (b + 1) * batch_size]
-                    xb = X_batch[: idx.size]
-                    np.take(X, idx, axis=0, out=xb)
-                    yb = y[idx]
+                    # A fresh array: np.take into a reused buffer (out=) measured ~3x slower here.
+                    xb, yb = X.take(idx, axis=0), y[idx]
                 # forward, loss, backward
                 loss, Z = net.loss_and_flat_grad(xb, yb, grad, l2=config.l2)
                 if not math.isfinite(loss):

@@ -9,8 +9,8 @@ from rich.console import Console
 
 from nnscratch.data import ENV_DATA, Dataset, load_dataset
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
