@@ -75,3 +75,9 @@ def test_matches_pytorch_autograd_where_installed(rng):
     for (dW, db), (W, b) in zip(grads, params, strict=True):
         np.testing.assert_allclose(dW, W.grad.numpy(), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(db, b.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_the_dropout_training_step_passes(rng):
+    net = Network.from_spec("12-9:relu-7:selu-3:softmax", seed=0, dtype="float64")
+    results = check_gradients(net, *data(rng, 12, 3), dropout=0.3, seed=5)
+    assert all(r.passed for r in results), results

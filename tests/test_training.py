@@ -178,3 +178,35 @@ def test_resume_needs_a_checkpoint(tmp_path, tiny_data):
     (tmp_path / "checkpoint.npz").write_bytes(b"junk")
     with pytest.raises(ModelFileError):
         resume(tmp_path, *tiny_data)
+
+
+def test_dropout_trains_reproducibly_and_leaves_prediction_alone(tiny_data):
+    X, y = tiny_data
+    config = TrainConfig(epochs=4, batch_size=32, learning_rate=1e-2, dropout=0.3, validation_size=80)
+    a, b = fresh(), fresh()
+    history = train(a, X, y, config)
+    train(b, X, y, config)
+    np.testing.assert_array_equal(a.params, b.params)
+    assert history["val_accuracy"][-1] > 0.9
+    np.testing.assert_array_equal(a.predict_proba(X), a.predict_proba(X))  # no randomness at prediction
+    with pytest.raises(SpecError, match="dropout"):
+        TrainConfig(dropout=1.0)
+
+
+def test_inverted_dropout_keeps_the_expected_activation(rng):
+    net = Network.from_spec("12-400:sigmoid-3:softmax", seed=0, dtype="float64")
+    X = rng.random((50, 12))
+    # The output layer sees (mask ⊙ A)/(1 - p); averaged over many units its input keeps its scale.
+    captured = {}
+    original = net.layers[1].linear
+
+    def spy(A):
+        captured["A"] = A
+        return original(A)
+
+    net.layers[1].linear = spy
+    net.loss_and_flat_grad(X, rng.integers(0, 3, 50), np.empty_like(net.params), dropout=0.5, rng=rng)
+    undropped = net.layers[0].forward(X)[0]
+    dropped = captured["A"]
+    assert np.mean(dropped == 0) == pytest.approx(0.5, abs=0.02)
+    assert dropped.mean() == pytest.approx(undropped.mean(), rel=0.03)

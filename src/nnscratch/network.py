@@ -277,19 +277,38 @@ class Network:
         return loss, self.grad_views(flat)
 
     def loss_and_flat_grad(
-        self, X: Array, y: npt.NDArray[np.intp], grad: Array, *, l2: float = 0.0
+        self,
+        X: Array,
+        y: npt.NDArray[np.intp],
+        grad: Array,
+        *,
+        l2: float = 0.0,
+        dropout: float = 0.0,
+        rng: np.random.Generator | None = None,
     ) -> tuple[float, Array]:
         """The training step's core: forward, loss, backward into the flat buffer ``grad``.
 
         Inputs are trusted (the trainer checked them once).  Returns (loss, Z) with Z (m, k) the logits,
         from which the trainer reads the batch accuracy without another forward pass.
+
+        ``dropout`` p > 0 applies inverted dropout to every hidden layer's output: each unit is kept
+        with probability 1 - p and scaled by 1/(1 - p), so nothing changes at prediction time.  The
+        masks M are drawn from ``rng``; backward multiplies dA by the same M.
         """
         # forward, keeping what backward needs
         caches: list[DenseCache] = []
+        masks: list[Array | None] = []
         A = X
         for layer in self.layers[:-1]:
             A, cache = layer.forward(A)
             caches.append(cache)
+            mask = None
+            if dropout:
+                assert rng is not None, "dropout needs a random generator"
+                mask = rng.random(A.shape, dtype=self.dtype) >= dropout
+                mask = mask * self.dtype.type(1.0 / (1.0 - dropout))
+                A = A * mask  # a new array: the cache keeps the undropped A for the derivative
+            masks.append(mask)
         out = self.layers[-1]
         Z = out.linear(A)
         # loss; the output softmax is fused with cross-entropy, so dZ = (P - Y)/m directly
@@ -301,6 +320,8 @@ class Network:
         views = self._grad_views[1]
         dA, _, _ = out.backward_linear(dZ, A, need_dX=len(self.layers) > 1, out=views[-1])
         for i in range(len(self.layers) - 2, -1, -1):
+            if masks[i] is not None:
+                dA *= masks[i]
             dA, _, _ = self.layers[i].backward(dA, caches[i], need_dX=i > 0, out=views[i])
         if l2:
             loss += l2_penalty([layer.W for layer in self.layers], l2)
@@ -357,33 +378,43 @@ class Network:
             specs = [LayerSpec(int(d["units"]), str(d["activation"]), d.get("init")) for d in header["layers"]]
         except SpecError as exc:
             raise ModelFileError(f"{source}: {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ModelFileError(f"{source} has an incomplete header ({exc!r}); retrain the model") from None
+        metadata = header.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise ModelFileError(f"{source} has a corrupted header (metadata is not a mapping); retrain the model")
+        if n_in < 1:
+            raise ModelFileError(f"{source}: the input size must be positive, got {n_in}; the file is corrupted")
+        # Check the arrays against the architecture before allocating anything: a header that lies
+        # about the sizes must not make loading allocate more than the file holds.
         sizes = [n_in] + [s.units for s in specs]
         flat = params
+        if flat is not None:
+            if flat.shape != (_n_params(sizes),) or not np.all(np.isfinite(flat)):
+                raise ModelFileError(f"{source}: the parameters do not fit the architecture; the file is corrupted")
+        else:
+            for i, (rows, cols) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+                for name, shape in ((f"W{i}", (rows, cols)), (f"b{i}", (cols,))):
+                    if name not in arrays:
+                        raise ModelFileError(f"{source} is missing the array {name}; the file is incomplete")
+                    value = arrays[name]
+                    if value.shape != shape:
+                        raise ModelFileError(
+                            f"{source}: array {name} has shape {value.shape} but the architecture needs "
+                            f"{shape}; the file is corrupted"
+                        )
+                    if not np.issubdtype(value.dtype, np.floating) or not np.all(np.isfinite(value)):
+                        raise ModelFileError(f"{source}: array {name} holds non-finite or non-float values")
         params = np.empty(_n_params(sizes), dtype=dtype)
         try:
             net = cls(n_in, specs, params)
         except SpecError as exc:
             raise ModelFileError(f"{source}: {exc}") from None
         if flat is not None:
-            if flat.shape != params.shape or not np.all(np.isfinite(flat)):
-                raise ModelFileError(f"{source}: the parameters do not fit the architecture; the file is corrupted")
             params[...] = flat
         for i, layer in enumerate(net.layers if flat is None else []):
-            for name, target in ((f"W{i}", layer.W), (f"b{i}", layer.b)):
-                if name not in arrays:
-                    raise ModelFileError(f"{source} is missing the array {name}; the file is incomplete")
-                value = arrays[name]
-                if value.shape != target.shape:
-                    raise ModelFileError(
-                        f"{source}: array {name} has shape {value.shape} but the architecture needs "
-                        f"{target.shape}; the file is corrupted"
-                    )
-                if not np.issubdtype(value.dtype, np.floating) or not np.all(np.isfinite(value)):
-                    raise ModelFileError(f"{source}: array {name} holds non-finite or non-float values")
-                target[...] = value
-        net.metadata = dict(header.get("metadata") or {})
+            layer.W, layer.b = arrays[f"W{i}"], arrays[f"b{i}"]
+        net.metadata = dict(metadata)
         return net
 
 

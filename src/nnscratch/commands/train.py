@@ -37,6 +37,16 @@ def batch_size(text: str) -> int | None:
     return positive_int(text)
 
 
+def dropout_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
@@ -59,6 +69,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="mini-batch size, or 'full' for full-batch gradient descent (default: from the preset)",
     )
     group.add_argument("--l2", type=non_negative_float, default=0.0, help="L2 weight decay λ (default: 0)")
+    group.add_argument(
+        "--dropout",
+        type=dropout_rate,
+        metavar="P",
+        help="drop each hidden unit with probability P while training (default: from the preset, else 0)",
+    )
     group.add_argument(
         "--validation-size",
         type=non_negative_int,
@@ -100,6 +116,7 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
         "learning_rate": args.lr,
         "schedule": args.schedule,
         "epochs": args.epochs,
+        "dropout": args.dropout,
     }
     recipe.update({key: value for key, value in given.items() if value is not None})
     if hasattr(args, "batch_size"):
