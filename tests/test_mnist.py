@@ -56,3 +56,9 @@ def test_full_batch_gradient_descent_still_learns(mnist):
     )
     assert history["train_loss"][-1] < history["train_loss"][0]
     assert accuracy > 0.3
+
+
+@pytest.mark.timeout(600)
+def test_fast_preset_reaches_98_5_percent(mnist):
+    _, _, accuracy = train_preset(mnist, "fast")
+    assert accuracy >= 0.985
