@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,9 @@ IDX_CODES = {dtype.newbyteorder(">") if dtype.itemsize > 1 else dtype: code for 
 # No IDX file nnscratch reads may declare more than this many bytes: a lying header cannot make it
 # allocate more, and the payload is read in chunks, so memory grows only with the bytes really present.
 MAX_IDX_BYTES = 2**32
+# Labels are class indices, and the output layer gets one unit per class: a corrupted label such as
+# 2**31 - 1 would otherwise ask for a network of billions of weights.
+MAX_CLASSES = 2**16
 _CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -129,14 +133,15 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             nbytes = math.prod(dims) * dtype.itemsize
             if nbytes > MAX_IDX_BYTES:
                 raise DataError(f"{path} declares {dims} items, more than nnscratch reads; the header is corrupted")
-            # np.empty reserves address space only; pages are committed as the payload fills them.
-            buffer = np.empty(nbytes, dtype=np.uint8)
-            view, filled = memoryview(buffer), 0
-            while filled < nbytes:
-                n = f.readinto(view[filled : filled + _CHUNK])
-                if not n:
+            # The buffer grows with the bytes actually read, never to the size the header claims, so a
+            # file that declares 2**31 items but holds 100 bytes costs 100 bytes, not 2 GiB.
+            payload = bytearray()
+            while len(payload) < nbytes:
+                chunk = f.read(min(_CHUNK, nbytes - len(payload)))
+                if not chunk:
                     break
-                filled += n
+                payload += chunk
+            filled = len(payload)
             if filled < nbytes:
                 raise DataError(
                     f"{path} is truncated: its header declares {dims} but only {filled} of {nbytes} "
@@ -148,7 +153,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         raise DataError(f"{path} is a damaged gzip file ({exc}); download it again") from None
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
-    return buffer.view(dtype).reshape(dims)
+    return np.frombuffer(payload, dtype=dtype).reshape(dims)
 
 
 def write_idx(path: str | os.PathLike[str], array: npt.ArrayLike, *, compress: bool | None = None) -> Path:
@@ -185,7 +190,9 @@ def read_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     except ValueError:
         has_header = True
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=int(has_header), dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():  # "input contained no data": reported below as a DataError instead
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(path, delimiter=",", skiprows=int(has_header), dtype=np.float64, ndmin=2)
     except ValueError as exc:
         raise DataError(f"{path} is not a numeric CSV of label,pixel0,pixel1,... rows ({exc})") from None
     if table.shape[0] == 0:
@@ -195,6 +202,8 @@ def read_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     labels, pixels = table[:, 0], table[:, 1:]
     if np.any(labels != np.round(labels)) or labels.min() < 0:
         raise DataError(f"{path}: labels (first column) must be non-negative integers")
+    if labels.max() >= MAX_CLASSES:
+        raise DataError(f"{path}: label {labels.max():g} is too large; labels are class numbers below {MAX_CLASSES}")
     if not np.all(np.isfinite(pixels)) or pixels.min() < 0 or pixels.max() > 255:
         raise DataError(f"{path}: pixel values must be numbers in 0..255")
     return pixels.astype(np.uint8 if np.all(pixels == np.round(pixels)) else np.float32), labels.astype(np.intp)
@@ -324,6 +333,8 @@ def _labels(labels: np.ndarray, source: str) -> np.ndarray:
         raise DataError(f"{source}: labels must be one-dimensional, got shape {labels.shape}")
     if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0):
         raise DataError(f"{source}: labels must be non-negative integers")
+    if labels.size and labels.max() >= MAX_CLASSES:
+        raise DataError(f"{source}: label {labels.max()} is too large; labels are class numbers below {MAX_CLASSES}")
     return labels.astype(np.intp)
 
 

@@ -8,9 +8,11 @@ A model (or checkpoint) file is a NumPy ``.npz`` archive.  Besides its arrays it
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -20,6 +22,7 @@ import numpy as np
 from nnscratch.errors import ModelFileError
 
 HEADER_KEY = "__header__"
+_CHUNK = 1 << 20
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
@@ -62,23 +65,56 @@ def load_npz(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path} is not an nnscratch model file (not an .npz archive); check the path")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise ModelFileError(
-                f"{path} contains pickled Python objects, which nnscratch refuses to load for safety"
-            ) from None
-        raise ModelFileError(f"{path} is not a valid nnscratch model file ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        with zipfile.ZipFile(path) as archive:
+            arrays = {
+                info.filename.removesuffix(".npy"): _read_array(archive, info, path) for info in archive.infolist()
+            }
+    except (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error) as exc:
         raise ModelFileError(f"{path} is not a valid nnscratch model file ({exc})") from None
     if HEADER_KEY not in arrays:
         raise ModelFileError(f"{path} has no nnscratch header; it was not written by nnscratch")
     raw = arrays.pop(HEADER_KEY)
     try:
         header = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ModelFileError(f"{path} has a corrupted header; re-save or retrain the model") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{path} has a corrupted header; re-save or retrain the model")
     return header, arrays
+
+
+def _read_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> np.ndarray:
+    """One ``.npy`` member of ``archive``, checked before anything is allocated.
+
+    ``np.load`` would allocate whatever shape a member's header declares before reading a byte of it;
+    here the declared size must match the member's size, and the data is read in chunks, so memory
+    grows only with the bytes really present.  Object arrays (pickles) are refused unread.
+    """
+    if not info.filename.endswith(".npy"):
+        raise ModelFileError(
+            f"{path} holds {info.filename!r}, which is not a NumPy array; it was not written by nnscratch"
+        )
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ModelFileError(
+                f"{path}: array {info.filename!r} uses .npy format {version}, which nnscratch does not read"
+            )
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(f)
+        if dtype.hasobject:
+            raise ModelFileError(f"{path} contains pickled Python objects, which nnscratch refuses to load for safety")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes != info.file_size - f.tell():
+            raise ModelFileError(
+                f"{path}: array {info.filename!r} declares shape {shape} but holds {info.file_size - f.tell()} "
+                f"bytes, not {nbytes}; the file is corrupted"
+            )
+        payload = bytearray()
+        while len(payload) < nbytes:
+            chunk = f.read(min(_CHUNK, nbytes - len(payload)))
+            if not chunk:
+                raise ModelFileError(f"{path}: array {info.filename!r} is truncated; the file is corrupted")
+            payload += chunk
+    array = np.frombuffer(payload, dtype=dtype)
+    return array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)
