@@ -87,7 +87,7 @@ def add_network_options(parser: argparse.ArgumentParser, *, default_preset: str 
         choices=list(PRESETS),
         default=None,
         help="a named network with its training recipe: "
-        + "; ".join(f"{name}: {p.description}" for name, p in PRESETS.items())
+        + "; ".join(f"{name}: {p.description}" for name, p in PRESETS.items()).replace("%", "%%")
         + f" (default: {default_preset})",
     )
     group.add_argument(
