@@ -85,8 +85,16 @@ class Adam(Optimizer):
     m ← β1 m + (1 - β1) g          v ← β2 v + (1 - β2) g²
     θ ← θ - η · m̂ / (sqrt(v̂) + ε)   with m̂ = m / (1 - β1^t), v̂ = v / (1 - β2^t)
 
-    The two corrections are folded into one step size η_t = η sqrt(1 - β2^t) / (1 - β1^t) and
-    ε_t = ε sqrt(1 - β2^t), which is algebraically the same update with two fewer vector operations.
+    The update makes ten passes over the parameters instead of the textbook's fourteen.  It keeps
+    M = m / (1 - β1) and V = v / (1 - β2), whose recurrences M ← β1 M + g and V ← β2 V + g² need no
+    scaling of g, and folds every scalar (the two factors and both bias corrections) into one step
+    size and one ε:
+
+    θ ← θ - η_t · M / (sqrt(V) + ε_t),   η_t = η (1 - β1) / (1 - β1^t) · sqrt(1 - β2^t) / sqrt(1 - β2)
+                                         ε_t = ε sqrt(1 - β2^t) / sqrt(1 - β2)
+
+    which is algebraically the same update.  ``state()`` holds M and V as they are, so a resumed run
+    continues bit for bit; the textbook moments are m = (1 - β1) M and v = (1 - β2) V.
     """
 
     name = "adam"
@@ -99,43 +107,41 @@ class Adam(Optimizer):
             raise SpecError(f"eps must be positive, got {eps}")
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.t = 0
-        self.m: Array | None = None
-        self.v: Array | None = None
+        self.M: Array | None = None
+        self.V: Array | None = None
         self._tmp: Array | None = None
 
     def step(self, params: Array, grad: Array, lr: float) -> None:
-        if self.m is None or self.v is None or self._tmp is None:
-            self.m, self.v, self._tmp = (np.zeros_like(params) for _ in range(3))
+        if self.M is None or self.V is None or self._tmp is None:
+            self.M, self.V, self._tmp = (np.zeros_like(params) for _ in range(3))
         self.t += 1
-        m, v, tmp = self.m, self.v, self._tmp
+        M, V, tmp = self.M, self.V, self._tmp
         b1, b2 = self.beta1, self.beta2
-        m *= b1
-        np.multiply(grad, 1.0 - b1, out=tmp)
-        m += tmp
+        M *= b1
+        M += grad
         np.multiply(grad, grad, out=tmp)
-        tmp *= 1.0 - b2
-        v *= b2
-        v += tmp
-        correction2 = (1.0 - b2**self.t) ** 0.5
-        step_size = lr * correction2 / (1.0 - b1**self.t)
-        np.sqrt(v, out=tmp)
-        tmp += self.eps * correction2
-        np.divide(m, tmp, out=tmp)
+        V *= b2
+        V += tmp
+        root = ((1.0 - b2**self.t) / (1.0 - b2)) ** 0.5
+        step_size = lr * (1.0 - b1) / (1.0 - b1**self.t) * root
+        np.sqrt(V, out=tmp)
+        tmp += self.eps * root
+        np.divide(M, tmp, out=tmp)
         tmp *= step_size
         params -= tmp
 
     def state(self) -> dict[str, Any]:
-        if self.m is None or self.v is None:
+        if self.M is None or self.V is None:
             return {"t": self.t}
-        return {"t": self.t, "m": self.m.copy(), "v": self.v.copy()}
+        return {"t": self.t, "M": self.M.copy(), "V": self.V.copy()}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.t = int(state.get("t", 0))
-        if "m" in state:
-            self.m, self.v = state["m"].copy(), state["v"].copy()
-            self._tmp = np.empty_like(self.m)
+        if "M" in state:
+            self.M, self.V = state["M"].copy(), state["V"].copy()
+            self._tmp = np.empty_like(self.M)
         else:
-            self.m = self.v = self._tmp = None
+            self.M = self.V = self._tmp = None
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Momentum, Adam)}
