@@ -1,0 +1,354 @@
+"""Training speed of nnscratch beside PyTorch, scikit-learn and the GEMM bound, on full MNIST.
+
+    python bench/train_speed.py                        # seconds per epoch, ratios, peak memory
+    python bench/train_speed.py --time-to-accuracy     # also: wall seconds to 97%, 98%, 98.5% test accuracy
+    python bench/train_speed.py --quick                # a short smoke run
+
+Every run trains on the 60,000 training images, float32, mini-batches of 128, Adam with lr 1e-3, and
+reports the median over the measured epochs (after warm-up epochs that are not counted).  Peers that are
+not installed are reported as skipped.  See bench/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+import timeit
+from pathlib import Path
+
+import numpy as np
+
+import nnscratch
+from nnscratch.network import parse_spec
+
+NETWORKS = {
+    "seed": "784-32:relu-32:sigmoid-64:selu-64:tanh-10:softmax",
+    "wide": "784-512:relu-512:relu-10:softmax",
+}
+BATCH = 128
+LR = 1e-3
+
+
+# -- the contenders ----------------------------------------------------------------------------
+
+
+def nnscratch_epochs(spec: str, X: np.ndarray, y: np.ndarray, epochs: int) -> list[float]:
+    """Seconds of each epoch of nnscratch training (the loop's own per-epoch clock)."""
+    net = nnscratch.Network.from_spec(spec, seed=0)
+    config = nnscratch.TrainConfig(epochs=epochs, batch_size=BATCH, learning_rate=LR, validation_size=0, seed=0)
+    history = nnscratch.train(net, X, y, config)
+    return [record.seconds for record in history.epochs]
+
+
+def torch_epochs(spec: str, X: np.ndarray, y: np.ndarray, epochs: int) -> list[float]:
+    """Seconds of each epoch of the same network in PyTorch: nn.Sequential + optim.Adam, a plain loop."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(0)
+    n_in, layers = parse_spec(spec)
+    make = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "selu": torch.nn.SELU, "tanh": torch.nn.Tanh}
+    modules, width = [], n_in
+    for layer in layers:
+        modules.append(torch.nn.Linear(width, layer.units))
+        if layer.activation != "softmax":  # the output softmax is inside cross_entropy
+            modules.append(make[layer.activation]())
+        width = layer.units
+    model = torch.nn.Sequential(*modules)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    X_t, y_t = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+    generator = torch.Generator().manual_seed(0)
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        order = torch.randperm(X_t.shape[0], generator=generator)
+        for i in range(0, X_t.shape[0], BATCH):
+            idx = order[i : i + BATCH]
+            optimizer.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(X_t[idx]), y_t[idx])
+            loss.backward()
+            optimizer.step()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def sklearn_epochs(spec: str, X: np.ndarray, y: np.ndarray, epochs: int) -> list[float]:
+    """Seconds of each epoch of scikit-learn's MLPClassifier: the same widths, all ReLU (its closest shape)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    _, layers = parse_spec(spec)
+    widths = tuple(layer.units for layer in layers[:-1])
+    clf = MLPClassifier(
+        widths, activation="relu", solver="adam", batch_size=BATCH, learning_rate_init=LR, random_state=0
+    )
+    classes = np.unique(y)
+    seconds = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(epochs):
+            start = time.perf_counter()
+            clf.partial_fit(X, y, classes=classes)  # one pass over the data in mini-batches
+            seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+PEERS = {"pytorch": ("torch", torch_epochs), "scikit-learn": ("sklearn", sklearn_epochs)}
+
+
+# -- the floor ---------------------------------------------------------------------------------
+
+
+def gemm_bound(spec: str, n: int, *, repeat: int = 20) -> dict:
+    """Seconds one epoch's matrix products alone take with numpy.matmul, on exactly those shapes.
+
+    Per batch of m: forward X W (m×n_in by n_in×n_out) for every layer; backward Xᵀ dZ for every
+    layer's dW and dZ Wᵀ for every layer's dX but the first.  Each product is timed (best of
+    ``repeat`` batches of calls) on float32 arrays in the layouts the engine uses.
+    """
+    n_in, layers = parse_spec(spec)
+    sizes = [n_in] + [layer.units for layer in layers]
+    rng = np.random.default_rng(0)
+    per_batch, flops = 0.0, 0
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        X = rng.random((BATCH, a), dtype=np.float32)
+        W = rng.random((a, b), dtype=np.float32)
+        dZ = rng.random((BATCH, b), dtype=np.float32)
+        products = [lambda X=X, W=W: X @ W, lambda X=X, dZ=dZ: X.T @ dZ]
+        if i > 0:
+            products.append(lambda dZ=dZ, W=W: dZ @ W.T)
+        for product in products:
+            number = 50
+            per_batch += min(timeit.repeat(product, number=number, repeat=repeat)) / number
+            flops += 2 * BATCH * a * b
+    batches = n / BATCH
+    seconds = per_batch * batches
+    return {
+        "seconds_per_epoch": seconds,
+        "gflop_per_epoch": flops * batches / 1e9,
+        "gflops": flops * batches / seconds / 1e9,
+    }
+
+
+# -- memory and time to accuracy, each in a fresh process ---------------------------------------
+
+# VmHWM is this process's own peak resident memory; ru_maxrss would carry over the parent's peak
+# across fork and exec on Linux.
+MEMORY_SCRIPT = """
+import sys, nnscratch
+data = nnscratch.load_dataset(sys.argv[1] or None)
+for spec in sys.argv[2:]:
+    net = nnscratch.Network.from_spec(spec, seed=0)
+    nnscratch.train(net, data.X_train, data.y_train, nnscratch.TrainConfig(epochs=1))
+status = open("/proc/self/status").read().split("VmHWM:")[1]
+print(int(status.split()[0]) / 1024)
+"""
+
+TTA_SCRIPT = """
+import json, sys, time
+start = time.perf_counter()
+import numpy as np, nnscratch
+from nnscratch.network import LayerSpec, parse_hidden
+from nnscratch.presets import PRESETS
+data = nnscratch.load_dataset(sys.argv[1] or None)
+preset = PRESETS[sys.argv[2]]
+recipe = {**preset.training, **json.loads(sys.argv[3])}
+layers = [*parse_hidden(preset.hidden), LayerSpec(data.n_classes, "softmax")]
+net = nnscratch.Network.from_layers(data.n_features, layers, seed=0)
+thresholds = [float(t) for t in sys.argv[4].split(",")]
+reached, curve = {}, []
+
+class Watch(nnscratch.Callback):
+    def on_epoch_end(self, net, record):
+        accuracy = float(np.mean(net.predict(data.X_test) == data.y_test))
+        now = time.perf_counter() - start
+        curve.append({"epoch": record.epoch, "test_accuracy": accuracy, "wall_seconds": now})
+        for t in thresholds:
+            if accuracy >= t and str(t) not in reached:
+                reached[str(t)] = {"wall_seconds": now, "epoch": record.epoch}
+
+nnscratch.train(net, data.X_train, data.y_train, nnscratch.TrainConfig(**recipe), callback=Watch())
+print(json.dumps({"reached": reached, "curve": curve, "recipe": recipe, "hidden": preset.hidden}))
+"""
+
+
+def peak_memory_mb(data_dir: str | None, specs: list[str]) -> float:
+    done = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, data_dir or "", *specs], capture_output=True, text=True, check=True
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def time_to_accuracy(data_dir: str | None, preset: str, overrides: dict, thresholds: list[float]) -> dict:
+    args = [sys.executable, "-c", TTA_SCRIPT, data_dir or "", preset, json.dumps(overrides)]
+    done = subprocess.run(args + [",".join(map(str, thresholds))], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+def measure(name: str, fn, spec: str, X, y, *, warmup: int, epochs: int) -> dict:
+    seconds = fn(spec, X, y, warmup + epochs)[warmup:]
+    return {"median_seconds_per_epoch": statistics.median(seconds), "epochs": seconds}
+
+
+def run(args: argparse.Namespace) -> dict:
+    data = nnscratch.load_dataset(args.data_dir)
+    X, y = data.X_train, data.y_train
+    results: dict = {
+        "machine": machine_info(),
+        "settings": {
+            "batch_size": BATCH,
+            "learning_rate": LR,
+            "optimizer": "adam",
+            "dtype": "float32",
+            "train_images": int(X.shape[0]),
+            "warmup_epochs": args.warmup,
+            "measured_epochs": args.epochs,
+        },
+    }
+    networks = {}
+    for key in args.networks:
+        spec = NETWORKS[key]
+        entry = {
+            "spec": spec,
+            "nnscratch": measure("nnscratch", nnscratch_epochs, spec, X, y, warmup=args.warmup, epochs=args.epochs),
+        }
+        for peer, (module, fn) in PEERS.items():
+            try:
+                __import__(module)
+            except ImportError:
+                entry[peer] = {"skipped": f"{module} is not installed"}
+                continue
+            entry[peer] = measure(peer, fn, spec, X, y, warmup=args.warmup, epochs=args.epochs)
+        entry["gemm_bound"] = gemm_bound(spec, X.shape[0], repeat=3 if args.quick else 20)
+        ours = entry["nnscratch"]["median_seconds_per_epoch"]
+        entry["ratios"] = {
+            f"nnscratch/{peer}": ours / entry[peer]["median_seconds_per_epoch"]
+            for peer in PEERS
+            if "median_seconds_per_epoch" in entry[peer]
+        }
+        entry["ratios"]["nnscratch/gemm_bound"] = ours / entry["gemm_bound"]["seconds_per_epoch"]
+        networks[key] = entry
+    results["networks"] = networks
+    results["peak_memory_mb"] = peak_memory_mb(args.data_dir, [NETWORKS[k] for k in args.networks])
+    if args.time_to_accuracy:
+        overrides = {"epochs": args.tta_max_epochs} if args.tta_max_epochs else {}
+        results["time_to_accuracy"] = {
+            "preset": args.tta_preset,
+            **time_to_accuracy(args.data_dir, args.tta_preset, overrides, [0.97, 0.98, 0.985]),
+        }
+    return results
+
+
+def machine_info() -> dict:
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "nnscratch": nnscratch.__version__,
+    }
+    try:
+        info["blas"] = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except Exception:  # noqa: BLE001 - only informative
+        info["blas"] = "unknown"
+    for module in ("torch", "sklearn"):
+        try:
+            info[module] = __import__(module).__version__
+        except ImportError:
+            info[module] = None
+    return info
+
+
+def report(results: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="seconds per epoch on full MNIST (median; float32, batch 128, Adam)")
+    for column in (
+        "network",
+        "nnscratch",
+        "PyTorch",
+        "scikit-learn",
+        "GEMM bound",
+        "vs PyTorch",
+        "vs sklearn",
+        "vs bound",
+    ):
+        table.add_column(column, justify="right" if column != "network" else "left")
+    for key, entry in results["networks"].items():
+
+        def cell(peer, entry=entry):
+            return (
+                f"{entry[peer]['median_seconds_per_epoch']:.3f}"
+                if "median_seconds_per_epoch" in entry[peer]
+                else "skipped"
+            )
+
+        ratios = entry["ratios"]
+        table.add_row(
+            f"{key} ({entry['spec']})",
+            cell("nnscratch"),
+            cell("pytorch"),
+            cell("scikit-learn"),
+            f"{entry['gemm_bound']['seconds_per_epoch']:.3f}",
+            f"{ratios['nnscratch/pytorch']:.2f}×" if "nnscratch/pytorch" in ratios else "—",
+            f"{ratios['nnscratch/scikit-learn']:.2f}×" if "nnscratch/scikit-learn" in ratios else "—",
+            f"{ratios['nnscratch/gemm_bound']:.2f}×",
+        )
+    console.print(table)
+    console.print(f"peak memory of an nnscratch training run on full MNIST: {results['peak_memory_mb']:.0f} MB")
+    if "time_to_accuracy" in results:
+        tta = results["time_to_accuracy"]
+        reached = ", ".join(
+            f"{float(t) * 100:g}% after {v['wall_seconds']:.1f} s (epoch {v['epoch']})"
+            for t, v in tta["reached"].items()
+        )
+        console.print(
+            f"time to accuracy, preset {tta['preset']} (wall, data loading included): {reached or 'none reached'}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=textwrap.dedent(__doc__ or "").strip().splitlines()[0])
+    parser.add_argument("--data-dir", help="MNIST directory (default: $NNSCRATCH_DATA, else the cache)")
+    parser.add_argument("--epochs", type=int, default=5, help="measured epochs per contender (default 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="warm-up epochs, not counted (default 1)")
+    parser.add_argument("--networks", default="seed,wide", help="comma-separated: seed, wide")
+    parser.add_argument("--output", default="bench/results/train_speed.json", help="where to write the JSON")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 measured epoch, seed network only")
+    parser.add_argument("--time-to-accuracy", action="store_true", help="also measure wall time to 97/98/98.5%%")
+    parser.add_argument("--tta-preset", default="fast", help="preset for the time-to-accuracy run (default fast)")
+    parser.add_argument("--tta-max-epochs", type=int, help="override the preset's number of epochs")
+    args = parser.parse_args(argv)
+    args.networks = [n.strip() for n in args.networks.split(",") if n.strip()]
+    if args.quick:
+        args.epochs, args.warmup, args.networks = 1, 0, ["seed"]
+    unknown = [n for n in args.networks if n not in NETWORKS]
+    if unknown:
+        parser.error(f"unknown network {unknown[0]!r}; choose from {', '.join(NETWORKS)}")
+    results = run(args)
+    report(results)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2))
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
