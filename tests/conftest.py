@@ -47,3 +47,59 @@ def tiny_data(rng):
     y = rng.integers(0, 4, 400)
     X = np.clip(centres[y] + 0.05 * rng.standard_normal((400, 12)), 0.0, 1.0)
     return X, y
+
+
+@pytest.fixture(scope="session")
+def digit_model(tmp_path_factory):
+    """A small 784-input model (random weights are enough for the web tests), saved to a file."""
+    from nnscratch.network import Network
+
+    net = Network.from_spec("784-32:relu-16:tanh-10:softmax", seed=0)
+    net.metadata = {"test_accuracy": 0.9}
+    return net.save(tmp_path_factory.mktemp("model") / "digits.npz")
+
+
+@pytest.fixture(scope="session")
+def live_server(digit_model):
+    """The real uvicorn server for ``digit_model`` on a free port of 127.0.0.1; yields its base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from nnscratch.network import Network
+    from nnscratch.web import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(Network.load(digit_model)), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the web server did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
+    """A valid-looking PNG of a few dozen bytes whose header claims width × height pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )

@@ -1,0 +1,76 @@
+"""``nnscratch predict MODEL IMAGE...``: read handwritten digits from image files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from nnscratch.commands.common import err, out, percent
+from nnscratch.images import SIDE, ImageError, load_digit, to_png
+from nnscratch.io import atomic_write
+from nnscratch.network import Network
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="read handwritten digits from image files",
+        description="Predict the digit in each image (PNG, JPEG, BMP, GIF; any size and colour mode). Each image "
+        "is prepared as MNIST was: grayscale, dark-on-light inverted, cropped to the ink, scaled to fit 20×20 "
+        "and centred by its centre of mass in 28×28. A file that cannot be read is reported and the others "
+        "are still processed; the exit code is 1 if any failed.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="a model file written by 'nnscratch train'")
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    parser.add_argument("--json", action="store_true", help="print one JSON document with every result")
+    parser.add_argument(
+        "--show-preprocessed",
+        metavar="OUT.png",
+        help="write the 28×28 images the network sees to this PNG (several images side by side, in order)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    net = Network.load(args.model)
+    if net.n_in != SIDE * SIDE:
+        raise ValueError(
+            f"{args.model} expects {net.n_in} inputs, but images become {SIDE}×{SIDE} = {SIDE * SIDE} pixels; "
+            "use a model trained on MNIST"
+        )
+    if args.show_preprocessed and not Path(args.show_preprocessed).parent.is_dir():
+        raise FileNotFoundError(2, "directory does not exist", str(Path(args.show_preprocessed).parent))
+    results, seen = [], []
+    for name in args.images:
+        try:
+            pixels = load_digit(name)
+        except ImageError as exc:
+            results.append({"file": name, "error": str(exc)})
+            if not args.json:
+                err.print(f"nnscratch predict: error: {exc}")
+            continue
+        seen.append(pixels)
+        probabilities = net.predict_proba(pixels.reshape(1, -1))[0].astype(float)
+        top = np.argsort(probabilities)[::-1][:3]
+        results.append(
+            {
+                "file": name,
+                "label": int(top[0]),
+                "top3": [{"label": int(k), "probability": float(probabilities[k])} for k in top],
+                "probabilities": probabilities.tolist(),
+            }
+        )
+        if not args.json:
+            ranked = ", ".join(f"{k}: {percent(probabilities[k])}" for k in top)
+            out.print(f"{name}: {top[0]}   ({ranked})")
+    if args.show_preprocessed and seen:
+        strip = np.concatenate([p.reshape(SIDE, SIDE) for p in seen], axis=1)
+        atomic_write(args.show_preprocessed, lambda f: f.write(to_png(strip)))
+        if not args.json:
+            out.print(f"wrote {args.show_preprocessed} ({len(seen)} image{'s' if len(seen) > 1 else ''}, 28×28 each)")
+    if args.json:
+        print(json.dumps({"model": str(args.model), "results": results}, indent=2))
+    return 1 if any("error" in r for r in results) else 0

@@ -1,0 +1,104 @@
+"""``nnscratch predict``: good files are read, bad ones reported one by one, the exit code tells."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nnscratch.cli import main
+from nnscratch.network import Network
+from tests.conftest import bomb_png
+from tests.test_images import digit_image
+
+
+@pytest.fixture
+def files(tmp_path):
+    good = tmp_path / "one.png"
+    digit_image().save(good)
+    jpeg = tmp_path / "two.jpg"
+    digit_image(60, 200).convert("RGB").save(jpeg, quality=90)
+    gif = tmp_path / "three.gif"
+    digit_image(dark_on_light=False).save(gif)
+    bad = {
+        "text.png": b"hello, not an image",
+        "empty.png": b"",
+        "truncated.png": (tmp_path / "one.png").read_bytes()[:80],
+    }
+    for name, content in bad.items():
+        (tmp_path / name).write_bytes(content)
+    (tmp_path / "bomb.png").write_bytes(bomb_png())
+    return tmp_path
+
+
+def test_predicts_each_image_with_top_three(digit_model, files, capsys):
+    paths = [str(files / n) for n in ("one.png", "two.jpg", "three.gif")]
+    assert main(["predict", str(digit_model), *paths]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    for line, path in zip(lines, paths, strict=True):
+        assert line.startswith(f"{path}: ") and line.count("%") == 3
+
+
+def test_json_output_matches_the_network(digit_model, files, capsys):
+    from nnscratch.images import load_digit
+
+    assert main(["predict", str(digit_model), str(files / "one.png"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)["results"][0]
+    expected = Network.load(digit_model).predict_proba(load_digit(files / "one.png").reshape(1, -1))[0]
+    np.testing.assert_allclose(result["probabilities"], expected, rtol=1e-5)
+    assert result["label"] == int(expected.argmax()) == result["top3"][0]["label"]
+    assert [t["probability"] for t in result["top3"]] == sorted(
+        (t["probability"] for t in result["top3"]), reverse=True
+    )
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("text.png", "not an image"),
+        ("empty.png", "empty"),
+        ("truncated.png", "truncated"),
+        ("bomb.png", "too large"),
+        ("missing.png", "not found"),
+    ],
+)
+def test_bad_files_are_reported_and_the_others_still_read(digit_model, files, capsys, name, message):
+    code = main(["predict", str(digit_model), str(files / name), str(files / "one.png")])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert message in captured.err and "Traceback" not in captured.err
+    assert "one.png: " in captured.out
+
+
+def test_json_reports_errors_per_file(digit_model, files, capsys):
+    assert main(["predict", str(digit_model), str(files / "text.png"), str(files / "one.png"), "--json"]) == 1
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert "not an image" in results[0]["error"] and "label" in results[1]
+
+
+def test_show_preprocessed_writes_what_the_network_sees(digit_model, files, tmp_path):
+    out = tmp_path / "seen.png"
+    assert (
+        main(
+            [
+                "predict",
+                str(digit_model),
+                str(files / "one.png"),
+                str(files / "two.jpg"),
+                "--show-preprocessed",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    strip = np.asarray(Image.open(out))
+    assert strip.shape == (28, 56) and strip.max() > 200 and strip[0].max() == 0
+
+
+def test_a_model_for_other_inputs_is_refused(tmp_path, files, capsys):
+    model = Network.from_spec("10-3:softmax").save(tmp_path / "small.npz")
+    assert main(["predict", str(model), str(files / "one.png")]) == 1
+    assert "expects 10 inputs" in capsys.readouterr().err
