@@ -32,14 +32,14 @@ PRESETS: dict[str, Preset] = {
     ),
     "fast": Preset(
         hidden="512:relu,512:relu",
-        description="784-512-512-10 ReLU network with dropout 0.2, Adam, 15 epochs: the quickest route to 98.5%",
+        description="784-512-512-10 ReLU network with dropout 0.3, Adam, 20 epochs: the quickest route to 98.5%",
         training={
             "optimizer": "adam",
             "learning_rate": 1e-3,
             "batch_size": 128,
-            "epochs": 15,
+            "epochs": 20,
             "schedule": "wsd",
-            "dropout": 0.2,
+            "dropout": 0.3,
         },
     ),
 }
