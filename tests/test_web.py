@@ -141,3 +141,17 @@ def test_unknown_routes_and_methods_are_4xx(client):
 def test_a_model_of_the_wrong_input_size_is_refused():
     with pytest.raises(ValueError, match="784 inputs"):
         create_app(Network.from_spec("10-3:softmax"))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["pixels", "image"])
+def test_bounded_load_on_a_live_server_has_no_errors(digit_model, kind):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import load_test
+
+    result = load_test.run(str(digit_model), requests=200, concurrency=20, kind=kind, timeout=60)
+    assert result["requests"] == 200 and result["errors"] == 0, result["error_kinds"]
+    assert result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
