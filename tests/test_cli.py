@@ -196,3 +196,13 @@ def test_signal_stops_cleanly_and_resume_finishes_bit_for_bit(tiny_dir, tmp_path
     )
     reference, resumed = Network.load(tmp_path / "reference.npz"), Network.load(tmp_path / "resumed.npz")
     np.testing.assert_array_equal(resumed.params, reference.params)
+
+
+def test_train_and_evaluate_write_plots(tiny_dir, tmp_path, capsys):
+    model = tmp_path / "m.npz"
+    args = ["train", "--data-dir", str(tiny_dir), "--hidden", "8:relu", "--epochs", "2", "-o", str(model), "-q"]
+    assert main([*args, "--plots", str(tmp_path / "train_plots")]) == 0
+    assert len(list((tmp_path / "train_plots").glob("*.png"))) == 6
+    assert main(["evaluate", str(model), "--data-dir", str(tiny_dir), "--plots", str(tmp_path / "eval_plots")]) == 0
+    assert len(list((tmp_path / "eval_plots").glob("*.png"))) == 4
+    assert "wrote 4 plots" in capsys.readouterr().out

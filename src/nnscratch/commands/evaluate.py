@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", metavar="MODEL", help="a model file written by 'nnscratch train'")
     add_data_dir(parser)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--plots", metavar="DIR", help="also write plots of the model (PNG) into DIR")
     parser.set_defaults(run=run)
 
 
@@ -43,6 +44,12 @@ def run(args: argparse.Namespace) -> int:
     loss = cross_entropy(P, data.y_test)
     C = confusion_matrix(data.y_test, predicted, net.n_classes)
     precision, recall = precision_recall(C)
+    if args.plots:
+        from nnscratch.plots import save_evaluation_plots
+
+        made = save_evaluation_plots(net, data.X_test, data.y_test, args.plots)
+        if not args.json:
+            out.print(f"wrote {len(made)} plots to {args.plots}")
     if args.json:
         result = {
             "model": str(args.model),

@@ -104,6 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--output", "-o", default="model.npz", metavar="PATH", help="where to save (default: model.npz)"
     )
+    parser.add_argument("--plots", metavar="DIR", help="also write plots of the run and the model (PNG) into DIR")
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the final result")
     parser.set_defaults(run=run)
 
@@ -213,6 +214,11 @@ def run(args: argparse.Namespace) -> int:
         f"({len(history)} epochs{stopped}, {history.seconds:.1f}s training, {wall:.1f}s in all)"
     )
     out.print(f"saved {output}")
+    if args.plots:
+        from nnscratch.plots import save_training_plots
+
+        made = save_training_plots(net, history, data.X_test, data.y_test, args.plots)
+        out.print(f"wrote {len(made)} plots to {args.plots}")
     return 0
 
 
