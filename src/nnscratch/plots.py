@@ -58,7 +58,8 @@ def learning_curves(
     ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-    ax_acc.legend(title="solid: validation, dashed: training", fontsize=9, title_fontsize=9, loc="lower right")
+    ax_acc.legend(title="solid: validation\ndashed: training", fontsize=9, title_fontsize=9, loc="center left",
+                  bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(title)
     return _save(fig, path)
 

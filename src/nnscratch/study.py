@@ -45,6 +45,7 @@ class StudySettings:
     widths: tuple[int, ...] = (32, 32, 64, 64)
     epochs: int = 10
     optimizer: str = "adam"
+    schedule: str = "wsd"
     batch_size: int = 128
     seeds: int = 3
     learning_rates: tuple[float, ...] = (1e-3,)
@@ -116,6 +117,7 @@ def run_one(
         epochs=settings.epochs,
         batch_size=settings.batch_size,
         optimizer=settings.optimizer,
+        schedule=settings.schedule,
         learning_rate=learning_rate,
         seed=seed,
     )

@@ -47,6 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=positive_int, default=10, help="epochs per run (default: 10)")
     parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per variant (default: 3)")
     parser.add_argument("--optimizer", default="adam", choices=["sgd", "momentum", "nesterov", "adam"])
+    parser.add_argument(
+        "--schedule",
+        default="wsd",
+        choices=["constant", "step", "cosine", "wsd"],
+        help="learning-rate schedule (default: wsd)",
+    )
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default: 1e-3)")
     parser.add_argument(
         "--lrs",
