@@ -124,11 +124,11 @@ def summary_table(summary: list[dict]) -> Table:
         "test accuracy",
         "train loss",
         "val loss",
-        "epochs to 97%",
+        "epochs to 97% val",
         "s/epoch",
-        "dead ReLU",
-        "saturated",
-        "‖dW‖ first layer, epoch 1 → last",
+        "dead ReLU units",
+        "saturated activations",
+        "‖dW₁‖ epoch 1 → last",
         "activation std per layer",
     ):
         table.add_column(name, justify="left" if name == "variant" else "right")
