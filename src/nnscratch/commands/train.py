@@ -24,6 +24,7 @@ from nnscratch.commands.common import (
     percent,
     positive_float,
     positive_int,
+    probability,
 )
 from nnscratch.network import Network
 from nnscratch.optimizers import OPTIMIZER_NAMES
@@ -35,16 +36,6 @@ def batch_size(text: str) -> int | None:
     if text.strip().lower() == "full":
         return None
     return positive_int(text)
-
-
-def dropout_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--l2", type=non_negative_float, default=0.0, help="L2 weight decay λ (default: 0)")
     group.add_argument(
         "--dropout",
-        type=dropout_rate,
+        type=probability,
         metavar="P",
         help="drop each hidden unit with probability P while training (default: from the preset, else 0)",
     )
