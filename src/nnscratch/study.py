@@ -240,7 +240,7 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "test_accuracy_std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0,
                 "train_loss": _mean([r["history"]["epochs"][-1]["train_loss"] for r in group]),
                 "val_loss": _mean([r["history"]["epochs"][-1]["val_loss"] for r in group]),
-                "epochs_to_97": [e for e in reached],
+                "epochs_to_97": reached,
                 "seconds_per_epoch": _mean([r["seconds_per_epoch"] for r in group]),
                 "dead": [layer_mean("dead", i) for i in range(n_layers)],
                 "saturated": [layer_mean("saturated_activations", i) for i in range(n_layers)],

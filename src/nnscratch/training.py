@@ -228,6 +228,7 @@ class Trainer:
         self.optimizer = make_optimizer(config.optimizer, momentum=config.momentum)
         self.history = History()
         self.epoch = 0  # finished epochs
+        self.saved_epoch: int | None = None  # the epoch of the last checkpoint written
         self.best_loss, self.best_params, self.waited = math.inf, None, 0
 
     def run(self, callback: Callback) -> History:
@@ -334,7 +335,9 @@ class Trainer:
         arrays.update({f"optimizer.{k}": v for k, v in self.optimizer.state().items() if isinstance(v, np.ndarray)})
         if self.best_params is not None:
             arrays["best_params"] = self.best_params
-        return save_npz(self.checkpoint_dir / CHECKPOINT_NAME, arrays, header)
+        path = save_npz(self.checkpoint_dir / CHECKPOINT_NAME, arrays, header)
+        self.saved_epoch = self.epoch
+        return path
 
     @classmethod
     def from_checkpoint(
@@ -357,7 +360,7 @@ class Trainer:
             config = TrainConfig(**header["config"])
             trainer = cls(net, X, y, config, validation=validation, checkpoint_dir=checkpoint_dir)
             trainer.rng.bit_generator.state = header["rng"]
-            trainer.epoch = int(header["epoch"])
+            trainer.epoch = trainer.saved_epoch = int(header["epoch"])
             trainer.history = History.from_dict(header["history"])
             trainer.best_loss = math.inf if header["best_loss"] is None else float(header["best_loss"])
             trainer.waited = int(header["waited"])

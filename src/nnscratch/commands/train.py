@@ -163,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     data = load_data(args, quiet=args.quiet)
     checkpoint_dir = args.resume or args.checkpoint_dir
+    trainer: Trainer | None = None
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with _progress(args.quiet) as progress:
@@ -177,9 +178,9 @@ def run(args: argparse.Namespace) -> int:
                 trainer = Trainer(net, data.X_train, data.y_train, config, checkpoint_dir=checkpoint_dir)
             history = trainer.run(callback or Callback())
     except KeyboardInterrupt:
-        if checkpoint_dir and trainer_epoch(locals()) is not None:
+        if trainer is not None and trainer.saved_epoch is not None:
             err.print(
-                f"interrupted; the checkpoint of epoch {trainer_epoch(locals())} is in {checkpoint_dir}: "
+                f"interrupted; the checkpoint of epoch {trainer.saved_epoch} is in {checkpoint_dir}: "
                 f"continue with 'nnscratch train --resume {checkpoint_dir}'"
             )
         else:
@@ -211,12 +212,6 @@ def run(args: argparse.Namespace) -> int:
         made = save_training_plots(net, history, data.X_test, data.y_test, args.plots)
         out.print(f"wrote {len(made)} plots to {args.plots}")
     return 0
-
-
-def trainer_epoch(scope: dict) -> int | None:
-    """The last epoch checkpointed by the trainer in ``scope``, if any was."""
-    trainer = scope.get("trainer")
-    return trainer.epoch if trainer is not None and trainer.epoch > 0 else None
 
 
 def _terminate(signum, frame) -> None:
