@@ -132,11 +132,13 @@ class ProgressCallback(Callback):
 
     def on_train_begin(self, n_epochs: int, n_batches: int) -> None:
         self.n_epochs, self.n_batches = n_epochs, n_batches
+        self.every = max(1, n_batches // 50)
         if self.progress:
             self.task = self.progress.add_task("epoch 1", total=n_batches)
 
     def on_batch_end(self, epoch: int, batch: int, loss: float) -> None:
-        if self.progress and self.task is not None and (batch % 20 == 0 or batch + 1 == self.n_batches):
+        # Drawing is the progress thread's job; telling it the count every ~2% of an epoch is plenty.
+        if self.progress and self.task is not None and (batch % self.every == 0 or batch + 1 == self.n_batches):
             self.progress.update(self.task, completed=batch + 1, description=f"epoch {epoch + 1}/{self.n_epochs}")
 
     def on_epoch_end(self, net: Network, record: EpochRecord) -> None:
@@ -222,7 +224,7 @@ def _progress(quiet: bool):
     if quiet:
         return contextlib.nullcontext(None)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    return Progress(*columns, console=err, transient=True)
+    return Progress(*columns, console=err, transient=True, refresh_per_second=4)
 
 
 def _describe(args, net: Network, config: TrainConfig, data, *, resumed_at: int | None = None) -> None:
