@@ -69,3 +69,11 @@ def test_histograms_count_every_activation(rng):
     result = histograms(net, rng.random((50, 20)), bins=10)
     assert [h["activation"] for h in result] == ["tanh", "relu"]
     assert sum(result[0]["counts"]) == 50 * 16 and len(result[0]["edges"]) == 11
+
+
+def test_histograms_report_the_mean_and_std_of_each_layer(rng):
+    net = Network.from_spec("20-16:tanh-8:relu-3:softmax", seed=0, dtype="float64")
+    X = rng.random((50, 20))
+    result = histograms(net, X)
+    for layer, A in zip(result, net.activations(X)[:-1], strict=True):
+        assert layer["mean"] == pytest.approx(A.mean()) and layer["std"] == pytest.approx(A.std())

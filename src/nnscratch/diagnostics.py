@@ -72,9 +72,20 @@ def gradient_norms(net: Network, X: Array, y: npt.NDArray[np.integer]) -> list[f
 
 
 def histograms(net: Network, X: Array, *, bins: int = 40) -> list[dict[str, Any]]:
-    """A histogram of every hidden layer's outputs on X: {"activation", "counts", "edges"}."""
+    """A histogram of every hidden layer's outputs on X: {"activation", "counts", "edges", "mean", "std"}.
+
+    ``counts`` has ``bins`` entries and ``edges`` one more; mean and std are of all m × n outputs.
+    """
     out = []
     for layer, A in zip(net.layers[:-1], net.activations(X)[:-1], strict=True):
         counts, edges = np.histogram(A, bins=bins)
-        out.append({"activation": layer.activation.name, "counts": counts.tolist(), "edges": edges.tolist()})
+        out.append(
+            {
+                "activation": layer.activation.name,
+                "counts": counts.tolist(),
+                "edges": edges.tolist(),
+                "mean": float(A.mean()),
+                "std": float(A.std()),
+            }
+        )
     return out
