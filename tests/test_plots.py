@@ -1,6 +1,8 @@
-"""Every plot function writes a non-empty PNG."""
+"""Every plot function writes a non-empty PNG, including for awkward inputs."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -29,23 +31,45 @@ def trained():
     return net, history, X, y
 
 
-def test_learning_curves(tmp_path, trained):
+def test_learning_curves_of_several_runs(tmp_path, trained):
     _, history, _, _ = trained
     assert_png(plots.learning_curves({"a": history.to_dict(), "b": history.to_dict()}, tmp_path / "lc.png"))
+
+
+def test_learning_curves_without_a_validation_set(tmp_path, trained):
+    _, history, _, _ = trained
+    record = history.to_dict()
+    for epoch in record["epochs"]:
+        epoch["val_loss"] = epoch["val_accuracy"] = math.nan
+    assert_png(plots.learning_curves({"one": record}, tmp_path / "lc.png"))
 
 
 def test_activation_functions(tmp_path):
     assert_png(plots.activation_functions(list(STUDY_ACTIVATIONS), tmp_path / "act.png"))
 
 
-def test_gradient_norms(tmp_path):
-    norms = {"relu": [[1.0, 0.5, 0.1], [0.8, 0.4, 0.2]], "sigmoid": [[0.1, 0.01, 0.001], [0.2, 0.02, 0.002]]}
+def test_gradient_norms_including_a_run_without_a_finished_epoch(tmp_path):
+    norms = {
+        "relu": [[1.0, 0.5, 0.1], [0.8, 0.4, 0.2]],
+        "sigmoid": [[0.1, 0.01, 0.001], [0.2, 0.02, 0.002]],
+        "diverged": [],
+    }
     assert_png(plots.gradient_norms(norms, tmp_path / "g.png"))
 
 
 def test_activation_histograms(tmp_path, trained):
     net, _, X, _ = trained
     assert_png(plots.activation_histograms(histograms(net, X), tmp_path / "h.png"))
+
+
+def test_layer_profiles(tmp_path):
+    profiles = {
+        "relu": {"activation_mean": [0.5, 0.7], "activation_std": [1.0, 1.4], "grad_norm": [0.5, 0.2, 0.1]},
+        "tanh": {"activation_mean": [0.0, 0.01], "activation_std": [0.6, 0.5], "grad_norm": [0.3, 0.1, 0.05]},
+    }
+    assert_png(plots.layer_profiles(profiles, tmp_path / "p.png"))
+    one = {"net": profiles["relu"] | {"activations": ["relu", "relu"]}}
+    assert_png(plots.layer_profiles(one, tmp_path / "one.png"))
 
 
 def test_confusion_mistakes_and_weights(tmp_path, trained):
@@ -57,9 +81,25 @@ def test_confusion_mistakes_and_weights(tmp_path, trained):
     assert_png(plots.first_layer_weights(net.layers[0].W, tmp_path / "w.png"))
 
 
+def test_image_shape_is_square_for_mnist_and_exact_otherwise():
+    assert plots.image_shape(784) == (28, 28)
+    assert plots.image_shape(12) == (3, 4)
+    assert plots.image_shape(13) == (1, 13)
+
+
+def test_inputs_that_are_not_square_images_are_still_drawn(tmp_path, rng):
+    X = rng.random((40, 12))
+    y = rng.integers(0, 3, 40)
+    net = Network.from_spec("12-5:relu-3:softmax", seed=0)
+    made = plots.save_evaluation_plots(net, X, y, tmp_path)
+    assert {p.name for p in made} >= {"confident_mistakes.png", "first_layer_weights.png"}
+    for path in made:
+        assert path.read_bytes().startswith(PNG)
+
+
 def test_training_and_evaluation_sets(tmp_path, trained):
     net, history, X, y = trained
-    made = plots.save_training_plots(net, history, X, y, tmp_path / "train")
+    made = plots.save_training_plots(net, history, X, y, tmp_path / "new" / "train")
     assert {p.name for p in made} == {
         "learning_curves.png",
         "activations.png",
@@ -71,3 +111,12 @@ def test_training_and_evaluation_sets(tmp_path, trained):
     for path in made:
         assert_png(path)
     assert len(plots.save_evaluation_plots(net, X, y, tmp_path / "eval")) == 4
+
+
+def test_plot_directory_that_is_a_file_is_refused(tmp_path, trained):
+    net, history, X, y = trained
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(NotADirectoryError, match="not a directory"):
+        plots.save_training_plots(net, history, X, y, tmp_path / "taken")
+    with pytest.raises(NotADirectoryError, match="not a directory"):
+        plots.save_evaluation_plots(net, X, y, tmp_path / "taken")
