@@ -1,0 +1,396 @@
+"""The activation study's outputs: its tables, ``results.json``, and a self-contained HTML report.
+
+The tables are built once as rows of strings and rendered both with rich (terminal, ``table.txt``)
+and as HTML, so every output shows the same figures.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from nnscratch.diagnostics import SATURATED_SHARE
+from nnscratch.io import atomic_write
+from nnscratch.study import PROBE, SEED_STACK, TARGET, VARIANTS, StudySettings
+
+DEFINITIONS = (
+    ("test accuracy", "on every test image, mean ± standard deviation over the seeds"),
+    ("train loss, val loss", "mean cross-entropy after the last epoch, on the training and validation images"),
+    (
+        f"epochs to {TARGET:.0%} val",
+        f"for each seed, the first epoch whose validation accuracy reached {TARGET:.0%}, or never",
+    ),
+    (
+        "s/epoch",
+        "training seconds per epoch, diagnostics excluded; runs share the cores, so this is noisy on a busy machine",
+    ),
+    (
+        "dead ReLU units",
+        f"per ReLU layer, the share of units whose output is 0 for every one of the {PROBE:,} probe images "
+        "(the first test images): they pass no gradient to their weights",
+    ),
+    (
+        "saturated activations",
+        "per Sigmoid/Tanh layer, the share of the layer's outputs on the probe images that lie where the "
+        "derivative is below 1% of its peak: σ < 0.0025 or σ > 0.9975, |tanh| > 0.995",
+    ),
+    (
+        "saturated units",
+        f"per Sigmoid/Tanh layer, the share of units saturated on at least {SATURATED_SHARE:.0%} of the probe images",
+    ),
+    ("activation mean, std", "of each hidden layer's outputs on the probe images after the last epoch"),
+    ("‖dW‖", "Frobenius norm of the loss gradient with respect to a layer's weights, on the probe images"),
+)
+
+
+@dataclass(frozen=True)
+class TableData:
+    """A table as strings: a title, column headers and rows."""
+
+    title: str
+    headers: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+
+
+def _percent(x: float | None) -> str:
+    if x is None:
+        return "·"
+    value = 100 * x
+    if value == 0 or value >= 10:
+        return f"{value:.0f}%"
+    return f"{value:.1f}%" if value >= 0.05 else "<0.1%"
+
+
+def _per_layer(values: Sequence[float | None] | None, fmt) -> str:
+    if values is None:
+        return "—"
+    if all(v is None for v in values):
+        return "—"
+    return " ".join("·" if v is None else fmt(v) for v in values)
+
+
+def results_table(summary: list[dict[str, Any]]) -> TableData:
+    rows = []
+    for s in summary:
+        seeds, diverged = s["seeds"], s["diverged"]
+        if s["test_accuracy_mean"] is None:
+            accuracy = f"diverged ({diverged} of {seeds})"
+        else:
+            accuracy = f"{100 * s['test_accuracy_mean']:.2f} ± {100 * s['test_accuracy_std']:.2f}%"
+            if diverged:
+                accuracy += f" ({diverged} diverged)"
+        number = "—" if s["train_loss"] is None else None
+        rows.append(
+            (
+                s["variant"],
+                f"{s['learning_rate']:g}",
+                accuracy,
+                number or f"{s['train_loss']:.4f}",
+                number or f"{s['val_loss']:.4f}",
+                ", ".join("never" if e is None else str(e) for e in s["epochs_to_97"]),
+                number or f"{s['seconds_per_epoch']:.2f}",
+            )
+        )
+    return TableData(
+        "activation study: mean over seeds, each variant at its best learning rate",
+        ("variant", "lr", "test accuracy", "train loss", "val loss", f"epochs to {TARGET:.0%} val", "s/epoch"),
+        rows,
+    )
+
+
+def diagnostics_table(summary: list[dict[str, Any]]) -> TableData:
+    rows = []
+    for s in summary:
+        first, last = s["grad_norm_first_epoch"], s["grad_norm_last_epoch"]
+        rows.append(
+            (
+                s["variant"],
+                _per_layer(s["dead"], _percent),
+                _per_layer(s["saturated"], _percent),
+                _per_layer(s["activation_mean"], lambda v: f"{v:.2f}"),
+                _per_layer(s["activation_std"], lambda v: f"{v:.2f}"),
+                "—" if first is None else f"{first[0]:.3g} → {last[0]:.3g}",
+            )
+        )
+    return TableData(
+        "diagnostics: one value per hidden layer (· where it does not apply), after the last epoch",
+        (
+            "variant",
+            "dead ReLU units",
+            "saturated activations",
+            "activation mean",
+            "activation std",
+            "‖dW₁‖ epoch 1 → last",
+        ),
+        rows,
+    )
+
+
+def sweep_table(summary: list[dict[str, Any]]) -> TableData | None:
+    """Mean final validation accuracy at every rate tried (None unless several rates were)."""
+    rates = sorted({lr for s in summary for lr in s["learning_rates_tried"]}, key=float)
+    if len(rates) < 2:
+        return None
+    rows = []
+    for s in summary:
+        tried = s["learning_rates_tried"]
+        cells = []
+        for lr in rates:
+            mark = " *" if float(lr) == s["learning_rate"] else ""
+            cells.append(f"{100 * tried[lr]:.2f}%{mark}" if lr in tried else "—")
+        rows.append((s["variant"], *cells))
+    return TableData(
+        "sweep: mean final val accuracy (* best)",
+        ("variant", *(f"lr {lr}" for lr in rates)),
+        rows,
+    )
+
+
+def layer_table(summary: list[dict[str, Any]]) -> TableData:
+    """Every diagnostic for every hidden layer of every variant."""
+    rows = []
+    for s in summary:
+        if s["activation_mean"] is None:
+            continue
+        activations = _activations(s["variant"], len(s["activation_mean"]))
+        for i, name in enumerate(activations):
+            rows.append(
+                (
+                    s["variant"],
+                    str(i + 1),
+                    name,
+                    f"{s['activation_mean'][i]:.3f}",
+                    f"{s['activation_std'][i]:.3f}",
+                    _percent(s["dead"][i]),
+                    _percent(s["saturated"][i]),
+                    _percent(s["saturated_units"][i]),
+                    f"{s['grad_norm_first_epoch'][i]:.3g}",
+                    f"{s['grad_norm_last_epoch'][i]:.3g}",
+                )
+            )
+    return TableData(
+        "every hidden layer, after the last epoch (mean over seeds)",
+        (
+            "variant",
+            "layer",
+            "activation",
+            "mean",
+            "std",
+            "dead units",
+            "saturated activations",
+            "saturated units",
+            "‖dW‖ epoch 1",
+            "‖dW‖ last epoch",
+        ),
+        rows,
+    )
+
+
+def _activations(variant: str, n_layers: int) -> list[str]:
+    if variant == "seed":
+        return [SEED_STACK[i % len(SEED_STACK)] for i in range(n_layers)]
+    return [variant] * n_layers
+
+
+def rich_table(data: TableData) -> Table:
+    table = Table(title=data.title, title_justify="left")
+    for i, name in enumerate(data.headers):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in data.rows:
+        table.add_row(*row)
+    return table
+
+
+def html_table(data: TableData) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in data.headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in data.rows)
+    return f"<h3>{html.escape(data.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def command_line(settings: StudySettings, variants: Sequence[str]) -> str:
+    """The ``nnscratch compare`` command that reproduces these settings (data and output aside)."""
+    parts = [
+        "nnscratch compare",
+        f"--widths {','.join(map(str, settings.widths))}",
+        f"--epochs {settings.epochs}",
+        f"--optimizer {settings.optimizer}",
+        f"--schedule {settings.schedule}",
+        f"--batch-size {settings.batch_size}",
+        f"--seeds {settings.seeds}",
+    ]
+    rates = ",".join(f"{lr:g}" for lr in settings.learning_rates)
+    parts.append(f"--lrs {rates}" if len(settings.learning_rates) > 1 else f"--lr {rates}")
+    if tuple(variants) != VARIANTS:
+        parts.append(f"--variants {','.join(variants)}")
+    return " ".join(parts)
+
+
+def tables(summary: list[dict[str, Any]]) -> list[TableData]:
+    """The tables printed and written to ``table.txt``: results, the sweep if any, diagnostics."""
+    sweep = sweep_table(summary)
+    return [results_table(summary), *([sweep] if sweep else []), diagnostics_table(summary)]
+
+
+def write_results(output: Path, settings: StudySettings, summary: list[dict], runs: list[dict], command: str) -> Path:
+    """``results.json``: the settings, one entry per variant (``variants``) and every run without its
+    bulky model and histogram data."""
+    slim_runs = [{k: v for k, v in r.items() if k not in ("model", "histograms")} for r in runs]
+    document = {"command": command, "settings": asdict(settings), "variants": summary, "runs": slim_runs}
+    return atomic_write(output / "results.json", lambda f: f.write(json.dumps(document, indent=1).encode()))
+
+
+def write_table_text(output: Path, summary: list[dict]) -> Path:
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, highlight=False)
+    for data in tables(summary):
+        console.print(rich_table(data))
+    return atomic_write(output / "table.txt", lambda f: f.write(buffer.getvalue().encode()))
+
+
+def make_plots(directory: Path, summary: list[dict], runs: list[dict], X_test, y_test) -> list[tuple[str, Path]]:
+    """Every plot of the report, written into ``directory``; returns (title, path) pairs in report order."""
+    from nnscratch import plots
+    from nnscratch.metrics import confusion_matrix
+
+    directory.mkdir(parents=True, exist_ok=True)
+    best = {s["variant"]: s["learning_rate"] for s in summary}
+    variants = [s["variant"] for s in summary]
+    at_best = [r for r in runs if r["learning_rate"] == best[r["variant"]]]
+    first = {r["variant"]: r for r in at_best if r["seed"] == 0}
+    made = [
+        (
+            "Learning curves of every variant (seed 0)",
+            plots.learning_curves(
+                {v: first[v]["history"] for v in variants},
+                directory / "learning_curves_overlay.png",
+                title="Learning curves, every variant (seed 0)",
+            ),
+        )
+    ]
+    for v in variants:
+        group = {f"seed {r['seed']}": r["history"] for r in at_best if r["variant"] == v}
+        made.append(
+            (
+                f"Learning curves: {v}, every seed",
+                plots.learning_curves(group, directory / f"learning_curves_{v}.png", title=f"Learning curves: {v}"),
+            )
+        )
+    names = sorted({a for v in variants for a in _activations(v, len(SEED_STACK))}, key=list(VARIANTS).index)
+    made.append(
+        ("Each activation and its derivative", plots.activation_functions(names, directory / "activations.png"))
+    )
+    made.append(
+        (
+            "Gradient norm per layer per epoch (seed 0)",
+            plots.gradient_norms({v: first[v]["grad_norms"] for v in variants}, directory / "gradient_norms.png"),
+        )
+    )
+    profiles = {
+        s["variant"]: {
+            "activation_mean": s["activation_mean"],
+            "activation_std": s["activation_std"],
+            "grad_norm": s["grad_norm_last_epoch"],
+        }
+        for s in summary
+        if s["activation_mean"] is not None
+    }
+    if profiles:
+        made.append(
+            (
+                "Per-layer activation statistics and gradient norms after the last epoch (mean over seeds)",
+                plots.layer_profiles(
+                    profiles,
+                    directory / "layer_profiles.png",
+                    title="Per layer, after the last epoch (mean over seeds)",
+                ),
+            )
+        )
+    for v in variants:
+        if first[v]["histograms"] is not None:
+            made.append(
+                (
+                    f"Activation histograms: {v} (seed 0, after training)",
+                    plots.activation_histograms(
+                        first[v]["histograms"], directory / f"histograms_{v}.png", title=f"Activation histograms: {v}"
+                    ),
+                )
+            )
+    shown = next((v for v in ("seed", *variants) if v in first and first[v]["model"] is not None), None)
+    if shown is not None:
+        model = first[shown]["model"]
+        predicted, confidence = np.asarray(model["predicted"]), np.asarray(model["confidence"])
+        k = int(max(predicted.max(), y_test.max())) + 1
+        P = np.zeros((len(predicted), k))  # enough of P for the plots: the top class and its probability
+        P[np.arange(len(predicted)), predicted] = confidence
+        made += [
+            (
+                f"Confusion matrix: {shown} (seed 0)",
+                plots.confusion(
+                    confusion_matrix(y_test, predicted, k),
+                    directory / "confusion_matrix.png",
+                    title=f"Confusion matrix: {shown}",
+                ),
+            ),
+            (
+                f"Most confidently wrong test digits: {shown} (seed 0)",
+                plots.confident_mistakes(X_test, y_test, P, directory / "confident_mistakes.png"),
+            ),
+            (
+                f"First-layer weights: {shown} (seed 0)",
+                plots.first_layer_weights(np.asarray(model["first_layer"]), directory / "first_layer_weights.png"),
+            ),
+        ]
+    return made
+
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1250px;margin:2rem auto;padding:0 1rem;color:#1e293b}"
+    "table{border-collapse:collapse;font-size:13px;margin-bottom:1rem}"
+    "th,td{border:1px solid #cbd5e1;padding:3px 8px;text-align:right}th{background:#f1f5f9}"
+    "td:first-child,th:first-child{text-align:left}"
+    "code{background:#f1f5f9;padding:2px 4px}dt{font-weight:600}dd{margin:0 0 .4rem 1.5rem}"
+    "img{max-width:100%;border:1px solid #e2e8f0}h2{margin-top:2.5rem}"
+)
+
+
+def write_report(
+    output: Path,
+    settings: StudySettings,
+    summary: list[dict],
+    plots_made: list[tuple[str, Path]],
+    command: str,
+) -> Path:
+    """``report.html``: the command, the definitions, every table and every plot (embedded), one file."""
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>nnscratch activation study</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        "<h1>nnscratch activation study</h1>",
+        f"<p>Command: <code>{html.escape(command)}</code></p>",
+        f"<p>Architecture: {html.escape(summary[0]['spec'].split('-')[0])} inputs, hidden widths "
+        f"{html.escape(', '.join(map(str, settings.widths)))}, softmax output; every hidden layer uses the "
+        "variant's activation, and <code>seed</code> is the original stack "
+        f"({html.escape(', '.join(SEED_STACK))}).</p>",
+        "<h2>Results</h2>",
+        *(html_table(t) for t in tables(summary)),
+        html_table(layer_table(summary)),
+        "<h2>What the columns mean</h2><dl>",
+        *(f"<dt>{html.escape(term)}</dt><dd>{html.escape(text)}</dd>" for term, text in DEFINITIONS),
+        "</dl>",
+    ]
+    for title, path in plots_made:
+        encoded = base64.b64encode(path.read_bytes()).decode()
+        parts.append(
+            f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{encoded}'>"
+        )
+    parts.append("</body></html>")
+    return atomic_write(output / "report.html", lambda f: f.write("".join(parts).encode()))
