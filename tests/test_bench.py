@@ -10,10 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nnscratch.network import Network
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import train_speed  # noqa: E402
 
 TINY = "20-8:relu-6:sigmoid-3:softmax"
+TINY_CNN = "1x6x6-conv3k3-relu-maxpool2-flatten-3:softmax"
 
 
 @pytest.fixture
@@ -32,6 +35,29 @@ def test_each_installed_peer_trains_the_same_shape(peer, tiny):
     pytest.importorskip(module)
     seconds = fn(TINY, *tiny, epochs=2)
     assert len(seconds) == 2 and all(s > 0 for s in seconds)
+
+
+def test_the_torch_model_has_the_same_layers_and_parameter_count():
+    pytest.importorskip("torch")
+    for spec in (TINY, TINY_CNN, train_speed.NETWORKS["keras"], train_speed.NETWORKS["cnn"]):
+        model, _ = train_speed.torch_model(spec)
+        # batch norm's running statistics are buffers in PyTorch and state in nnscratch: neither counts
+        assert sum(p.numel() for p in model.parameters()) == Network.from_spec(spec).n_params, spec
+
+
+def test_a_convnet_trains_beside_pytorch(rng):
+    X, y = rng.random((200, 36), dtype=np.float32), rng.integers(0, 3, 200)
+    assert len(train_speed.nnscratch_epochs(TINY_CNN, X, y, epochs=1)) == 1
+    pytest.importorskip("torch")
+    assert len(train_speed.torch_epochs(TINY_CNN, X, y, epochs=1)) == 1
+
+
+def test_gemm_bound_counts_a_convolution_as_its_im2col_products():
+    bound = train_speed.gemm_bound(TINY_CNN, 128, repeat=1)
+    # conv: 128·4·4 rows of 3·3·1 columns by 3 filters, forward and dW (no dX: the first layer);
+    # dense 12 → 3: forward, dW and dX
+    macs = 2 * (128 * 16 * 9 * 3) + 3 * (128 * 12 * 3)
+    assert bound["gflop_per_epoch"] == pytest.approx(2 * macs / 1e9)
 
 
 def test_gemm_bound_counts_forward_and_backward_flops():
@@ -61,4 +87,4 @@ def test_missing_peer_is_reported_as_skipped(tmp_path, monkeypatch, rng):
     seed = result["networks"]["seed"]
     assert seed["pytorch"] == {"skipped": "torch is not installed"}
     assert seed["ratios"]["nnscratch/gemm_bound"] > 0
-    assert result["peak_memory_mb"] > 0 and result["machine"]["cpu_count"] >= 1
+    assert result["peak_memory_mb"]["mlps"] > 0 and result["machine"]["cpu_count"] >= 1

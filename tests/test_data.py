@@ -7,7 +7,6 @@ import pytest
 
 from nnscratch.data import (
     MNIST_FILES,
-    batch_slices,
     load_dataset,
     read_csv,
     read_idx,
@@ -116,10 +115,6 @@ def test_split_is_disjoint_complete_and_seeded():
     np.testing.assert_array_equal(train, again)
     with pytest.raises(DataError, match="validation size"):
         split_indices(100, 100, np.random.default_rng(0))
-
-
-def test_batch_slices_cover_everything_once():
-    assert [(s.start, s.stop) for s in batch_slices(10, 4)] == [(0, 4), (4, 8), (8, 10)]
 
 
 def test_mnist_checksums_are_sha256_hex():

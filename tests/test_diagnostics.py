@@ -75,5 +75,18 @@ def test_histograms_report_the_mean_and_std_of_each_layer(rng):
     net = Network.from_spec("20-16:tanh-8:relu-3:softmax", seed=0, dtype="float64")
     X = rng.random((50, 20))
     result = histograms(net, X)
-    for layer, A in zip(result, net.activations(X)[:-1], strict=True):
+    for layer, A in zip(result, net.layer_outputs(X)[:-1], strict=True):
         assert layer["mean"] == pytest.approx(A.mean()) and layer["std"] == pytest.approx(A.std())
+
+
+def test_a_convnet_counts_each_channel_as_a_unit(rng):
+    # Channel c of a feature map is one unit seen at every position: a channel whose ReLU output is 0
+    # at every position of every image is dead, and the statistics cover all m·H·W·C values.
+    net = Network.from_spec("1x6x6-conv3k3-relu-flatten-3", seed=0, dtype="float64")
+    net.layers[0].b[...] = [-100.0, 0.0, 0.0]  # channel 0 can never be positive on inputs in [0, 1]
+    net.layers[0].W[..., 0] = 0.0
+    X = rng.random((20, 36))
+    (stats,) = layer_statistics(net, X)
+    assert stats["activation"] == "relu" and stats["dead"] == pytest.approx(1 / 3)
+    (histogram,) = histograms(net, X)
+    assert sum(histogram["counts"]) == 20 * 4 * 4 * 3

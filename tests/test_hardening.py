@@ -27,6 +27,8 @@ from nnscratch.io import HEADER_KEY, load_npz, save_npz
 from nnscratch.network import FORMAT_VERSION, Network
 from tests.test_data import write_tiny_mnist
 
+DATA = pathlib.Path(__file__).parent / "data"
+
 # A lying header must not cost more than this much memory (the files in these tests are < 1 KiB).
 SMALL_PEAK = 16 * 2**20
 
@@ -289,9 +291,18 @@ def test_train_on_a_lying_file_in_a_real_process_prints_one_line(tmp_path, rng):
 
 @pytest.fixture
 def model(tmp_path) -> pathlib.Path:
+    """A model file of today's format (2)."""
     net = Network.from_spec("4-3:relu-2:softmax", seed=0)
     net.metadata = {"test_accuracy": 0.5}
     return net.save(tmp_path / "model.npz")
+
+
+@pytest.fixture
+def model_v1(tmp_path) -> pathlib.Path:
+    """A model file of format 1, as nnscratch 0.1.0 wrote it (tests/data), copied to be damaged."""
+    path = tmp_path / "model_v1.npz"
+    path.write_bytes((DATA / "format1_uniform64.npz").read_bytes())
+    return path
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -345,7 +356,7 @@ def lying_npy(path: pathlib.Path) -> None:
     members = members_of(path)
     buffer = io.BytesIO()
     np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": (2**31,)})
-    members["W0.npy"] = buffer.getvalue() + bytes(48)  # claims 16 GiB, holds 48 bytes
+    members["0.W.npy"] = buffer.getvalue() + bytes(48)  # claims 16 GiB, holds 48 bytes
     write_members(path, members)
 
 
@@ -354,8 +365,8 @@ BAD_MODELS = {
     "empty": (lambda p: p.write_bytes(b""), "not an .npz archive"),
     "truncated": (lambda p: truncate(p, p.stat().st_size // 2), "not an .npz archive"),
     "a-bare-pickle": (lambda p: p.write_bytes(b"\x80\x04\x95" + bytes(40)), "not an .npz archive"),
-    "missing-array": (lambda p: edit_arrays(p, lambda a: a.pop("W1")), "is missing the array W1"),
-    "wrong-shape": (lambda p: edit_arrays(p, lambda a: a.update(W0=a["W0"].T)), r"array W0 has shape \(3, 4\)"),
+    "missing-array": (lambda p: edit_arrays(p, lambda a: a.pop("1.W")), "is missing the array 1.W"),
+    "wrong-shape": (lambda p: edit_arrays(p, lambda a: a.update({"0.W": a["0.W"].T})), r"array 0.W has shape \(3, 4\)"),
     "unknown-activation": (
         lambda p: edit_header(p, lambda h: set_layer(h, activation="swish")),
         "unknown activation 'swish'",
@@ -364,6 +375,14 @@ BAD_MODELS = {
         lambda p: edit_header(p, lambda h: h.update(version=FORMAT_VERSION + 1)),
         "newer than this nnscratch understands",
     ),
+    "version-zero": (lambda p: edit_header(p, lambda h: h.update(version=0)), "unknown model format version 0"),
+    "unknown-layer-kind": (lambda p: edit_header(p, lambda h: set_layer(h, kind="lstm")), "unknown layer kind 'lstm'"),
+    "layer-not-a-dict": (lambda p: edit_header(p, lambda h: h["layers"].insert(0, 3)), "unknown layer kind 3"),
+    "conv-on-flat-input": (
+        lambda p: edit_header(p, lambda h: h["layers"].insert(0, {"kind": "conv2d", "filters": 2, "kernel": 3})),
+        "'conv2k3' cannot take the 4 input it meets",
+    ),
+    "bad-layer-argument": (lambda p: edit_header(p, lambda h: set_layer(h, colour="red")), "incomplete header"),
     "other-format": (lambda p: edit_header(p, lambda h: h.update(format="keras")), "is not an nnscratch model file"),
     "header-not-json": (
         lambda p: write_members(
@@ -397,23 +416,43 @@ BAD_MODELS = {
         lambda p: edit_header(p, lambda h: h.update(metadata=[1, 2])),
         "metadata is not a mapping",
     ),
-    "n-in-infinite": (lambda p: edit_header(p, lambda h: h.update(n_in=float("inf"))), "has an incomplete header"),
-    "n-in-negative": (lambda p: edit_header(p, lambda h: h.update(n_in=-4)), "input size must be positive"),
+    "input-infinite": (lambda p: edit_header(p, lambda h: h.update(input_shape=[float("inf")])), "incomplete header"),
+    "input-negative": (lambda p: edit_header(p, lambda h: h.update(input_shape=[-4])), "input size must be positive"),
+    "input-empty": (lambda p: edit_header(p, lambda h: h.update(input_shape=[])), "input size must be positive"),
     "no-layers": (lambda p: edit_header(p, lambda h: h.update(layers=[])), "needs at least an output layer"),
     "layers-not-a-list": (lambda p: edit_header(p, lambda h: h.update(layers=7)), "has an incomplete header"),
-    "units-not-a-number": (lambda p: edit_header(p, lambda h: set_layer(h, units="many")), "incomplete header"),
+    "units-not-a-number": (lambda p: edit_header(p, lambda h: set_layer(h, units="many")), "positive number of units"),
     "non-finite-weights": (
-        lambda p: edit_arrays(p, lambda a: a.update(b0=np.full(3, np.inf, np.float32))),
+        lambda p: edit_arrays(p, lambda a: a.update({"0.b": np.full(3, np.inf, np.float32)})),
         "non-finite or non-float",
     ),
     "integer-weights": (
-        lambda p: edit_arrays(p, lambda a: a.update(W0=np.zeros((4, 3), np.int64))),
+        lambda p: edit_arrays(p, lambda a: a.update({"0.W": np.zeros((4, 3), np.int64)})),
         "non-finite or non-float",
     ),
     "lying-npy-header": (lying_npy, r"declares shape \(2147483648,\) but holds 48 bytes"),
     "lying-architecture": (
+        lambda p: edit_header(p, lambda h: h.update(input_shape=[10**12])),
+        r"array 0.W has shape \(4, 3\) but the architecture needs \(1000000000000, 3\)",
+    ),
+}
+
+# Files of format 1 (dense layers; arrays W0, b0, ...; the input size as n_in) keep being checked as before.
+BAD_V1_MODELS = {
+    "missing-array": (lambda p: edit_arrays(p, lambda a: a.pop("W1")), "is missing the array 1.W"),
+    "wrong-shape": (lambda p: edit_arrays(p, lambda a: a.update(W0=a["W0"].T)), r"array 1?0.W has shape \(7, 12\)"),
+    "unknown-activation": (lambda p: edit_header(p, lambda h: set_layer(h, activation="swish")), "unknown activation"),
+    "n-in-infinite": (lambda p: edit_header(p, lambda h: h.update(n_in=float("inf"))), "has an incomplete header"),
+    "n-in-negative": (lambda p: edit_header(p, lambda h: h.update(n_in=-4)), "input size must be positive"),
+    "no-layers": (lambda p: edit_header(p, lambda h: h.update(layers=[])), "needs at least an output layer"),
+    "units-not-a-number": (lambda p: edit_header(p, lambda h: set_layer(h, units="many")), "incomplete header"),
+    "non-finite-weights": (
+        lambda p: edit_arrays(p, lambda a: a.update(b0=np.full(7, np.inf))),
+        "non-finite or non-float",
+    ),
+    "lying-architecture": (
         lambda p: edit_header(p, lambda h: h.update(n_in=10**12)),
-        r"array W0 has shape \(4, 3\) but the architecture needs \(1000000000000, 3\)",
+        r"array 0.W has shape \(12, 7\) but the architecture needs \(1000000000000, 7\)",
     ),
 }
 
@@ -430,15 +469,27 @@ def test_broken_model_files_raise_a_model_file_error_without_big_allocations(mod
     assert peak < SMALL_PEAK
 
 
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("case", list(BAD_V1_MODELS))
+def test_broken_format_1_files_are_refused_as_before(model_v1, case):
+    Network.load(model_v1)  # intact, it loads
+    damage, message = BAD_V1_MODELS[case]
+    damage(model_v1)
+    raised, peak = peak_memory_of(lambda: Network.load(model_v1))
+    assert isinstance(raised, ModelFileError), f"{case}: {raised!r}"
+    assert pytest.raises(ModelFileError, Network.load, model_v1).match(message)
+    assert "\n" not in str(raised) and peak < SMALL_PEAK
+
+
 def test_pickled_objects_are_refused_and_never_executed(model, tmp_path):
     marker = tmp_path / "pickle-was-executed"
     header, arrays = load_npz(model)
-    arrays["W0"] = np.array([Tripwire(marker)], dtype=object)
+    arrays["0.W"] = np.array([Tripwire(marker)], dtype=object)
     np.savez(model, **{HEADER_KEY: np.frombuffer(json.dumps(header).encode(), np.uint8)}, **arrays)
     with pytest.raises(ModelFileError, match="contains pickled Python objects, which nnscratch refuses"):
         Network.load(model)
     assert not marker.exists()
-    pickle_check = np.load(model, allow_pickle=True)["W0"]  # the trap is real: numpy would run it
+    pickle_check = np.load(model, allow_pickle=True)["0.W"]  # the trap is real: numpy would run it
     assert marker.exists() and pickle_check.dtype == object
 
 
@@ -479,7 +530,7 @@ def test_evaluate_on_a_bad_model_exits_1_with_one_line(model, tmp_path, capsys, 
 @pytest.mark.timeout(60)
 def test_evaluate_on_a_pickle_in_a_real_process_prints_one_line(model, tmp_path):
     header, arrays = load_npz(model)
-    arrays["b1"] = np.array([{"a": 1}, None], dtype=object)
+    arrays["1.b"] = np.array([{"a": 1}, None], dtype=object)
     np.savez(model, **{HEADER_KEY: np.frombuffer(json.dumps(header).encode(), np.uint8)}, **arrays)
     done = subprocess.run(
         [sys.executable, "-m", "nnscratch.cli", "evaluate", str(model), "--data-dir", str(tmp_path)],

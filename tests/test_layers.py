@@ -1,90 +1,281 @@
-"""The dense layer: shapes, a hand-worked example, and gradients against finite differences."""
+"""Every layer kind: gradients against finite differences, hand-worked examples, and each one's own rules.
+
+The generic check (``LAYER_CASES``) covers dX and every parameter of every layer kind in float64, on odd
+sizes, with stride and padding; a new layer is tested by adding it to that list.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from nnscratch.activations import get_activation
-from nnscratch.layers import Dense
+from nnscratch.activations import ACTIVATIONS
+from nnscratch.errors import SpecError
+from nnscratch.gradcheck import check_layer
+from nnscratch.layers import ActivationLayer, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
+
+LAYER_CASES = [
+    (lambda: Dense(4, "tanh"), (5,)),
+    (lambda: Dense(3, "identity"), (7,)),
+    (lambda: Conv2D(3, 3), (2, 7, 9)),
+    (lambda: Conv2D(2, 3, stride=2, padding=1), (3, 7, 8)),
+    (lambda: Conv2D(4, 2, stride=3, padding=2), (1, 5, 5)),
+    (lambda: Conv2D(5, 1), (6, 3, 4)),  # 1×1: many channels, the window-view im2col path
+    (lambda: Conv2D(2, 3, padding=1), (5, 4, 6)),
+    (lambda: MaxPool2D(2), (3, 7, 9)),  # odd sizes: the last row and column are dropped
+    (lambda: MaxPool2D(3), (2, 6, 7)),
+    (lambda: BatchNorm(), (6,)),
+    (lambda: BatchNorm(), (3, 5, 4)),
+    (lambda: Dropout(0.4), (3, 4, 4)),
+    (lambda: Dropout(0.5), (9,)),
+    (lambda: Flatten(), (2, 3, 5)),
+    *[(lambda name=name: ActivationLayer(name), (3, 4, 5)) for name in ACTIVATIONS],
+    *[(lambda name=name: ActivationLayer(name), (6,)) for name in ACTIVATIONS],
+]
 
 
-def make_layer(rng, n_in=4, n_out=3, activation="tanh"):
-    return Dense(rng.normal(size=(n_in, n_out)), rng.normal(size=n_out), get_activation(activation))
+def channels_last(rng, shape, m=4):
+    """Random inputs for a layer of input ``shape``: (m, n) or channels-last (m, H, W, C)."""
+    if len(shape) == 3:
+        C, H, W = shape
+        return rng.standard_normal((m, H, W, C))
+    return rng.standard_normal((m, *shape))
 
 
-def test_forward_shapes_and_formula(rng):
-    layer = make_layer(rng)
-    X = rng.normal(size=(5, 4))
-    A, cache = layer.forward(X)
-    assert A.shape == (5, 3)
-    np.testing.assert_allclose(cache.Z, X @ layer.W + layer.b)
-    np.testing.assert_allclose(A, np.tanh(cache.Z))
+@pytest.mark.parametrize("make, shape", LAYER_CASES, ids=lambda v: repr(v()) if callable(v) else "x".join(map(str, v)))
+def test_backward_matches_finite_differences(make, shape, rng):
+    layer = make().materialize(shape, seed=0)
+    results = check_layer(layer, channels_last(rng, shape))
+    assert [r.name for r in results] == ["X", *layer.param_shapes()]
+    assert all(r.passed for r in results), results
 
 
-def test_hand_worked_example():
+@pytest.mark.parametrize("make, shape", LAYER_CASES, ids=lambda v: repr(v()) if callable(v) else "x".join(map(str, v)))
+def test_config_rebuilds_the_same_layer(make, shape):
+    layer = make()
+    again = type(layer).from_config(layer.config())
+    assert again.config() == layer.config() and again.token == layer.token
+    assert again.build(shape) == layer.build(shape)
+
+
+def test_a_wrong_derivative_is_caught(rng, monkeypatch):
+    layer = MaxPool2D(2).materialize((2, 4, 4))
+    monkeypatch.setattr(MaxPool2D, "backward", lambda self, dY, cache, grads, **_: np.zeros(cache.input_shape))
+    assert not check_layer(layer, channels_last(rng, (2, 4, 4)))[0].passed
+
+
+# -- dense -------------------------------------------------------------------------------------------
+
+
+def test_dense_hand_worked_example():
     # One sample x = [1, 2], W = [[1, -1], [0.5, 1]], b = [0, -1], ReLU.
     # Z = x W + b = [1*1 + 2*0.5 + 0, 1*(-1) + 2*1 - 1] = [2, 0];  A = relu(Z) = [2, 0].
-    layer = Dense(np.array([[1.0, -1.0], [0.5, 1.0]]), np.array([0.0, -1.0]), get_activation("relu"))
+    layer = Dense(2, "relu").materialize((2,))
+    layer.W, layer.b = [[1.0, -1.0], [0.5, 1.0]], [0.0, -1.0]
     A, cache = layer.forward(np.array([[1.0, 2.0]]))
     np.testing.assert_array_equal(A, [[2.0, 0.0]])
     # Upstream dA = [3, 4].  dZ = dA * [Z > 0] = [3, 0] (the unit at Z = 0 passes no gradient).
     # dW = xᵀ dZ = [[3, 0], [6, 0]];  db = [3, 0];  dX = dZ Wᵀ = [3*1 + 0*(-1), 3*0.5 + 0*1] = [3, 1.5].
-    dX, dW, db = layer.backward(np.array([[3.0, 4.0]]), cache)
-    np.testing.assert_array_equal(dW, [[3.0, 0.0], [6.0, 0.0]])
-    np.testing.assert_array_equal(db, [3.0, 0.0])
+    grads = layer.views(np.zeros(6))
+    dX = layer.backward(np.array([[3.0, 4.0]]), cache, grads)
+    np.testing.assert_array_equal(grads["W"], [[3.0, 0.0], [6.0, 0.0]])
+    np.testing.assert_array_equal(grads["b"], [3.0, 0.0])
     np.testing.assert_array_equal(dX, [[3.0, 1.5]])
 
 
-def test_dense_backward_matches_finite_differences(rng):
-    layer = make_layer(rng, activation="sigmoid")
-    X = rng.normal(size=(6, 4))
-    G = rng.normal(size=(6, 3))  # loss = sum(G * A)
-
-    def loss():
-        return float(np.sum(G * layer.forward(X)[0]))
-
-    _, cache = layer.forward(X)
-    dX, dW, db = layer.backward(G.copy(), cache)
-    h = 1e-6
-    for param, analytic in ((layer.W, dW), (layer.b, db)):
-        numeric = np.zeros_like(param)
-        for idx in np.ndindex(param.shape):
-            saved = param[idx]
-            param[idx] = saved + h
-            plus = loss()
-            param[idx] = saved - h
-            minus = loss()
-            param[idx] = saved
-            numeric[idx] = (plus - minus) / (2 * h)
-        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
-    numeric_dX = np.zeros_like(X)
-    for idx in np.ndindex(X.shape):
-        saved = X[idx]
-        X[idx] = saved + h
-        plus = loss()
-        X[idx] = saved - h
-        minus = loss()
-        X[idx] = saved
-        numeric_dX[idx] = (plus - minus) / (2 * h)
-    np.testing.assert_allclose(dX, numeric_dX, rtol=1e-6, atol=1e-9)
+def test_first_layer_skips_dx(rng):
+    layer = Dense(3, "tanh").materialize((4,))
+    _, cache = layer.forward(rng.normal(size=(5, 4)))
+    grads = layer.views(np.zeros(15))
+    assert layer.backward(rng.normal(size=(5, 3)), cache, grads, need_dX=False) is None
+    assert np.abs(grads["W"]).sum() > 0
 
 
-def test_first_layer_skips_dx_and_writes_into_given_buffers(rng):
-    layer = make_layer(rng)
-    X = rng.normal(size=(5, 4))
-    _, cache = layer.forward(X)
-    dA = rng.normal(size=(5, 3))
-    _, dW_ref, db_ref = layer.backward(dA.copy(), cache)
-    dW, db = np.empty((4, 3)), np.empty(3)
-    dX, dW_out, db_out = layer.backward(dA.copy(), cache, need_dX=False, out=(dW, db))
-    assert dX is None and dW_out is dW and db_out is db
-    np.testing.assert_allclose(dW, dW_ref)
-    np.testing.assert_allclose(db, db_ref)
-
-
-def test_assigning_weights_copies_into_the_shared_buffer(rng):
-    flat = np.zeros(4 * 3 + 3)
-    layer = Dense(flat[:12].reshape(4, 3), flat[12:], get_activation("relu"))
+def test_assigning_weights_copies_into_the_shared_buffer():
+    layer = Dense(3, "relu").materialize((4,))
     layer.W = np.ones((4, 3))
     layer.b = np.full(3, 2.0)
-    assert flat[:12].sum() == 12 and flat[12:].sum() == 6
+    assert layer.flat[:12].sum() == 12 and layer.flat[12:].sum() == 6
+    with pytest.raises(ValueError, match=r"W must have shape \(4, 3\)"):
+        layer.W = np.ones((3, 4))
+
+
+def test_dense_refuses_an_image_input():
+    with pytest.raises(SpecError, match="'5:relu' cannot take the 1x4x4 input it meets: .*flatten"):
+        Dense(5, "relu").build((1, 4, 4))
+
+
+# -- convolution -------------------------------------------------------------------------------------
+
+
+def reference_convolution(X, W, b, stride, padding):
+    """The definition, one output value at a time: Y[n,y,x,f] = b[f] + Σ Xp[n, s·y+i, s·x+j, c] W[i,j,c,f]."""
+    m, H, Wd, C = X.shape
+    k, _, _, F = W.shape
+    Xp = np.pad(X, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    Ho, Wo = (H + 2 * padding - k) // stride + 1, (Wd + 2 * padding - k) // stride + 1
+    Y = np.empty((m, Ho, Wo, F))
+    for n in range(m):
+        for y in range(Ho):
+            for x in range(Wo):
+                patch = Xp[n, stride * y : stride * y + k, stride * x : stride * x + k, :]
+                Y[n, y, x] = b + np.tensordot(patch, W, axes=3)
+    return Y
+
+
+@pytest.mark.parametrize(
+    "filters, kernel, stride, padding, shape",
+    [(3, 3, 1, 0, (2, 7, 9)), (2, 3, 2, 1, (3, 8, 7)), (4, 5, 3, 2, (1, 6, 6)), (6, 2, 1, 1, (5, 4, 4))],
+)
+def test_convolution_is_the_cross_correlation_of_its_definition(filters, kernel, stride, padding, shape, rng):
+    layer = Conv2D(filters, kernel, stride, padding).materialize(shape, seed=1)
+    layer.b[...] = rng.standard_normal(filters)
+    X = channels_last(rng, shape, m=3)
+    for training in (False, True):
+        Y, _ = layer.forward(X, training=training)
+        np.testing.assert_allclose(
+            Y, reference_convolution(X, layer.W, layer.b, stride, padding), rtol=1e-10, atol=1e-12
+        )
+    assert Y.shape[1:] == (layer.output_shape[1], layer.output_shape[2], filters)
+
+
+def test_convolution_hand_worked_example():
+    # A 3×3 image [[1,2,3],[4,5,6],[7,8,9]], one 2×2 filter [[1,0],[0,-1]], bias 10:
+    # each output is x[y,x] - x[y+1,x+1] + 10 = 1-5+10, 2-6+10, 4-8+10, 5-9+10 = [[6, 6], [6, 6]].
+    layer = Conv2D(1, 2).materialize((1, 3, 3))
+    layer.W[:, :, 0, 0] = [[1.0, 0.0], [0.0, -1.0]]
+    layer.b[...] = 10.0
+    X = np.arange(1.0, 10.0).reshape(1, 3, 3, 1)
+    Y, cache = layer.forward(X)
+    np.testing.assert_array_equal(Y[0, :, :, 0], [[6.0, 6.0], [6.0, 6.0]])
+    # With dY = 1 everywhere: db = 4 (four outputs); dW[i, j] = Σ of the pixels filter tap (i, j) read:
+    # tap (0,0) read 1+2+4+5 = 12, (0,1) 2+3+5+6 = 16, (1,0) 4+5+7+8 = 24, (1,1) 5+6+8+9 = 28.
+    # dX: each pixel gets Σ of the filter taps that read it: the corner (0,0) only tap (0,0) → 1; the
+    # centre is read by all four taps → 1 + 0 + 0 - 1 = 0; the corner (2,2) only by tap (1,1) → -1.
+    grads = layer.views(np.zeros(5))
+    dX = layer.backward(np.ones((1, 2, 2, 1)), cache, grads)
+    np.testing.assert_array_equal(grads["W"][:, :, 0, 0], [[12.0, 16.0], [24.0, 28.0]])
+    np.testing.assert_array_equal(grads["b"], [4.0])
+    np.testing.assert_array_equal(dX[0, :, :, 0], [[1.0, 1.0, 0.0], [1.0, 0.0, -1.0], [0.0, -1.0, -1.0]])
+
+
+@pytest.mark.parametrize(
+    "layer, shape, message",
+    [
+        (Conv2D(8, 3), (784,), "'conv8k3' cannot take the 784 input it meets: a convolution needs an image"),
+        (Conv2D(8, 5), (1, 3, 3), "'conv8k5' cannot take the 1x3x3 input .* 5×5 kernel is larger than the 3×3"),
+        (Conv2D(8, 6, padding=1), (1, 3, 3), "'conv8k6p1' .* the 6×6 kernel is larger than the 5×5 padded image"),
+        (MaxPool2D(4), (64, 3, 3), "'maxpool4' cannot take the 64x3x3 input it meets: the 4×4 window is larger"),
+        (MaxPool2D(2), (10,), "'maxpool2' cannot take the 10 input it meets: pooling needs an image"),
+    ],
+)
+def test_layers_refuse_inputs_they_cannot_take(layer, shape, message):
+    with pytest.raises(SpecError, match=message):
+        layer.build(shape)
+
+
+def test_padding_that_makes_a_kernel_fit_is_accepted():
+    assert Conv2D(8, 5, padding=1).build((1, 3, 3)) == (8, 1, 1)
+
+
+@pytest.mark.parametrize("args", [(0, 3), (8, 0), (8, 3, 0), (8, 3, 1, -1), (8.5, 3)])
+def test_convolution_settings_are_checked(args):
+    with pytest.raises(SpecError, match="must be an integer"):
+        Conv2D(*args)
+
+
+# -- pooling -----------------------------------------------------------------------------------------
+
+
+def test_max_pooling_takes_window_maxima_and_drops_remainders():
+    X = np.arange(5 * 5, dtype=float).reshape(1, 5, 5, 1)  # increasing: each window's max is its bottom right
+    layer = MaxPool2D(2).materialize((1, 5, 5))
+    Y, cache = layer.forward(X, training=True)
+    np.testing.assert_array_equal(Y[0, :, :, 0], [[6.0, 8.0], [16.0, 18.0]])
+    dX = layer.backward(np.ones((1, 2, 2, 1)), cache, {})
+    expected = np.zeros((5, 5))
+    expected[[1, 1, 3, 3], [1, 3, 1, 3]] = 1.0  # the maxima; the dropped row and column get nothing
+    np.testing.assert_array_equal(dX[0, :, :, 0], expected)
+
+
+def test_a_tied_window_sends_its_gradient_to_the_first_maximum_only():
+    # A flat window (a blank background) has four maxima; the gradient must go to one, the first in
+    # row-major order, as PyTorch does; sending it to all four would count it four times.
+    X = np.zeros((1, 2, 2, 2))
+    X[0, :, :, 1] = [[1.0, 3.0], [3.0, 3.0]]  # channel 1: the max 3 first appears at (0, 1)
+    layer = MaxPool2D(2).materialize((2, 2, 2))
+    Y, cache = layer.forward(X, training=True)
+    dX = layer.backward(np.array([[[[5.0, 7.0]]]]), cache, {})
+    np.testing.assert_array_equal(dX[0, :, :, 0], [[5.0, 0.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(dX[0, :, :, 1], [[0.0, 7.0], [0.0, 0.0]])
+
+
+# -- batch norm --------------------------------------------------------------------------------------
+
+
+def test_batch_norm_normalises_each_channel_over_batch_and_positions(rng):
+    layer = BatchNorm().materialize((3, 4, 5))
+    X = channels_last(rng, (3, 4, 5), m=6) * [1.0, 5.0, 0.1] + [3.0, -2.0, 0.5]
+    Y, _ = layer.forward(X, training=True)
+    per_channel = Y.reshape(-1, 3)
+    np.testing.assert_allclose(per_channel.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(per_channel.var(axis=0), [1.0 / (1.0 + 1e-5 / v) for v in X.reshape(-1, 3).var(0)])
+
+
+def test_batch_norm_keeps_running_statistics_and_predicts_with_them(rng):
+    layer = BatchNorm().materialize((4,))
+    layer.params["gamma"][...] = [1.0, 2.0, 0.5, 1.0]
+    layer.params["beta"][...] = [0.0, 1.0, -1.0, 3.0]
+    X = rng.normal(2.0, 3.0, (50, 4))
+    _, cache = layer.forward(X, training=True)
+    layer.update_state(cache)
+    # running ← 0.9 running + 0.1 batch, the variance unbiased (N - 1), as PyTorch keeps them
+    np.testing.assert_allclose(layer.state["running_mean"], 0.1 * X.mean(axis=0))
+    np.testing.assert_allclose(layer.state["running_var"], 0.9 + 0.1 * X.var(axis=0, ddof=1))
+    Y, _ = layer.forward(X[:3], training=False)
+    expected = (X[:3] - layer.state["running_mean"]) / np.sqrt(layer.state["running_var"] + 1e-5)
+    np.testing.assert_allclose(Y, expected * layer.params["gamma"] + layer.params["beta"])
+    # prediction is per sample: one row gives the same answer alone as in a batch
+    np.testing.assert_allclose(layer.forward(X[1:2])[0], Y[1:2])
+
+
+# -- dropout -----------------------------------------------------------------------------------------
+
+
+def test_dropout_drops_while_training_and_is_the_identity_otherwise(rng):
+    layer = Dropout(0.25).materialize((40, 50))
+    X = np.ones((10, 40))
+    Y, mask = layer.forward(X, training=True, rng=np.random.default_rng(0))
+    assert np.mean(Y == 0) == pytest.approx(0.25, abs=0.02)
+    assert set(np.unique(Y)) == {0.0, 1.0 / 0.75}
+    assert layer.forward(X, training=False, rng=rng)[0] is X
+    assert layer.forward(X, training=True, rng=None)[0] is X  # no generator: no dropout (gradient checks)
+    dX = layer.backward(np.ones_like(X), mask, {})
+    np.testing.assert_array_equal(dX, Y)
+
+
+def test_dropout_masks_match_the_generator_whether_or_not_a_buffer_is_reused():
+    from nnscratch.layers.dropout import dropout_mask
+
+    a = dropout_mask((6, 7), 0.3, np.random.default_rng(5), np.dtype("float32"))
+    b = dropout_mask((6, 7), 0.3, np.random.default_rng(5), np.dtype("float32"), out=np.empty((6, 7), np.float32))
+    np.testing.assert_array_equal(a, b)
+
+
+# -- buffers -----------------------------------------------------------------------------------------
+
+
+def test_prediction_returns_fresh_arrays_and_training_reuses_its_buffers(rng):
+    layer = Conv2D(2, 3).materialize((1, 5, 5))
+    X = channels_last(rng, (1, 5, 5))
+    first, second = layer.forward(X)[0], layer.forward(X)[0]
+    assert not np.shares_memory(first, second)
+    one, two = layer.forward(X, training=True)[0], layer.forward(X, training=True)[0]
+    assert np.shares_memory(one, two)
+
+
+def test_every_layer_kind_is_registered():
+    from nnscratch.layers import LAYERS
+
+    assert set(LAYERS.values()) == {type(make()) for make, _ in LAYER_CASES}
+    assert all(issubclass(cls, Layer) for cls in LAYERS.values())

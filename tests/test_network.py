@@ -15,7 +15,8 @@ def test_seed_spec_builds_the_original_network():
     net = Network.from_spec(SEED_SPEC, seed=0, dtype="float64")
     assert [layer.W.shape for layer in net.layers] == [(784, 32), (32, 32), (32, 64), (64, 64), (64, 10)]
     assert [layer.b.shape for layer in net.layers] == [(32,), (32,), (64,), (64,), (10,)]
-    assert [layer.activation.name for layer in net.layers] == ["relu", "sigmoid", "selu", "tanh", "softmax"]
+    # the output layer produces logits: the loss owns the softmax
+    assert [layer.activation.name for layer in net.layers] == ["relu", "sigmoid", "selu", "tanh", "identity"]
     assert net.spec == SEED_SPEC
     assert net.n_params == 784 * 32 + 32 + 32 * 32 + 32 + 32 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10
     assert net.dtype == np.float64
@@ -65,8 +66,9 @@ def test_malformed_specs_are_refused_with_a_reason(spec, message):
 def test_parse_helpers():
     assert parse_hidden("32:relu, 64:Tanh,16") == [LayerSpec(32, "relu"), LayerSpec(64, "tanh"), LayerSpec(16, "relu")]
     assert parse_hidden("") == []
-    n_in, layers = parse_spec("20-5:selu:uniform-3")
-    assert n_in == 20 and layers == [LayerSpec(5, "selu", "uniform"), LayerSpec(3, "softmax")]
+    input_shape, layers = parse_spec("20-5:selu:uniform-3")
+    assert input_shape == (20,) and [layer.token for layer in layers] == ["5:selu", "3:identity"]
+    assert [layer.init for layer in layers] == ["uniform", None]
 
 
 def test_unknown_dtype_and_init_are_refused():

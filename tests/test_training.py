@@ -168,7 +168,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
     with pytest.raises(DivergenceError, match="epoch 3, batch 5"):
         train(net, X, y, TrainConfig(epochs=5, batch_size=32), checkpoint_dir=tmp_path, callback=Both())
     trainer = Trainer.from_checkpoint(tmp_path, X, y)
-    assert trainer.epoch == 2
+    assert trainer.state.epoch == 2
     np.testing.assert_array_equal(trainer.net.params, snapshots[-1])
 
 
@@ -198,13 +198,13 @@ def test_inverted_dropout_keeps_the_expected_activation(rng):
     X = rng.random((50, 12))
     # The output layer sees (mask ⊙ A)/(1 - p); averaged over many units its input keeps its scale.
     captured = {}
-    original = net.layers[1].linear
+    original = net.layers[1].forward
 
-    def spy(A):
-        captured["A"] = A
-        return original(A)
+    def spy(A, **kwargs):
+        captured["A"] = A.copy()
+        return original(A, **kwargs)
 
-    net.layers[1].linear = spy
+    net.layers[1].forward = spy
     net.loss_and_flat_grad(X, rng.integers(0, 3, 50), np.empty_like(net.params), dropout=0.5, rng=rng)
     undropped = net.layers[0].forward(X)[0]
     dropped = captured["A"]

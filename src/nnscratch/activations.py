@@ -1,10 +1,13 @@
 """Activation functions, each with its forward and its derivative side by side.
 
-Shapes: all arrays are (m, n) for m samples and n units; the dtype follows ``z``.
+Shapes: arrays are (m, n) for m samples and n units, or (m, H, W, C) feature maps whose units are
+the C channels (only softmax looks across units, along the last axis); the dtype follows ``z``.
 
 Every activation has the same interface:
 
-* ``forward(z) -> a``
+* ``forward(z, out=None) -> a``; ``out``, if given, is an array shaped like ``z`` to write ``a`` into
+  (the training loop passes a buffer it reuses from step to step: a fresh array of many megabytes
+  costs its page faults again every batch, which measured a third of a convolutional network's step)
 * ``backward(z, a, da) -> dz``: the vector-Jacobian product, i.e. the gradient of the loss with
   respect to the pre-activation ``z`` given the gradient ``da`` with respect to the output ``a``.
   Both ``z`` and ``a`` are passed so each derivative can use its cheapest form.
@@ -38,7 +41,7 @@ class Activation:
     name: ClassVar[str]
     default_init: ClassVar[str] = "glorot"
 
-    def forward(self, z: Array) -> Array:
+    def forward(self, z: Array, out: Array | None = None) -> Array:
         raise NotImplementedError
 
     def backward(self, z: Array, a: Array, da: Array) -> Array:
@@ -53,8 +56,8 @@ class Identity(Activation):
 
     name = "identity"
 
-    def forward(self, z: Array) -> Array:
-        return z
+    def forward(self, z: Array, out: Array | None = None) -> Array:
+        return z  # nothing to compute: ``out`` is not needed
 
     def backward(self, z: Array, a: Array, da: Array) -> Array:
         return da
@@ -69,8 +72,8 @@ class ReLU(Activation):
     name = "relu"
     default_init = "he"
 
-    def forward(self, z: Array) -> Array:
-        return np.maximum(z, 0.0)
+    def forward(self, z: Array, out: Array | None = None) -> Array:
+        return np.maximum(z, 0.0, out=out)
 
     def backward(self, z: Array, a: Array, da: Array) -> Array:
         # Multiplying by the 0/1 mask is several times faster than assigning through it.
@@ -85,8 +88,10 @@ class LeakyReLU(Activation):
     default_init = "he"
     slope = 0.01
 
-    def forward(self, z: Array) -> Array:
-        return np.where(z > 0.0, z, self.slope * z)
+    def forward(self, z: Array, out: Array | None = None) -> Array:
+        # max(z, s z) is z for z > 0 and s z otherwise (0 < s < 1): exactly the two branches, no where.
+        a = np.multiply(z, self.slope, out=out)
+        return np.maximum(a, z, out=a)
 
     def backward(self, z: Array, a: Array, da: Array) -> Array:
         da[z <= 0.0] *= self.slope
@@ -104,8 +109,9 @@ class Sigmoid(Activation):
 
     name = "sigmoid"
 
-    def forward(self, z: Array) -> Array:
-        a = np.tanh(0.5 * z)
+    def forward(self, z: Array, out: Array | None = None) -> Array:
+        a = np.multiply(z, 0.5, out=out)
+        np.tanh(a, out=a)
         a += 1.0
         a *= 0.5
         return a
@@ -120,8 +126,8 @@ class Tanh(Activation):
 
     name = "tanh"
 
-    def forward(self, z: Array) -> Array:
-        return np.tanh(z)
+    def forward(self, z: Array, out: Array | None = None) -> Array:
+        return np.tanh(z, out=out)
 
     def backward(self, z: Array, a: Array, da: Array) -> Array:
         da *= 1.0 - a * a
@@ -143,10 +149,10 @@ class SELU(Activation):
     name = "selu"
     default_init = "lecun"
 
-    def forward(self, z: Array) -> Array:
+    def forward(self, z: Array, out: Array | None = None) -> Array:
         # a = λ (max(z, 0) + α expm1(min(z, 0))): each term vanishes on the other side of 0, so no
         # branch is needed and exp only ever sees values <= 0.
-        a = np.maximum(z, 0.0)
+        a = np.maximum(z, 0.0, out=out)
         negative = np.minimum(z, 0.0)
         np.expm1(negative, out=negative)
         negative *= SELU_ALPHA
@@ -160,7 +166,7 @@ class SELU(Activation):
 
 
 class Softmax(Activation):
-    """Softmax over the units of each row.
+    """Softmax over the units of each row (the last axis: the channels of a feature map).
 
     forward:  a_i = exp(z_i - max_j z_j) / sum_k exp(z_k - max_j z_j)   (the shift changes nothing
               mathematically but keeps every exponent <= 0, so nothing overflows)
@@ -168,19 +174,20 @@ class Softmax(Activation):
               dz = a * (da - sum_j(da_j * a_j))
               computed row by row without ever building the (n, n) Jacobian.
 
-    As the output layer, softmax is fused with cross-entropy instead (see ``losses``), where the
-    product simplifies to P - Y.
+    The network's output softmax is not this layer: the loss owns it, fused with cross-entropy (see
+    ``losses``), where the product simplifies to P - Y.
     """
 
     name = "softmax"
 
-    def forward(self, z: Array) -> Array:
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        e /= e.sum(axis=1, keepdims=True)
+    def forward(self, z: Array, out: Array | None = None) -> Array:
+        e = np.subtract(z, z.max(axis=-1, keepdims=True), out=out)
+        np.exp(e, out=e)
+        e /= e.sum(axis=-1, keepdims=True)
         return e
 
     def backward(self, z: Array, a: Array, da: Array) -> Array:
-        da -= np.einsum("ij,ij->i", da, a)[:, None]
+        da -= np.einsum("...j,...j->...", da, a)[..., None]
         da *= a
         return da
 

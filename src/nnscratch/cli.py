@@ -29,10 +29,6 @@ def command_names() -> list[str]:
     return sorted(found, key=lambda name: (ORDER.index(name) if name in ORDER else len(ORDER), name))
 
 
-class UsageError(NNScratchError):
-    """A command-line value is malformed (exit code 2)."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnscratch",
@@ -54,8 +50,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nnscratch: interrupted; nothing was saved", file=sys.stderr)
         return 130
-    except UsageError as exc:
-        parser.exit(2, f"nnscratch {args.command}: error: {exc}\n")
     except (NNScratchError, ValueError, OSError) as exc:
         if os.environ.get("NNSCRATCH_DEBUG"):
             raise

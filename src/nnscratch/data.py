@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 import warnings
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -382,8 +382,7 @@ def load_dataset(
         )
     if y_test.max() > y_train.max():
         raise DataError(
-            f"test labels go up to {y_test.max()} but training labels only to {y_train.max()}; "
-            "labels are out of range"
+            f"test labels go up to {y_test.max()} but training labels only to {y_train.max()}; labels are out of range"
         )
     return Dataset(X_train, y_train, X_test, y_test, source=str(directory))
 
@@ -397,9 +396,3 @@ def split_indices(n: int, n_val: int, rng: np.random.Generator) -> tuple[np.ndar
         raise DataError(f"validation size must be in [0, {n}), got {n_val}; lower --validation-size")
     order = rng.permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
-def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
-    """Consecutive slices of range(n) of length ``batch_size`` (the last may be shorter)."""
-    for start in range(0, n, batch_size):
-        yield slice(start, min(start + batch_size, n))

@@ -1,7 +1,9 @@
 """What explains the differences between activations: dead units, saturation, gradient norms, statistics.
 
 Legend: m = probe batch size, n = units of a layer.  Every function takes arrays, returns numbers, and
-prints nothing.
+prints nothing.  The "hidden layers" are the outputs of every activation but the output softmax: a
+dense layer's own activation, or an activation layer; a feature map's units are its channels, each
+seen at every position (m·H·W values per unit).
 
 * dead (ReLU family): a unit whose output is 0 for every sample of the probe batch.  It passes no
   gradient to its weights (ReLU' = 0 there), so it may never recover.
@@ -46,11 +48,24 @@ def saturated_fraction(A: Array, activation: str) -> float | None:
     return None if mask is None else float(np.mean(mask.mean(axis=0) >= SATURATED_SHARE))
 
 
+def hidden_activations(net: Network, X: Array) -> list[tuple[str, Array]]:
+    """(activation name, outputs (rows, units)) of every hidden activation of ``net`` on X, in order."""
+    found = []
+    outputs = net.layer_outputs(X)
+    for layer, A in zip(net.layers[:-1], outputs[:-1], strict=True):
+        activation = getattr(layer, "activation", None)
+        if activation is None or activation.name == "identity":
+            continue
+        if A.ndim == 4:  # (m, C, H, W): every position of a channel is a sample of that unit
+            A = A.transpose(0, 2, 3, 1).reshape(-1, A.shape[1])
+        found.append((activation.name, A))
+    return found
+
+
 def layer_statistics(net: Network, X: Array) -> list[dict[str, Any]]:
     """For each hidden layer: activation name, mean and std of its outputs, dead and saturated fractions."""
     stats = []
-    for layer, A in zip(net.layers[:-1], net.activations(X)[:-1], strict=True):
-        name = layer.activation.name
+    for name, A in hidden_activations(net, X):
         mask = saturation_mask(A, name)
         stats.append(
             {
@@ -66,9 +81,9 @@ def layer_statistics(net: Network, X: Array) -> list[dict[str, Any]]:
 
 
 def gradient_norms(net: Network, X: Array, y: npt.NDArray[np.integer]) -> list[float]:
-    """‖dW‖ (Frobenius) of every layer, first to last, on the batch (X, y)."""
-    _, grads = net.loss_and_grads(X, y)
-    return [float(np.linalg.norm(dW)) for dW, _ in grads]
+    """‖dW‖ (Frobenius) of the weights of every dense and convolutional layer, first to last, on (X, y)."""
+    _, g = net.gradient(X, y)
+    return [float(np.linalg.norm(g[s.offset : s.offset + s.size])) for s in net.layout.slots if s.name == "W"]
 
 
 def histograms(net: Network, X: Array, *, bins: int = 40) -> list[dict[str, Any]]:
@@ -77,11 +92,11 @@ def histograms(net: Network, X: Array, *, bins: int = 40) -> list[dict[str, Any]
     ``counts`` has ``bins`` entries and ``edges`` one more; mean and std are of all m × n outputs.
     """
     out = []
-    for layer, A in zip(net.layers[:-1], net.activations(X)[:-1], strict=True):
+    for name, A in hidden_activations(net, X):
         counts, edges = np.histogram(A, bins=bins)
         out.append(
             {
-                "activation": layer.activation.name,
+                "activation": name,
                 "counts": counts.tolist(),
                 "edges": edges.tolist(),
                 "mean": float(A.mean()),

@@ -1,11 +1,18 @@
-"""Gradient checking: analytic gradients against central finite differences, layer by layer.
+"""Gradient checking: analytic gradients against central finite differences, array by array.
 
 For every parameter θ_j the numeric derivative is the central difference
 
     g_num_j = (L(θ + h e_j) - L(θ - h e_j)) / (2h)         error O(h²)
 
-and a layer passes when the relative error  ||g - g_num|| / (||g|| + ||g_num||)  of its W and of its b
-is below the tolerance.  Run in float64: in float32 the rounding of L swamps differences of size h.
+and an array passes when the relative error  ||g - g_num|| / (||g|| + ||g_num||)  is below the
+tolerance, or when both are zero up to the rounding of the differences themselves (||g - g_num|| below
+1e-8: a convolution's bias ahead of batch norm has a gradient of exactly 0, since batch norm removes
+any constant shift, and there the relative error of two rounding noises means nothing).
+
+:func:`check_gradients` checks every trainable array of a network (W and b of dense and convolutional
+layers, γ and β of batch norm) through the whole loss; :func:`check_layer` checks one layer on its own,
+its dX as well as its parameters, against the loss L = Σ G ⊙ Y for a fixed random G.
+Run in float64: in float32 the rounding of L swamps differences of size h.
 """
 
 from __future__ import annotations
@@ -16,27 +23,31 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from nnscratch.layers import Layer
+from nnscratch.losses import softmax_cross_entropy
 from nnscratch.network import Network
 
 Array = npt.NDArray[np.floating]
 
 DEFAULT_TOLERANCE = 1e-6
+ZERO_TOLERANCE = 1e-8  # an absolute error this small passes whatever the relative error
 
 
 @dataclass(frozen=True)
 class LayerCheck:
-    """The result for one parameter array of one layer."""
+    """The result for one array of one layer."""
 
     layer: int
-    name: str  # "W" or "b"
+    name: str  # "W", "b", "gamma", "beta", or "X" for a layer's input gradient
     shape: tuple[int, ...]
     checked: int  # how many entries were perturbed
     relative_error: float
     tolerance: float
+    absolute_error: float = 0.0  # ||g - g_num||
 
     @property
     def passed(self) -> bool:
-        return bool(self.relative_error <= self.tolerance)
+        return bool(self.relative_error <= self.tolerance or self.absolute_error <= ZERO_TOLERANCE)
 
 
 def relative_error(a: Array, b: Array) -> float:
@@ -60,6 +71,12 @@ def numeric_gradient(loss: Callable[[], float], param: Array, index: np.ndarray,
     return out
 
 
+def _entries(size: int, max_entries: int | None, rng: np.random.Generator) -> np.ndarray:
+    if max_entries is not None and size > max_entries:
+        return np.sort(rng.choice(size, max_entries, replace=False))
+    return np.arange(size)
+
+
 def check_gradients(
     net: Network,
     X: npt.ArrayLike,
@@ -72,38 +89,67 @@ def check_gradients(
     h: float = 1e-6,
     seed: int = 0,
 ) -> list[LayerCheck]:
-    """Compare ``net.loss_and_grads`` with central differences for every layer's W and b.
+    """Compare ``net.gradient`` with central differences for every trainable array of every layer.
 
-    ``max_entries`` limits the entries perturbed per array (a random subset, drawn from ``seed``);
-    ``None`` checks every parameter.  With ``dropout`` every evaluation draws the same masks (from a
-    generator seeded with ``seed``), so the training step itself is checked, masks included.  The
-    network should be float64 (see the module docstring).
+    The loss is the training-mode one (batch norm on batch statistics).  ``max_entries`` limits the
+    entries perturbed per array (a random subset, drawn from ``seed``); ``None`` checks every
+    parameter.  With ``dropout`` (on hidden dense layers) or dropout layers in the network, every
+    evaluation draws the same masks from a generator seeded with ``seed``, so the training step itself
+    is checked, masks included.  The network's running statistics are left as they were.  The network
+    should be float64 (see the module docstring).
     """
     rng = np.random.default_rng(seed)
     X = net.check_input(X)
     y = net.check_labels(y, X.shape[0])
     flat = np.empty_like(net.params)
 
-    def loss_and_grad() -> float:
-        loss, _ = net.loss_and_flat_grad(X, y, flat, l2=l2, dropout=dropout, rng=np.random.default_rng(seed))
-        return loss
+    def loss() -> float:  # forward only (half the cost), drawing the same masks as the analytic pass
+        Z, _, _ = net.forward(X, training=True, rng=np.random.default_rng(seed), dropout=dropout)
+        return softmax_cross_entropy(Z, y)[0] + net.l2_term(l2)
 
-    if dropout:
-        loss = loss_and_grad
-    else:
-
-        def loss() -> float:  # forward only: half the cost
-            return net.loss(X, y, l2=l2)
-
-    loss_and_grad()
-    grads = [(dW.copy(), db.copy()) for dW, db in net.grad_views(flat)]
+    net.loss_and_flat_grad(X, y, flat, l2=l2, dropout=dropout, rng=np.random.default_rng(seed))
+    analytic = flat.copy()
     results = []
-    for i, (layer, (dW, db)) in enumerate(zip(net.layers, grads, strict=True)):
-        for name, param, analytic in (("W", layer.W, dW), ("b", layer.b, db)):
-            index = np.arange(param.size)
-            if max_entries is not None and param.size > max_entries:
-                index = np.sort(rng.choice(param.size, max_entries, replace=False))
-            numeric = numeric_gradient(loss, param, index, h=h)
-            error = relative_error(analytic.reshape(-1)[index], numeric)
-            results.append(LayerCheck(i, name, param.shape, index.size, error, tolerance))
+    for slot in net.layout.slots:
+        param = net.params[slot.offset : slot.offset + slot.size]
+        index = _entries(slot.size, max_entries, rng)
+        numeric = numeric_gradient(loss, param, index, h=h)
+        g = analytic[slot.offset : slot.offset + slot.size][index]
+        error, gap = relative_error(g, numeric), float(np.linalg.norm(g - numeric))
+        results.append(LayerCheck(slot.layer, slot.name, slot.shape, index.size, error, tolerance, gap))
+    return results
+
+
+def check_layer(
+    layer: Layer,
+    X: Array,
+    *,
+    training: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE,
+    h: float = 1e-6,
+    seed: int = 0,
+) -> list[LayerCheck]:
+    """Check one materialised layer's backward: dX and every parameter array, for the loss Σ G ⊙ Y.
+
+    X is the input in the layer's own layout ((m, n) or channels-last (m, H, W, C)), float64.
+    Dropout masks are drawn from a generator seeded with ``seed`` for every evaluation.
+    """
+    G = np.random.default_rng(seed + 1).standard_normal(layer.forward(X, training=training)[0].shape)
+
+    def loss() -> float:
+        Y, _ = layer.forward(X, training=training, rng=np.random.default_rng(seed))
+        return float(np.sum(G * Y))
+
+    grad_flat = np.zeros_like(layer.flat)  # type: ignore[attr-defined]
+    grads = layer.views(grad_flat)
+    _, cache = layer.forward(X, training=training, rng=np.random.default_rng(seed))
+    dX = np.array(layer.backward(G.copy(), cache, grads))  # a copy: backward's dX is a reused buffer
+    results = []
+    arrays = [("X", X, dX)] + [(name, layer.params[name], grads[name]) for name in layer.param_shapes()]
+    for name, array, analytic in arrays:
+        index = np.arange(array.size)
+        numeric = numeric_gradient(loss, array, index, h=h)
+        g = np.asarray(analytic).reshape(-1)
+        error, gap = relative_error(g, numeric), float(np.linalg.norm(g - numeric))
+        results.append(LayerCheck(0, name, array.shape, index.size, error, tolerance, gap))
     return results

@@ -4,13 +4,14 @@ Legend: m = batch size, k = number of classes.
 
     L = (1/m) Σ_i -log P[i, y_i]  +  (λ/2) Σ_layers ||W||²         P = softmax(Z), Z (m, k) the logits
 
-The output layer's softmax is fused with the cross-entropy: with Y the one-hot labels,
+A network ends in logits Z; the loss owns the output softmax (``softmax`` below is what
+``Network.predict_proba`` applies), and fuses it with the cross-entropy: with Y the one-hot labels,
 
     dL/dZ = (P - Y) / m
 
 because ∂(-log P_y)/∂Z_j = P_j - [j = y] (the softmax Jacobian a_j(δ_ij - a_i) collapses against the
-1/P_y of the logarithm).  This shortcut assumes the output activation is softmax; the network checks
-that when it is built.  The L2 term adds λ W to each dW (biases are not penalised).
+1/P_y of the logarithm).  So no layer ever back-propagates through the output softmax.  The L2 term
+adds λ W to each dW (biases, batch-norm scales and shifts are not penalised).
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ import numpy as np
 import numpy.typing as npt
 
 Array = npt.NDArray[np.floating]
+
+
+def softmax(Z: Array) -> Array:
+    """P = softmax(Z) row by row, for logits Z (m, k); the row max is subtracted first, so nothing overflows."""
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    return P
 
 
 def softmax_cross_entropy(Z: Array, y: npt.NDArray[np.integer]) -> tuple[float, Array]:

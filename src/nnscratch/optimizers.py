@@ -144,7 +144,6 @@ class Adam(Optimizer):
             self.M = self.V = self._tmp = None
 
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Momentum, Adam)}
 OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adam")
 
 

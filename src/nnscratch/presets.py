@@ -1,46 +1,81 @@
 """Named networks with the training recipe that suits them.
 
-A preset fills in every option the user did not give; anything given on the command line wins.
+A preset's ``layers`` is the middle of a spec: everything between the input, which comes from the
+data, and the output layer, one unit per class.  A preset fills in every option the user did not
+give; anything given on the command line wins.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from nnscratch.errors import SpecError
+from nnscratch.layers import Conv2D, MaxPool2D
+from nnscratch.network import Network
+from nnscratch.spec import parse_token
 
 
 @dataclass(frozen=True)
 class Preset:
-    hidden: str
+    layers: str
     description: str
     training: dict[str, Any] = field(default_factory=dict)
     init: str | None = None
 
+    @property
+    def convolutional(self) -> bool:
+        """Whether the network works on images (it then needs square single-channel inputs such as MNIST's)."""
+        return any(isinstance(parse_token(token), Conv2D | MaxPool2D) for token in self.layers.split("-"))
+
+    def spec(self, n_features: int, n_classes: int, *, layers: str | None = None) -> str:
+        """The whole spec for data of ``n_features`` values and ``n_classes`` classes.
+
+        ``layers`` replaces the preset's own middle part.  A convolutional preset reads the features
+        as one square channel, 784 as 1x28x28.
+        """
+        middle = self.layers if layers is None else layers
+        head = str(n_features)
+        if self.convolutional:
+            side = math.isqrt(n_features)
+            if side * side != n_features:
+                raise SpecError(
+                    f"a convolutional preset needs square images, but the data has {n_features} values per image; "
+                    "write the network with --spec"
+                )
+            head = f"1x{side}x{side}"
+        return "-".join(part for part in (head, middle, f"{n_classes}:softmax") if part)
+
+    def network(
+        self, n_features: int, n_classes: int, *, seed: int | None = 0, dtype: str = "float32", init: str | None = None
+    ) -> Network:
+        """This preset's network for data of ``n_features`` values and ``n_classes`` classes."""
+        return Network.from_spec(self.spec(n_features, n_classes), seed=seed, dtype=dtype, init=init or self.init)
+
+
+_ADAM_WSD = {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 128, "schedule": "wsd"}
 
 PRESETS: dict[str, Preset] = {
     "seed": Preset(
-        hidden="32:relu,32:sigmoid,64:selu,64:tanh",
+        layers="32:relu-32:sigmoid-64:selu-64:tanh",
         description="the original notebook's 784-32-32-64-64-10 network (ReLU, Sigmoid, SELU, Tanh, Softmax)",
-        training={"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 128, "epochs": 10, "schedule": "wsd"},
+        training={**_ADAM_WSD, "epochs": 10},
     ),
     "default": Preset(
-        hidden="256:relu,128:relu",
+        layers="256:relu-128:relu",
         description="784-256-128-10 ReLU network, Adam, 10 epochs",
-        training={"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 128, "epochs": 10, "schedule": "wsd"},
+        training={**_ADAM_WSD, "epochs": 10},
     ),
     "fast": Preset(
-        hidden="512:relu,512:relu",
+        layers="512:relu-512:relu",
         description="784-512-512-10 ReLU network with dropout 0.3, Adam, 20 epochs: the quickest route to 98.5%",
-        training={
-            "optimizer": "adam",
-            "learning_rate": 1e-3,
-            "batch_size": 128,
-            "epochs": 20,
-            "schedule": "wsd",
-            "dropout": 0.3,
-        },
+        training={**_ADAM_WSD, "epochs": 20, "dropout": 0.3},
+    ),
+    "cnn": Preset(
+        layers="conv32k3-bn-relu-maxpool2-conv64k3-bn-relu-maxpool2-flatten-dropout0.25-128:relu",
+        description="a convnet with batch norm, Adam, 4 epochs: the quick CNN (99.3% in under 3 minutes on 2 cores)",
+        training={**_ADAM_WSD, "epochs": 4},
     ),
 }
 

@@ -17,8 +17,10 @@ never imports it.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,7 @@ except ImportError as exc:
     ) from exc
 
 from nnscratch.network import LayerSpec, Network
-from nnscratch.training import Callback, History, TrainConfig, Trainer
+from nnscratch.training import Callback, TrainConfig, Trainer
 
 __all__ = ["MLPClassifier"]
 
@@ -168,7 +170,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.network_ = self._build_network(X.shape[1], len(self.classes_), seed)
         n_val = self._validation_count(X.shape[0])
         config = self._config(epochs=_as_int(self.epochs, "epochs"), seed=seed, validation_size=n_val)
-        self._train(Trainer(self.network_, X, labels, config), History(), previous=None)
+        self._train(Trainer(self.network_, X, labels, config))
         return self
 
     def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike, classes: npt.ArrayLike | None = None) -> MLPClassifier:
@@ -210,13 +212,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self._random_seed = self._seed()
             self.network_ = self._build_network(X.shape[1], len(self.classes_), self._random_seed)
             self.n_iter_ = 0
-        epoch = self.n_iter_
-        # The loop runs while trainer.epoch < config.epochs: starting at epoch n_iter_ makes it run
-        # exactly one epoch, numbered on from the earlier ones, at that epoch's scheduled rate.
-        config = self._config(epochs=epoch + 1, seed=self._random_seed, validation_size=0, early_stopping=None)
-        trainer = Trainer(self.network_, X, labels, config)
-        trainer.epoch = epoch
-        self._train(trainer, self.history_ if epoch else History(), previous=getattr(self, "_state", None))
+        # The loop runs while the state's epoch < config.epochs: continuing from the state of the
+        # earlier calls (n_iter_ epochs, the optimiser's moments, the generator) runs exactly one
+        # epoch, numbered on from the earlier ones, at that epoch's scheduled rate.
+        state = None
+        if self.n_iter_:  # early stopping's record of fit() does not apply to partial_fit
+            state = replace(self._train_state, best_loss=math.inf, best_params=None, best_state=None, waited=0)
+        config = self._config(epochs=self.n_iter_ + 1, seed=self._random_seed, validation_size=0, early_stopping=None)
+        self._train(Trainer(self.network_, X, labels, config, state=state))
         return self
 
     # -- prediction -------------------------------------------------------------------------------
@@ -292,13 +295,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         settings.update(override)
         return TrainConfig(**settings)
 
-    def _train(self, trainer: Trainer, history: History, *, previous: tuple | None) -> None:
-        """Run ``trainer``, carrying on from ``previous`` (optimiser, generator) when given."""
-        trainer.history = history
-        if previous is not None:
-            trainer.optimizer, trainer.rng = previous
+    def _train(self, trainer: Trainer) -> None:
+        """Run ``trainer`` and keep its state, so that ``partial_fit`` can continue from it."""
         trainer.run(Callback())
-        self._state = (trainer.optimizer, trainer.rng)
+        self._train_state = trainer.state
         self._random_seed = trainer.config.seed
         self.history_ = trainer.history
         self.loss_curve_ = self.history_["train_loss"]
@@ -307,17 +307,19 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.validation_scores_ = self.history_["val_accuracy"] if has_validation else None
 
     # Layers hold views into the network's flat parameter buffer, and pickle would store the views as
-    # separate copies; so a fitted estimator is pickled with its network as (header, flat parameters).
+    # separate copies; so a fitted estimator is pickled with its network as (header, flat buffers).
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         if "network_" in state:
-            state["network_"] = (state["network_"].header(), state["network_"].params)
+            net = state["network_"]
+            state["network_"] = (net.header(), net.params, net.state)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "network_" in state:
-            header, params = state["network_"]
-            state = {**state, "network_": Network.from_header(header, {}, source="pickle", params=params)}
+            header, params, net_state = state["network_"]
+            net = Network.from_header(header, {}, source="pickle", params=params, state=net_state)
+            state = {**state, "network_": net}
         super().__setstate__(state)
 
 

@@ -33,6 +33,7 @@ from nnscratch.activations import STUDY_ACTIVATIONS
 from nnscratch.diagnostics import gradient_norms, histograms, layer_statistics
 from nnscratch.errors import DivergenceError, SpecError
 from nnscratch.io import atomic_write
+from nnscratch.metrics import accuracy
 from nnscratch.network import LayerSpec, Network
 from nnscratch.training import Callback, EpochRecord, TrainConfig, train
 
@@ -179,7 +180,7 @@ def run_one(
     return result | {
         "diverged": None,
         "history": history.to_dict(),
-        "test_accuracy": float(np.mean(net.predict(X_test) == y_test)),
+        "test_accuracy": accuracy(y_test, net.predict(X_test)),
         "epochs_to_97": next((i + 1 for i, acc in enumerate(val) if acc >= TARGET), None),
         "seconds_per_epoch": history.seconds / len(history),
         "grad_norms": diagnose.grad_norms,

@@ -21,8 +21,9 @@ from nnscratch.data import split_indices
 from nnscratch.errors import DivergenceError, ModelFileError, SpecError
 from nnscratch.io import load_npz, save_npz
 from nnscratch.losses import cross_entropy
+from nnscratch.metrics import accuracy
 from nnscratch.network import Network
-from nnscratch.optimizers import OPTIMIZER_NAMES, make_optimizer
+from nnscratch.optimizers import OPTIMIZER_NAMES, Optimizer, make_optimizer
 from nnscratch.schedules import SCHEDULES, Schedule
 
 Array = npt.NDArray[np.floating]
@@ -141,10 +142,11 @@ class Callback:
     def on_epoch_end(self, net: Network, record: EpochRecord) -> None: ...
 
 
-def evaluate(net: Network, X: Array, y: npt.NDArray[np.intp], *, batch_size: int = 4096) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``net`` on (X, y)."""
-    P = net.predict_proba(X, batch_size=batch_size)
-    return cross_entropy(P, y), float(np.mean(P.argmax(axis=1) == y))
+def evaluate(net: Network, X: npt.ArrayLike, y: npt.ArrayLike) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``net`` on inputs X and labels y (m,)."""
+    P = net.predict_proba(X)
+    y = net.check_labels(y, P.shape[0])
+    return cross_entropy(P, y), accuracy(y, P.argmax(axis=1))
 
 
 def train(
@@ -188,14 +190,33 @@ def resume(
 
 CHECKPOINT_NAME = "checkpoint.npz"
 CHECKPOINT_FORMAT = "nnscratch-checkpoint"
+CHECKPOINT_VERSION = 2  # 2 adds the network's state buffer (batch norm's running statistics)
+
+
+@dataclass
+class TrainState:
+    """Everything that changes as a run goes on.  With the network, the config and the same data, a
+    state continues its run exactly: that is what checkpoints store and what ``partial_fit`` carries.
+
+    ``optimizer`` and ``rng`` left as None start fresh: the optimiser from the config, the generator
+    from the seed (after it has drawn the validation split).
+    """
+
+    epoch: int = 0  # finished epochs
+    history: History = field(default_factory=History)
+    optimizer: Optimizer | None = None
+    rng: np.random.Generator | None = None  # shuffling and dropout masks
+    best_loss: float = math.inf  # early stopping: the best validation loss so far, its weights and state
+    best_params: Array | None = None
+    best_state: Array | None = None
+    waited: int = 0  # epochs since the best one
 
 
 class Trainer:
-    """The state of one training run: everything needed to continue it exactly.
+    """One training run: the network, the data split, the config and the :class:`TrainState`.
 
-    That is the network, the optimiser's state, the random generator's state, the history, the
-    early-stopping state and the number of finished epochs.  The train/validation split is not
-    stored: it is drawn again from the seed, which gives the same split.
+    The train/validation split is not part of the state: it is drawn again from the seed, which gives
+    the same split.
     """
 
     def __init__(
@@ -207,12 +228,13 @@ class Trainer:
         *,
         validation: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
+        state: TrainState | None = None,
     ) -> None:
         self.net, self.config = net, config
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         if self.checkpoint_dir is not None:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        self.rng = np.random.default_rng(config.seed)
+        rng = np.random.default_rng(config.seed)
         self.X = net.check_input(X)
         self.y = net.check_labels(y, self.X.shape[0])
         n_val = config.validation_count(self.X.shape[0])
@@ -221,27 +243,36 @@ class Trainer:
             self.y_val = net.check_labels(validation[1], self.X_val.shape[0])
             self.train_idx = np.arange(self.X.shape[0])
         elif n_val:
-            self.train_idx, val_idx = split_indices(self.X.shape[0], n_val, self.rng)
+            self.train_idx, val_idx = split_indices(self.X.shape[0], n_val, rng)
             self.X_val, self.y_val = self.X[val_idx], self.y[val_idx]
         else:
             self.train_idx, self.X_val, self.y_val = np.arange(self.X.shape[0]), None, None
-        self.optimizer = make_optimizer(config.optimizer, momentum=config.momentum)
-        self.history = History()
-        self.epoch = 0  # finished epochs
+        self.state = state if state is not None else TrainState()
+        if self.state.rng is None:
+            self.state.rng = rng
+        if self.state.optimizer is None:
+            self.state.optimizer = make_optimizer(config.optimizer, momentum=config.momentum)
         self.saved_epoch: int | None = None  # the epoch of the last checkpoint written
-        self.best_loss, self.best_params, self.waited = math.inf, None, 0
+
+    @property
+    def history(self) -> History:
+        return self.state.history
 
     def run(self, callback: Callback) -> History:
         # Overflow is caught explicitly (a non-finite loss or weight stops training with a clear
         # message), so NumPy's overflow warnings would only add noise on the way there.
         with np.errstate(over="ignore", invalid="ignore"):
             self._run(callback)
-        if self.best_params is not None:
-            self.net.params[...] = self.best_params
-        return self.history
+        if self.config.early_stopping is not None and self.state.best_params is not None:
+            self.net.params[...] = self.state.best_params
+            if self.state.best_state is not None:
+                self.net.state[...] = self.state.best_state
+        return self.state.history
 
     def _run(self, callback: Callback) -> None:
-        net, config, X, y = self.net, self.config, self.X, self.y
+        net, config, X, y, state = self.net, self.config, self.X, self.y, self.state
+        rng, optimizer = state.rng, state.optimizer
+        assert rng is not None and optimizer is not None
         n = self.train_idx.size
         batch_size = n if config.batch_size is None else min(config.batch_size, n)
         n_batches = math.ceil(n / batch_size)
@@ -252,9 +283,9 @@ class Trainer:
         schedule = config.make_schedule()
         callback.on_train_begin(config.epochs, n_batches)
 
-        while self.epoch < config.epochs and not self.history.stopped_early:
-            epoch, start = self.epoch, time.perf_counter()
-            order = self.train_idx if full_batch else self.rng.permutation(self.train_idx)
+        while state.epoch < config.epochs and not state.history.stopped_early:
+            epoch, start = state.epoch, time.perf_counter()
+            order = self.train_idx if full_batch else rng.permutation(self.train_idx)
             loss_sum = correct = 0.0
             lr = config.learning_rate
             for b in range(n_batches):
@@ -266,7 +297,9 @@ class Trainer:
                     # A fresh array: np.take into a reused buffer (out=) measured ~3x slower here.
                     xb, yb = X.take(idx, axis=0), y[idx]
                 # forward, loss, backward
-                loss, Z = net.loss_and_flat_grad(xb, yb, grad, l2=config.l2, dropout=config.dropout, rng=self.rng)
+                loss, Z = net.loss_and_flat_grad(
+                    xb, yb, grad, l2=config.l2, dropout=config.dropout, rng=rng, update_state=True
+                )
                 if not math.isfinite(loss):
                     raise DivergenceError(
                         f"training diverged at epoch {epoch + 1}, batch {b + 1}: the loss is {loss}; "
@@ -276,11 +309,11 @@ class Trainer:
                     )
                 # update
                 lr = schedule.rate(config.learning_rate, epoch + b / n_batches)
-                self.optimizer.step(net.params, grad, lr)
+                optimizer.step(net.params, grad, lr)
                 loss_sum += loss * yb.size
                 correct += np.count_nonzero(Z.argmax(axis=1) == yb)
                 callback.on_batch_end(epoch, b, loss)
-            if not np.all(np.isfinite(net.params)):
+            if not (np.all(np.isfinite(net.params)) and np.all(np.isfinite(net.state))):
                 raise DivergenceError(
                     f"training diverged in epoch {epoch + 1}: the weights are no longer finite; "
                     f"try a learning rate smaller than {config.learning_rate:g}",
@@ -301,15 +334,16 @@ class Trainer:
                 learning_rate=lr,
                 seconds=time.perf_counter() - start,
             )
-            self.history.epochs.append(record)
-            self.epoch += 1
+            state.history.epochs.append(record)
+            state.epoch += 1
             if config.early_stopping is not None:
-                if val_loss < self.best_loss:
-                    self.best_loss, self.best_params, self.waited = val_loss, net.params.copy(), 0
-                    self.history.best_epoch = epoch + 1
+                if val_loss < state.best_loss:
+                    state.best_loss, state.waited = val_loss, 0
+                    state.best_params, state.best_state = net.params.copy(), net.state.copy()
+                    state.history.best_epoch = epoch + 1
                 else:
-                    self.waited += 1
-                    self.history.stopped_early = self.waited >= config.early_stopping
+                    state.waited += 1
+                    state.history.stopped_early = state.waited >= config.early_stopping
             if self.checkpoint_dir is not None:
                 self.save_checkpoint()
             callback.on_epoch_end(net, record)
@@ -319,24 +353,29 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Write the whole training state to ``checkpoint_dir/checkpoint.npz``, atomically."""
         assert self.checkpoint_dir is not None
+        state = self.state
+        assert state.rng is not None and state.optimizer is not None
+        optimizer_state = state.optimizer.state()
         header = {
             "format": CHECKPOINT_FORMAT,
-            "version": 1,
+            "version": CHECKPOINT_VERSION,
             "network": self.net.header(),
             "config": asdict(self.config),
-            "epoch": self.epoch,
-            "rng": self.rng.bit_generator.state,
-            "history": self.history.to_dict(),
-            "best_loss": None if math.isinf(self.best_loss) else self.best_loss,
-            "waited": self.waited,
-            "optimizer": {k: v for k, v in self.optimizer.state().items() if not isinstance(v, np.ndarray)},
+            "epoch": state.epoch,
+            "rng": state.rng.bit_generator.state,
+            "history": state.history.to_dict(),
+            "best_loss": None if math.isinf(state.best_loss) else state.best_loss,
+            "waited": state.waited,
+            "optimizer": {k: v for k, v in optimizer_state.items() if not isinstance(v, np.ndarray)},
         }
-        arrays = {"params": self.net.params}
-        arrays.update({f"optimizer.{k}": v for k, v in self.optimizer.state().items() if isinstance(v, np.ndarray)})
-        if self.best_params is not None:
-            arrays["best_params"] = self.best_params
+        arrays = {"params": self.net.params, "state": self.net.state}
+        arrays.update({f"optimizer.{k}": v for k, v in optimizer_state.items() if isinstance(v, np.ndarray)})
+        if state.best_params is not None:
+            arrays["best_params"] = state.best_params
+        if state.best_state is not None:
+            arrays["best_state"] = state.best_state
         path = save_npz(self.checkpoint_dir / CHECKPOINT_NAME, arrays, header)
-        self.saved_epoch = self.epoch
+        self.saved_epoch = state.epoch
         return path
 
     @classmethod
@@ -353,21 +392,31 @@ class Trainer:
         if not path.is_file():
             raise ModelFileError(f"no checkpoint in {checkpoint_dir} (expected {CHECKPOINT_NAME}); check --resume")
         header, arrays = load_npz(path)
-        if header.get("format") != CHECKPOINT_FORMAT or header.get("version") != 1:
+        if header.get("format") != CHECKPOINT_FORMAT or header.get("version") not in (1, CHECKPOINT_VERSION):
             raise ModelFileError(f"{path} is not an nnscratch checkpoint this version can read")
         try:
-            net = Network.from_header(header["network"], {}, source=str(path), params=arrays["params"])
+            net = Network.from_header(
+                header["network"], {}, source=str(path), params=arrays["params"], state=arrays.get("state")
+            )
             config = TrainConfig(**header["config"])
-            trainer = cls(net, X, y, config, validation=validation, checkpoint_dir=checkpoint_dir)
-            trainer.rng.bit_generator.state = header["rng"]
-            trainer.epoch = trainer.saved_epoch = int(header["epoch"])
-            trainer.history = History.from_dict(header["history"])
-            trainer.best_loss = math.inf if header["best_loss"] is None else float(header["best_loss"])
-            trainer.waited = int(header["waited"])
-            trainer.best_params = arrays.get("best_params")
+            optimizer = make_optimizer(config.optimizer, momentum=config.momentum)
             optimizer_state = dict(header["optimizer"])
             optimizer_state.update({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("optimizer.")})
-            trainer.optimizer.load_state(optimizer_state)
+            optimizer.load_state(optimizer_state)
+            rng = np.random.default_rng()
+            rng.bit_generator.state = header["rng"]
+            state = TrainState(
+                epoch=int(header["epoch"]),
+                history=History.from_dict(header["history"]),
+                optimizer=optimizer,
+                rng=rng,
+                best_loss=math.inf if header["best_loss"] is None else float(header["best_loss"]),
+                best_params=arrays.get("best_params"),
+                best_state=arrays.get("best_state"),
+                waited=int(header["waited"]),
+            )
+            trainer = cls(net, X, y, config, validation=validation, checkpoint_dir=checkpoint_dir, state=state)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{path} is incomplete or corrupted ({exc!r}); start the run again") from None
+        trainer.saved_epoch = state.epoch
         return trainer

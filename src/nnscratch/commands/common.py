@@ -74,9 +74,17 @@ def add_network_options(parser: argparse.ArgumentParser, *, default_preset: str 
         + f" (default: {default_preset})",
     )
     group.add_argument(
-        "--hidden",
+        "--spec",
         metavar="SPEC",
-        help="hidden layers as UNITS:ACTIVATION[,...], e.g. 128:relu,64:tanh (overrides the preset's); "
+        help="the whole network as a spec, instead of the preset's: tokens joined by '-', the input first "
+        "(784, or CxHxW such as 1x28x28), then conv{F}k{K}[s{S}][p{P}], maxpool{K}, bn, flatten, dropout{P}, "
+        "an activation, or a dense layer UNITS[:ACTIVATION], and last the output layer CLASSES:softmax; e.g. "
+        "1x28x28-conv32k3-relu-maxpool2-conv64k3-relu-maxpool2-flatten-dropout0.5-10:softmax",
+    )
+    group.add_argument(
+        "--hidden",
+        metavar="LAYERS",
+        help="an MLP's hidden layers as UNITS:ACTIVATION[,...], e.g. 128:relu,64:tanh (replaces the preset's); "
         f"activations: {', '.join(ACTIVATIONS)}",
     )
     group.add_argument(
@@ -89,19 +97,64 @@ def add_network_options(parser: argparse.ArgumentParser, *, default_preset: str 
     group.add_argument("--seed", type=int, default=0, help="random seed for weights and shuffling (default: 0)")
 
 
-def network_layers(args: argparse.Namespace, *, default_preset: str = "default"):
-    """(preset, hidden LayerSpecs, init) from --preset/--hidden/--init."""
-    from nnscratch.network import parse_hidden
+def chosen_preset(args: argparse.Namespace, *, default_preset: str = "default"):
     from nnscratch.presets import get_preset
 
-    preset = get_preset(args.preset or default_preset)
-    hidden = parse_hidden(args.hidden if args.hidden is not None else preset.hidden)
-    return preset, hidden, args.init or preset.init
+    return get_preset(args.preset or default_preset)
 
 
-def build_network(args: argparse.Namespace, n_in: int, n_classes: int, *, default_preset: str = "default"):
-    from nnscratch.network import LayerSpec, Network
+def check_network_options(args: argparse.Namespace, *, default_preset: str = "default") -> None:
+    """Refuse a malformed or contradictory --spec/--hidden before any data is read."""
+    from nnscratch.errors import SpecError
+    from nnscratch.network import Network
+    from nnscratch.spec import parse_hidden
 
-    _, hidden, init = network_layers(args, default_preset=default_preset)
-    layers = [*hidden, LayerSpec(n_classes, "softmax")]
-    return Network.from_layers(n_in, layers, seed=args.seed, dtype=args.dtype, init=init)
+    if args.spec is not None and args.hidden is not None:
+        raise SpecError("give either --spec (the whole network) or --hidden (an MLP's hidden layers), not both")
+    if args.spec is not None:
+        Network.from_spec(args.spec)  # the grammar, and every layer against the shape it meets
+    if args.hidden is not None:
+        parse_hidden(args.hidden)
+        if chosen_preset(args, default_preset=default_preset).convolutional:
+            raise SpecError(
+                f"--hidden replaces an MLP's hidden layers, but the {args.preset} preset is a convnet; "
+                "write the whole network with --spec"
+            )
+
+
+def network_spec(args: argparse.Namespace, n_features: int, n_classes: int, *, default_preset: str = "default") -> str:
+    """The spec of the network --preset, --spec and --hidden describe, for data of that shape."""
+    from nnscratch.spec import parse_hidden
+
+    check_network_options(args, default_preset=default_preset)
+    if args.spec is not None:
+        return args.spec
+    preset = chosen_preset(args, default_preset=default_preset)
+    if args.hidden is None:
+        return preset.spec(n_features, n_classes)
+    middle = "-".join(str(layer) for layer in parse_hidden(args.hidden))
+    return preset.spec(n_features, n_classes, layers=middle)
+
+
+def build_network(args: argparse.Namespace, n_features: int, n_classes: int, *, default_preset: str = "default"):
+    """The network of --preset/--spec/--hidden/--init for data of ``n_features`` values and ``n_classes`` classes."""
+    from nnscratch.errors import SpecError
+    from nnscratch.layers import shape_text
+    from nnscratch.network import Network
+
+    spec = network_spec(args, n_features, n_classes, default_preset=default_preset)
+    init = args.init or chosen_preset(args, default_preset=default_preset).init
+    net = Network.from_spec(spec, seed=args.seed, dtype=args.dtype, init=init)
+    if net.n_in != n_features:
+        side = math.isqrt(n_features)
+        square = f" or 1x{side}x{side}" if side * side == n_features else ""
+        raise SpecError(
+            f"the network's input {shape_text(net.input_shape)} ({net.n_in} values) does not match the data's "
+            f"{n_features} values per image; start the spec with {n_features}{square}"
+        )
+    if net.n_classes != n_classes:
+        raise SpecError(
+            f"the network ends in {net.n_classes} classes but the data has {n_classes}; "
+            f"end the spec in {n_classes}:softmax"
+        )
+    return net

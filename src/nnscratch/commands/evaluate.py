@@ -10,7 +10,7 @@ from rich.table import Table
 
 from nnscratch.commands.common import add_data_dir, load_data, out, percent
 from nnscratch.losses import cross_entropy
-from nnscratch.metrics import confusion_matrix, precision_recall
+from nnscratch.metrics import accuracy, confusion_matrix, precision_recall
 from nnscratch.network import Network
 
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"the test labels have {data.n_classes} classes but the model only {net.n_classes}")
     P = net.predict_proba(data.X_test)
     predicted = P.argmax(axis=1)
-    accuracy = float(np.mean(predicted == data.y_test))
+    test_accuracy = accuracy(data.y_test, predicted)
     loss = cross_entropy(P, data.y_test)
     C = confusion_matrix(data.y_test, predicted, net.n_classes)
     precision, recall = precision_recall(C)
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         result = {
             "model": str(args.model),
             "spec": net.spec,
-            "test_accuracy": accuracy,
+            "test_accuracy": test_accuracy,
             "test_loss": loss,
             "precision": [None if np.isnan(p) else float(p) for p in precision],
             "recall": [None if np.isnan(r) else float(r) for r in recall],
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     out.print(f"model {args.model}: {net.spec}")
-    out.print(f"test accuracy {percent(accuracy)}  test loss {loss:.4f}  on {data.X_test.shape[0]:,} images\n")
+    out.print(f"test accuracy {percent(test_accuracy)}  test loss {loss:.4f}  on {data.X_test.shape[0]:,} images\n")
     per_class = Table(title="per class")
     for name in ("class", "precision", "recall", "support"):
         per_class.add_column(name, justify="right")

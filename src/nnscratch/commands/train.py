@@ -15,9 +15,10 @@ from nnscratch.commands.common import (
     add_data_dir,
     add_network_options,
     build_network,
+    check_network_options,
+    chosen_preset,
     err,
     load_data,
-    network_layers,
     non_negative_float,
     non_negative_int,
     out,
@@ -101,8 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def make_config(args: argparse.Namespace) -> TrainConfig:
-    preset, _, _ = network_layers(args)
-    recipe = dict(preset.training)
+    recipe = dict(chosen_preset(args).training)
     given = {
         "optimizer": args.optimizer,
         "learning_rate": args.lr,
@@ -161,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if not output.parent.is_dir():
         raise FileNotFoundError(2, "directory does not exist; create it or choose another --output", str(output.parent))
+    if not args.resume:
+        check_network_options(args)
     config = None if args.resume else make_config(args)
     started = time.perf_counter()
     data = load_data(args, quiet=args.quiet)
@@ -173,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
             if args.resume:
                 trainer = Trainer.from_checkpoint(args.resume, data.X_train, data.y_train)
                 net, config = trainer.net, trainer.config
-                _describe(args, net, config, data, resumed_at=trainer.epoch)
+                _describe(args, net, config, data, resumed_at=trainer.state.epoch)
             else:
                 net = build_network(args, data.n_features, data.n_classes)
                 _describe(args, net, config, data)

@@ -4,6 +4,10 @@
                         → {"label", "probabilities", "activations", "pixels"}
     GET  /api/model     → the architecture and its recorded test accuracy
 
+"activations" holds, for each hidden dense layer, its units' values after the layers that follow it
+up to the next layer with weights (its activation, batch norm, ...): what the page draws as cells.
+A convolutional model's dense part is shown the same way.
+
 Every malformed request gets a 4xx answer with a JSON ``detail`` message; bodies over
 ``MAX_BODY_BYTES`` are refused with 413 before they are parsed.
 """
@@ -23,6 +27,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from nnscratch.images import SIDE, ImageError, load_digit
+from nnscratch.layers import Conv2D, Dense
+from nnscratch.losses import softmax
 from nnscratch.network import Network
 
 MAX_BODY_BYTES = 1_000_000  # a 280×280 canvas as PNG is ~10-30 kB; this leaves ample room
@@ -54,13 +60,16 @@ def create_app(net: Network, *, model_name: str = "model") -> FastAPI:
     async def index() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"), media_type="text/html")
 
+    blocks = dense_blocks(net)
+
     @app.get("/api/model")
     async def model() -> dict[str, Any]:
         accuracy = net.metadata.get("test_accuracy")
+        hidden = [{"units": units, "activation": activation} for units, activation, _ in blocks]
         return {
             "name": model_name,
             "spec": net.spec,
-            "layers": [{"units": s.units, "activation": s.activation} for s in net.specs],
+            "layers": [*hidden, {"units": net.n_classes, "activation": "softmax"}],
             "parameters": net.n_params,
             "test_accuracy": float(accuracy) if isinstance(accuracy, int | float) else None,
         }
@@ -76,16 +85,35 @@ def create_app(net: Network, *, model_name: str = "model") -> FastAPI:
             if len(body) > MAX_BODY_BYTES:
                 raise BadRequest(413, f"the request body must be at most {MAX_BODY_BYTES:,} bytes")
         pixels = parse_request(bytes(body))
-        layers = net.activations(pixels.reshape(1, -1))
-        probabilities = layers[-1][0].astype(float)
+        outputs = net.layer_outputs(pixels.reshape(1, -1))
+        probabilities = softmax(outputs[-1])[0].astype(float)
         return {
             "label": int(probabilities.argmax()),
             "probabilities": probabilities.tolist(),
-            "activations": [layer[0].astype(float).tolist() for layer in layers[:-1]],
+            "activations": [outputs[shown][0].astype(float).tolist() for _, _, shown in blocks],
             "pixels": pixels.astype(float).tolist(),
         }
 
     return app
+
+
+def dense_blocks(net: Network) -> list[tuple[int, str, int]]:
+    """(units, activation, index of the layer output to show) for every hidden dense layer of ``net``.
+
+    A dense layer's units are shown after everything up to the next layer with weights: its own
+    activation, or the batch norm and activation layers that follow it.
+    """
+    blocks = []
+    weighted = [i for i, layer in enumerate(net.layers) if isinstance(layer, Dense | Conv2D)]
+    for i, following in zip(weighted[:-1], weighted[1:], strict=True):
+        layer = net.layers[i]
+        if not isinstance(layer, Dense):
+            continue
+        activation = layer.activation.name
+        for between in net.layers[i + 1 : following]:
+            activation = getattr(between, "activation", None) and between.activation.name or activation
+        blocks.append((layer.units, activation, following - 1))
+    return blocks
 
 
 def parse_request(body: bytes) -> np.ndarray:

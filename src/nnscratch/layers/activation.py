@@ -1,0 +1,46 @@
+"""An activation as a layer of its own, wrapping ``nnscratch.activations``.
+
+forward:   Y = f(X)
+backward:  dX = the activation's vector-Jacobian product of dY (f'(X) ⊙ dY for elementwise ones)
+
+X and Y are (m, n) or feature maps (m, H, W, C); softmax then runs across the C channels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from nnscratch.activations import Activation, get_activation
+from nnscratch.layers.base import Array, Layer, Views
+
+
+class ActivationLayer(Layer):
+    """An activation as a layer of its own: Y = f(X), dX = f'(X) ⊙ dY (see ``nnscratch.activations``).
+
+    It works on flat inputs and on feature maps alike (softmax then runs across the channels).
+    """
+
+    kind = "activation"
+
+    def __init__(self, activation: str | Activation) -> None:
+        super().__init__()
+        self.activation = activation if isinstance(activation, Activation) else get_activation(activation)
+
+    @property
+    def token(self) -> str:
+        return self.activation.name
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "activation": self.activation.name}
+
+    def forward(
+        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
+    ) -> tuple[Array, tuple[Array, Array]]:
+        A = self.activation.forward(X, out=self.scratch("A", X.shape, X.dtype) if training else None)
+        return A, (X, A)
+
+    def backward(self, dY: Array, cache: tuple[Array, Array], grads: Views, *, need_dX: bool = True) -> Array | None:
+        X, A = cache
+        return self.activation.backward(X, A, dY) if need_dX else None

@@ -1,0 +1,133 @@
+"""The dense (fully connected) layer with its own activation, forward beside backward.
+
+Legend: m = batch size, n_in = inputs to the layer, n_out = units of the layer.
+
+forward:   Z = X W + b                       X (m, n_in), W (n_in, n_out), b (n_out,), Z (m, n_out)
+           A = f(Z)                          A (m, n_out)
+backward:  dZ = f'(Z) ⊙ dA                   (the activation's vector-Jacobian product)
+           dW = Xᵀ dZ                        (n_in, n_out)
+           db = Σ_rows dZ                    (n_out,)
+           dX = dZ Wᵀ                        (m, n_in), passed on to the layer below
+
+A ``d`` prefix always means the gradient of the loss with respect to that quantity.  The network's
+output layer is a dense layer with the identity: its Z are the logits, and the loss applies softmax.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from nnscratch.activations import Activation, get_activation
+from nnscratch.errors import SpecError
+from nnscratch.initializers import INITIALIZERS, get_initializer
+from nnscratch.layers.base import Array, Layer, Shape, Views, fresh
+
+
+class DenseCache(NamedTuple):
+    """What backward needs from forward: the input X, the pre-activation Z and the output A."""
+
+    X: Array
+    Z: Array
+    A: Array
+
+
+class Dense(Layer):
+    """A fully connected layer of ``units`` units with its activation (``"identity"`` for none).
+
+    ``W`` (n_in, n_out) and ``b`` (n_out,) are views into the network's flat parameter buffer, so that
+    an optimiser updates every parameter of the network with a few vector operations.  Assigning to
+    ``layer.W`` copies the values into that buffer.
+    """
+
+    kind = "dense"
+    decayed = ("W",)
+
+    def __init__(self, units: int, activation: str | Activation = "identity", *, init: str | None = None) -> None:
+        super().__init__()
+        if not isinstance(units, int) or isinstance(units, bool) or units < 1:
+            raise SpecError(f"a dense layer needs a positive number of units, got {units!r}")
+        self.units = units
+        self.activation = activation if isinstance(activation, Activation) else get_activation(activation)
+        if init is not None and init not in INITIALIZERS:
+            raise SpecError(f"unknown initialiser {init!r}; choose one of: {', '.join(INITIALIZERS)}")
+        self.init = init
+
+    @property
+    def token(self) -> str:
+        return f"{self.units}:{self.activation.name}"
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "units": self.units, "activation": self.activation.name, "init": self.init}
+
+    def output_shape_for(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 1:
+            raise self.refuse(input_shape, "a dense layer takes flat inputs; put 'flatten' before it")
+        return (self.units,)
+
+    def param_shapes(self) -> dict[str, Shape]:
+        return {"W": (self.n_in, self.units), "b": (self.units,)}
+
+    @property
+    def n_in(self) -> int:
+        assert self.input_shape is not None, "the layer is not built yet"
+        return self.input_shape[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.units
+
+    @property
+    def W(self) -> Array:
+        return self.params["W"]
+
+    @W.setter
+    def W(self, value: npt.ArrayLike) -> None:
+        _assign(self.params["W"], value, "W")
+
+    @property
+    def b(self) -> Array:
+        return self.params["b"]
+
+    @b.setter
+    def b(self, value: npt.ArrayLike) -> None:
+        _assign(self.params["b"], value, "b")
+
+    def initialize(self, rng: np.random.Generator) -> None:
+        init = get_initializer(self.init or self.activation.default_init)
+        self.W, self.b = init(self.n_in, self.units, (self.n_in, self.units), rng)
+
+    def forward(
+        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
+    ) -> tuple[Array, DenseCache]:
+        """A = f(X W + b) (m, n_out).  The bias is added in place to the product: one array fewer."""
+        buffer = self.scratch if training else fresh
+        m = X.shape[0]
+        Z = np.matmul(X, self.params["W"], out=buffer("Z", (m, self.units), X.dtype))
+        Z += self.params["b"]
+        A = self.activation.forward(Z, out=buffer("A", (m, self.units), X.dtype))
+        return A, DenseCache(X, Z, A)
+
+    def backward(self, dY: Array, cache: DenseCache, grads: Views, *, need_dX: bool = True) -> Array | None:
+        """dW, db into ``grads`` and dX (m, n_in) from dA (m, n_out); ``dY`` may be overwritten.
+
+        ``need_dX=False`` skips the (m, n_in) product for a first layer, whose input is the data.
+        """
+        dZ = self.activation.backward(cache.Z, cache.A, dY)
+        np.matmul(cache.X.T, dZ, out=grads["W"])
+        np.sum(dZ, axis=0, out=grads["b"])
+        if not need_dX:
+            return None
+        return np.matmul(dZ, self.params["W"].T, out=self.scratch("dX", (dZ.shape[0], self.n_in), dZ.dtype))
+
+    def __repr__(self) -> str:
+        n_in = self.input_shape[0] if self.input_shape else "?"
+        return f"Dense({n_in}, {self.units}, {self.activation.name})"
+
+
+def _assign(target: Array, value: npt.ArrayLike, name: str) -> None:
+    if np.shape(value) != target.shape:
+        raise ValueError(f"{name} must have shape {target.shape}, got {np.shape(value)}")
+    target[...] = value

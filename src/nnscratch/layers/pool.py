@@ -1,0 +1,117 @@
+"""2-D max pooling, forward beside backward.
+
+Legend: m = batch size, C = channels, k = window side (= stride), H×W input, Ho×Wo = ⌊H/k⌋×⌊W/k⌋ output.
+Images are channels-last: X (m, H, W, C), Y (m, Ho, Wo, C).
+
+forward:   Y[n, y, x, c] = max_{0 <= a, b < k} X[n, k·y + a, k·x + b, c]
+backward:  dX[n, k·y + a, k·x + b, c] = dY[n, y, x, c] where (a, b) is the window's first maximum
+           (in row-major order, as PyTorch picks it), and 0 everywhere else, including the rows and
+           columns dropped when k does not divide H or W (floor mode).
+
+The max is a function of the one element that attains it, so its gradient flows to that element
+alone; with ties (a flat background, where many windows hold the same value) it must still go to one
+of them, or the sum over the window would count it several times.
+
+Why it is fast (CS231n's reshape trick): with the stride equal to the window, the input is a
+(m, Ho, k, Wo, k, C) view of itself, so window position (a, b) is the strided view X6[:, :, a, :, b]
+with C contiguous values at a time.  The forward pass is k² - 1 elementwise maxima of those views
+(0.6 ms for 128×26×26×32, against 5 ms for ``X6.max(axis=(2, 4))``).  While training it also keeps
+the index of each window's first maximum as one byte, found in the same sweep: a position that is
+strictly greater than the running maximum takes over, so ties keep the earlier one.  Backward then
+writes each window position once, dY where the index matches and 0 elsewhere (1.2 ms; comparing
+X with Y again in backward measured 4 ms).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from nnscratch.errors import SpecError
+from nnscratch.layers.base import Array, Layer, Shape, Views, fresh
+
+TOKEN = re.compile(r"^maxpool(\d+)$")
+
+
+class PoolCache(NamedTuple):
+    input_shape: tuple[int, ...]  # (m, H, W, C)
+    argmax: np.ndarray  # (m, Ho, Wo, C) uint8: a·k + b of each window's first maximum
+
+
+class MaxPool2D(Layer):
+    """Max over non-overlapping ``size``×``size`` windows (stride = size)."""
+
+    kind = "maxpool2d"
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 15:
+            raise SpecError(f"a max-pool window must be an integer from 1 to 15, got {size!r}")
+        self.size = size
+
+    @classmethod
+    def parse(cls, token: str) -> MaxPool2D | None:
+        match = TOKEN.match(token)
+        return cls(int(match.group(1))) if match else None
+
+    @property
+    def token(self) -> str:
+        return f"maxpool{self.size}"
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "size": self.size}
+
+    def output_shape_for(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 3:
+            raise self.refuse(input_shape, "pooling needs an image input such as 32x26x26")
+        C, H, W = input_shape
+        k = self.size
+        if k > H or k > W:
+            raise self.refuse(input_shape, f"the {k}×{k} window is larger than the {H}×{W} image")
+        return (C, H // k, W // k)
+
+    def _windows(self, X: Array) -> Array:
+        """X (m, H, W, C) as (m, Ho, k, Wo, k, C): a view, remainders dropped."""
+        m, H, W, C = X.shape
+        k = self.size
+        Ho, Wo = H // k, W // k
+        return X[:, : Ho * k, : Wo * k, :].reshape(m, Ho, k, Wo, k, C)
+
+    def forward(
+        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
+    ) -> tuple[Array, PoolCache | None]:
+        k = self.size
+        V = self._windows(X)
+        positions = [(a, b) for a in range(k) for b in range(k)]
+        shape = V[:, :, 0, :, 0].shape
+        Y = (self.scratch if training else fresh)("Y", shape, X.dtype)
+        Y[...] = V[:, :, 0, :, 0]
+        if not training:
+            for a, b in positions[1:]:
+                np.maximum(Y, V[:, :, a, :, b], out=Y)
+            return Y, None
+        argmax = self.scratch("argmax", shape, np.uint8)
+        argmax[...] = 0
+        took = self.scratch("took", shape, bool)
+        for t, (a, b) in enumerate(positions[1:], start=1):
+            np.greater(V[:, :, a, :, b], Y, out=took)  # strictly greater: ties keep the earlier position
+            np.maximum(Y, V[:, :, a, :, b], out=Y)
+            # t grows with the sweep, so the largest t that took over is the window's first maximum.
+            np.maximum(argmax, took.view(np.uint8) * np.uint8(t), out=argmax)
+        return Y, PoolCache(X.shape, argmax)
+
+    def backward(self, dY: Array, cache: PoolCache, grads: Views, *, need_dX: bool = True) -> Array | None:
+        if not need_dX:
+            return None
+        m, H, W, C = cache.input_shape
+        k = self.size
+        dX = self.scratch("dX", cache.input_shape, dY.dtype)
+        if H % k or W % k:
+            dX[...] = 0.0  # the dropped rows and columns get no gradient
+        dV = self._windows(dX)
+        for a in range(k):
+            for b in range(k):
+                np.multiply(dY, cache.argmax == a * k + b, out=dV[:, :, a, :, b])
+        return dX

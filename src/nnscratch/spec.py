@@ -1,0 +1,170 @@
+"""The spec grammar: a network written as one string, and the errors that name what does not fit.
+
+Tokens are joined by ``-``:
+
+* the input: ``CxHxW`` for images such as ``1x28x28``, or a number for flat inputs (``784``);
+* ``conv{F}k{K}`` with optional ``s{S}`` (stride) and ``p{P}`` (zero padding): ``conv32k3``,
+  ``conv32k3p1``, ``conv16k5s2p2``;
+* ``maxpool{K}`` (window and stride K); ``bn`` (batch norm); ``flatten``; ``dropout{P}`` (``dropout0.25``);
+* an activation name alone is a layer: ``relu``, ``sigmoid``, ``tanh``, ``selu``, ``softmax``, ...;
+* a dense layer is ``UNITS:ACTIVATION[:INIT]`` (``128:relu``) or ``UNITS``.  A bare ``UNITS`` is ReLU,
+  as in ``784-128-10``, unless batch norm or an activation follows it (``784-256-bn-relu-10``), when
+  it is linear and that layer supplies the non-linearity;
+* the last token is the output layer, ``10:softmax`` (or ``10``): a dense layer whose outputs are the
+  logits that the loss turns into probabilities.
+
+``flatten`` is implied before the first dense layer that meets an image.  Example:
+``1x28x28-conv32k3-relu-maxpool2-conv64k3-relu-maxpool2-flatten-dropout0.5-10:softmax``.
+
+Parsing checks the words; building the network (``Network``) checks that every layer fits the shape
+it meets, with an error naming the token and that shape.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from nnscratch.activations import ACTIVATIONS
+from nnscratch.errors import SpecError
+from nnscratch.initializers import INITIALIZERS
+from nnscratch.layers import ActivationLayer, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
+from nnscratch.layers.base import Shape, shape_text
+
+EXAMPLES = "784-128:relu-10:softmax or 1x28x28-conv32k3-relu-maxpool2-10:softmax"
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One dense layer: its width, activation name and (optional) initialiser name."""
+
+    units: int
+    activation: str
+    init: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.units, int) or self.units < 1:
+            raise SpecError(f"a layer needs a positive number of units, got {self.units!r}")
+        if self.activation not in ACTIVATIONS:
+            raise SpecError(f"unknown activation {self.activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
+        if self.init is not None and self.init not in INITIALIZERS:
+            raise SpecError(f"unknown initialiser {self.init!r}; choose one of: {', '.join(INITIALIZERS)}")
+
+    def __str__(self) -> str:
+        return f"{self.units}:{self.activation}" + (f":{self.init}" if self.init else "")
+
+    def layer(self) -> Dense:
+        """The dense layer this describes.  As the output layer (``softmax``) it produces logits."""
+        return Dense(self.units, self.activation, init=self.init)
+
+
+_DENSE = re.compile(r"^\s*(\d+)\s*(?::\s*([A-Za-z_\-]+)\s*)?(?::\s*([A-Za-z_]+)\s*)?$")
+_INPUT = re.compile(r"^\s*(?:(\d+)\s*x\s*(\d+)\s*x\s*(\d+)|(\d+))\s*$")
+
+
+def parse_layer(text: str, *, default_activation: str = "relu") -> LayerSpec:
+    """Parse a dense layer ``UNITS[:ACTIVATION[:INIT]]``, e.g. ``"64:selu"`` or ``"32:relu:uniform"``."""
+    match = _DENSE.match(text)
+    if not match:
+        raise SpecError(f"cannot read layer {text.strip()!r}; write UNITS:ACTIVATION such as 64:relu")
+    units, activation, init = match.groups()
+    activation = (activation or default_activation).lower().replace("-", "_")
+    return LayerSpec(int(units), activation, init.lower() if init else None)
+
+
+def parse_hidden(text: str) -> list[LayerSpec]:
+    """Parse the command line's hidden-layer list, e.g. ``"32:relu,32:sigmoid,64:selu,64:tanh"``.
+
+    An empty string means no hidden layer (softmax regression).
+    """
+    if not text.strip():
+        return []
+    return [parse_layer(part) for part in text.split(",")]
+
+
+def parse_input(token: str) -> Shape:
+    """``"784"`` → (784,); ``"1x28x28"`` → (1, 28, 28) (channels, height, width)."""
+    match = _INPUT.match(token)
+    if not match:
+        raise SpecError(f"cannot read the input {token.strip()!r}; write a number such as 784 or CxHxW such as 1x28x28")
+    c, h, w, n = match.groups()
+    shape = (int(n),) if n else (int(c), int(h), int(w))
+    if min(shape) < 1:
+        raise SpecError(f"the input size must be positive, got {token.strip()!r}")
+    return shape
+
+
+def parse_token(token: str) -> Layer | None:
+    """The layer a token other than a dense layer describes, or None if it is not one of them."""
+    word = token.strip().lower()
+    if word in ACTIVATIONS or word.replace("-", "_") in ACTIVATIONS:
+        return ActivationLayer(word.replace("-", "_"))
+    if word == "bn":
+        return BatchNorm()
+    if word == "flatten":
+        return Flatten()
+    for cls in (Conv2D, MaxPool2D, Dropout):
+        layer = cls.parse(word)
+        if layer is not None:
+            return layer
+    return None
+
+
+def parse_spec(spec: str) -> tuple[Shape, list[Layer]]:
+    """Parse a whole spec into (input shape, layers), the output layer last; see the module docstring."""
+    tokens = spec.split("-")
+    if len(tokens) < 2 or not _INPUT.match(tokens[0]):
+        raise SpecError(f"cannot read network spec {spec!r}; write INPUT-LAYER-...-CLASSES:softmax such as {EXAMPLES}")
+    input_shape = parse_input(tokens[0])
+    *hidden, last = tokens[1:]
+    layers: list[Layer] = []
+    image = len(input_shape) == 3
+    for i, token in enumerate(hidden):
+        layer = parse_token(token)
+        if layer is None:
+            if not token.strip()[:1].isdigit():
+                raise SpecError(
+                    f"unknown layer {token.strip()!r} in {spec!r}; write conv{{F}}k{{K}}[s{{S}}][p{{P}}], "
+                    f"maxpool{{K}}, bn, flatten, dropout{{P}}, an activation ({', '.join(ACTIVATIONS)}) "
+                    "or UNITS:ACTIVATION"
+                )
+            following = parse_token(hidden[i + 1]) if i + 1 < len(hidden) else None
+            linear = isinstance(following, ActivationLayer | BatchNorm)
+            layer = parse_layer(token, default_activation="identity" if linear else "relu").layer()
+        if isinstance(layer, Dense) and image:
+            layers.append(Flatten())
+        image = image and not isinstance(layer, Flatten | Dense)
+        layers.append(layer)
+    if parse_token(last) is not None or not last.strip()[:1].isdigit():
+        raise SpecError(
+            f"the network must end in its dense output layer, such as 10:softmax; {spec!r} ends in {last!r}"
+        )
+    output = parse_layer(last, default_activation="softmax")
+    if output.activation != "softmax":
+        raise SpecError(
+            f"the output layer must use softmax (it is trained with cross-entropy), not {output.activation!r}"
+        )
+    if image:
+        layers.append(Flatten())
+    layers.append(output_layer(output.units, init=output.init))
+    return input_shape, layers
+
+
+def output_layer(classes: int, *, init: str | None = None) -> Dense:
+    """The output layer for ``classes`` classes: dense, no activation; the loss applies the softmax."""
+    return Dense(classes, "identity", init=init)
+
+
+def format_spec(input_shape: Shape, layers: list[Layer]) -> str:
+    """The spec string of a network, the inverse of :func:`parse_spec`."""
+    tokens = [shape_text(input_shape)]
+    for i, layer in enumerate(layers[:-1]):
+        following = layers[i + 1]
+        if isinstance(layer, Dense) and layer.activation.name == "identity":
+            # bare UNITS reads as linear exactly when batch norm or an activation follows
+            linear = isinstance(following, ActivationLayer | BatchNorm)
+            tokens.append(str(layer.units) if linear else layer.token)
+        else:
+            tokens.append(layer.token)
+    tokens.append(f"{layers[-1].n_out}:softmax")  # type: ignore[attr-defined]
+    return "-".join(tokens)
