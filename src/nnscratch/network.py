@@ -307,7 +307,10 @@ class Network:
 
     def predict_proba(self, X: npt.ArrayLike, *, batch_size: int | None = None) -> Array:
         """Class probabilities P (m, k) for inputs X (see :meth:`check_input`) with values in [0, 1]."""
-        X = self.check_input(X)
+        return self.probabilities(self.check_input(X), batch_size=batch_size)
+
+    def probabilities(self, X: Array, *, batch_size: int | None = None) -> Array:
+        """:meth:`predict_proba` for inputs already checked by :meth:`check_input` (the trainer's own data)."""
         out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
         chunks = self._chunks(X.shape[0], batch_size)
         for start in chunks:

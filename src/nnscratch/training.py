@@ -144,8 +144,13 @@ class Callback:
 
 def evaluate(net: Network, X: npt.ArrayLike, y: npt.ArrayLike) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of ``net`` on inputs X and labels y (m,)."""
-    P = net.predict_proba(X)
-    y = net.check_labels(y, P.shape[0])
+    X = net.check_input(X)
+    return _evaluate(net, X, net.check_labels(y, X.shape[0]))
+
+
+def _evaluate(net: Network, X: Array, y: npt.NDArray[np.intp]) -> tuple[float, float]:
+    """:func:`evaluate` on inputs and labels already checked (the trainer's validation split)."""
+    P = net.probabilities(X)
     return cross_entropy(P, y), accuracy(y, P.argmax(axis=1))
 
 
@@ -322,7 +327,7 @@ class Trainer:
                 )
             # evaluate, record, maybe stop
             if self.X_val is not None:
-                val_loss, val_acc = evaluate(net, self.X_val, self.y_val)
+                val_loss, val_acc = _evaluate(net, self.X_val, self.y_val)
             else:
                 val_loss, val_acc = math.nan, math.nan
             record = EpochRecord(

@@ -9,7 +9,8 @@ forward (training):   μ = (1/N) Σ_n x_n                 σ² = (1/N) Σ_n (x_n
                       x̂ = (x - μ) / sqrt(σ² + ε)        y = γ x̂ + β               ε = 1e-5
                       and the running statistics move towards the batch's:
                       μ_run ← (1 - ρ) μ_run + ρ μ,   σ²_run ← (1 - ρ) σ²_run + ρ σ² N / (N - 1)   ρ = 0.1
-                      (the unbiased variance, as PyTorch keeps it)
+                      (the unbiased variance, as PyTorch keeps it; a batch of one value per unit,
+                      whose variance is undefined, leaves them as they are)
 forward (predicting): y = γ (x - μ_run) / sqrt(σ²_run + ε) + β     (deterministic, per sample)
 backward:             dβ = Σ_n dy_n                      dγ = Σ_n dy_n x̂_n
                       dx = γ / (N sqrt(σ² + ε)) · (N dy - dβ - x̂ dγ)
@@ -126,8 +127,10 @@ class BatchNorm(Layer):
 
     def update_state(self, cache: BatchNormCache) -> None:
         N = cache.Xhat.shape[0]
+        if N < 2:  # one value per unit says nothing about its spread (the unbiased variance is 0/0)
+            return
         rho = self.momentum
-        unbiased = cache.var * (N / (N - 1)) if N > 1 else cache.var
+        unbiased = cache.var * (N / (N - 1))
         mean, var = self.state["running_mean"], self.state["running_var"]
         mean *= 1.0 - rho
         mean += rho * cache.mean
