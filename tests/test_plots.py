@@ -1,19 +1,35 @@
-"""Every plot function writes a non-empty PNG, including for awkward inputs."""
+"""Every plot function writes a non-empty PNG, including for awkward inputs; the sets of ``--plots`` per
+kind of network; and what ``plotdata`` measures for them."""
 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from nnscratch import plots
 from nnscratch.activations import STUDY_ACTIVATIONS
-from nnscratch.diagnostics import histograms
+from nnscratch.cli import main
 from nnscratch.network import Network
-from nnscratch.training import TrainConfig, train
+from nnscratch.plotdata import FeatureMaps, Histogram, LayerProfile, ModelPlotData, histogram_panels, measure
+from nnscratch.training import History, TrainConfig, train
+from tests.test_data import write_tiny_mnist
 
 PNG = b"\x89PNG\r\n\x1a\n"
+CONV = "1x8x8-conv4k3-relu-maxpool2-flatten-8:tanh-3:softmax"
+MLP_SET = {
+    "learning_curves.png",
+    "activations.png",
+    "confusion_matrix.png",
+    "confident_mistakes.png",
+    "first_layer_weights.png",
+    "activation_histograms.png",
+}
+CONV_SET = MLP_SET - {"first_layer_weights.png"} | {"first_layer_filters.png", "feature_maps.png"}
 
 
 def assert_png(path):
@@ -31,9 +47,28 @@ def trained():
     return net, history, X, y
 
 
+@pytest.fixture(scope="module")
+def convnet():
+    rng = np.random.default_rng(0)
+    X = rng.random((120, 64)).astype(np.float32)
+    y = (X[:, :3].argmax(axis=1)).astype(np.intp)
+    net = Network.from_spec(CONV, seed=0)
+    history = train(net, X, y, TrainConfig(epochs=2, batch_size=32, learning_rate=1e-2, validation_size=20))
+    return net, history, X, y
+
+
+def test_importing_plots_selects_no_backend_and_no_pyplot():
+    code = (
+        "import sys, matplotlib, nnscratch.plots; print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)"
+    )
+    env = {**os.environ, "MPLBACKEND": "svg"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.stdout.split() == ["svg", "False"], done.stderr
+
+
 def test_learning_curves_of_several_runs(tmp_path, trained):
     _, history, _, _ = trained
-    assert_png(plots.learning_curves({"a": history.to_dict(), "b": history.to_dict()}, tmp_path / "lc.png"))
+    assert_png(plots.learning_curves({"a": history, "b": history}, tmp_path / "lc.png"))
 
 
 def test_learning_curves_without_a_validation_set(tmp_path, trained):
@@ -41,7 +76,7 @@ def test_learning_curves_without_a_validation_set(tmp_path, trained):
     record = history.to_dict()
     for epoch in record["epochs"]:
         epoch["val_loss"] = epoch["val_accuracy"] = math.nan
-    assert_png(plots.learning_curves({"one": record}, tmp_path / "lc.png"))
+    assert_png(plots.learning_curves({"one": History.from_dict(record)}, tmp_path / "lc.png"))
 
 
 def test_activation_functions(tmp_path):
@@ -55,21 +90,22 @@ def test_gradient_norms_including_a_run_without_a_finished_epoch(tmp_path):
         "diverged": [],
     }
     assert_png(plots.gradient_norms(norms, tmp_path / "g.png"))
+    assert_png(plots.gradient_norms(norms, tmp_path / "named.png", layer_names=["conv8k3", "dense 32", "output"]))
 
 
 def test_activation_histograms(tmp_path, trained):
-    net, _, X, _ = trained
-    assert_png(plots.activation_histograms(histograms(net, X), tmp_path / "h.png"))
+    net, _, X, y = trained
+    assert_png(plots.activation_histograms(histogram_panels(net, X, y), tmp_path / "h.png"))
 
 
 def test_layer_profiles(tmp_path):
     profiles = {
-        "relu": {"activation_mean": [0.5, 0.7], "activation_std": [1.0, 1.4], "grad_norm": [0.5, 0.2, 0.1]},
-        "tanh": {"activation_mean": [0.0, 0.01], "activation_std": [0.6, 0.5], "grad_norm": [0.3, 0.1, 0.05]},
+        "relu": LayerProfile((0.5, 0.7), (1.0, 1.4), (0.5, 0.2, 0.1)),
+        "tanh": LayerProfile((0.0, None), (0.6, 0.5), (0.3, 0.1, 0.05)),
     }
     assert_png(plots.layer_profiles(profiles, tmp_path / "p.png"))
-    one = {"net": profiles["relu"] | {"activations": ["relu", "relu"]}}
-    assert_png(plots.layer_profiles(one, tmp_path / "one.png"))
+    one = LayerProfile((0.5, 0.7), (1.0, 1.4), (0.5, 0.2, 0.1), ("1 relu", "2 relu"), ("1 a", "2 b", "3 output"))
+    assert_png(plots.layer_profiles({"net": one}, tmp_path / "one.png"))
 
 
 def test_confusion_mistakes_and_weights(tmp_path, trained):
@@ -81,42 +117,131 @@ def test_confusion_mistakes_and_weights(tmp_path, trained):
     assert_png(plots.first_layer_weights(net.layers[0].W, tmp_path / "w.png"))
 
 
+def test_filters_of_one_and_of_several_channels(tmp_path, rng):
+    assert_png(plots.conv_filters(rng.standard_normal((3, 3, 1, 12)), tmp_path / "one.png"))
+    assert_png(plots.conv_filters(rng.standard_normal((5, 5, 3, 40)), tmp_path / "rgb.png"))  # 64 of 120 drawn
+
+
+def test_feature_maps_of_signed_and_non_negative_layers(tmp_path, rng):
+    layers = [
+        FeatureMaps("conv40k3 → 40x6x6", rng.standard_normal((40, 6, 6))),
+        FeatureMaps("pool", rng.random((2, 3, 3))),
+    ]
+    assert_png(plots.feature_maps(rng.random(64), layers, tmp_path / "f.png", shape=(1, 8, 8)))
+
+
 def test_image_shape_is_square_for_mnist_and_exact_otherwise():
     assert plots.image_shape(784) == (28, 28)
     assert plots.image_shape(12) == (3, 4)
     assert plots.image_shape(13) == (1, 13)
 
 
+def test_pictures_of_flat_rows_follow_the_input_shape():
+    row = np.arange(18.0)
+    assert plots.picture(row, (18,)).shape == (3, 6)
+    np.testing.assert_array_equal(plots.picture(row, (2, 3, 3)), (row[:9] + row[9:]).reshape(3, 3) / 2)
+
+
+def test_the_evaluation_plots_draw_given_arrays_without_a_network(tmp_path, rng):
+    m = 30
+    P = rng.dirichlet(np.ones(3), m)
+    data = ModelPlotData(
+        spec="a network",
+        input_shape=(1, 8, 8),
+        activations=("relu", "softmax"),
+        X=rng.random((m, 64)),
+        y=rng.integers(0, 3, m),
+        P=P,
+        first_layer_weights=None,
+        filters=rng.standard_normal((3, 3, 1, 4)),
+        digit=0,
+        feature_maps=(FeatureMaps("conv4k3 → 4x6x6", rng.standard_normal((4, 6, 6))),),
+        histograms=(Histogram("layer 2: relu", (5, 1, 2), (0.0, 1.0, 2.0, 3.0), 0.9, 0.7, 0.2, 1),),
+        probe=m,
+    )
+    made = plots.save_evaluation_plots(data, tmp_path)
+    assert [p.name for p in made] == [
+        "confusion_matrix.png",
+        "confident_mistakes.png",
+        "first_layer_filters.png",
+        "feature_maps.png",
+        "activation_histograms.png",
+    ]
+
+
 def test_inputs_that_are_not_square_images_are_still_drawn(tmp_path, rng):
     X = rng.random((40, 12))
     y = rng.integers(0, 3, 40)
     net = Network.from_spec("12-5:relu-3:softmax", seed=0)
-    made = plots.save_evaluation_plots(net, X, y, tmp_path)
+    made = plots.save_evaluation_plots(measure(net, X, y), tmp_path)
     assert {p.name for p in made} >= {"confident_mistakes.png", "first_layer_weights.png"}
     for path in made:
         assert path.read_bytes().startswith(PNG)
 
 
-def test_training_and_evaluation_sets(tmp_path, trained):
+def test_training_and_evaluation_sets_of_an_mlp(tmp_path, trained):
     net, history, X, y = trained
-    made = plots.save_training_plots(net, history, X, y, tmp_path / "new" / "train")
-    assert {p.name for p in made} == {
-        "learning_curves.png",
-        "activations.png",
-        "confusion_matrix.png",
-        "confident_mistakes.png",
-        "first_layer_weights.png",
-        "activation_histograms.png",
-    }
+    data = measure(net, X, y)
+    made = plots.save_training_plots(data, history, tmp_path / "new" / "train")
+    assert {p.name for p in made} == MLP_SET
     for path in made:
         assert_png(path)
-    assert len(plots.save_evaluation_plots(net, X, y, tmp_path / "eval")) == 4
+    assert len(plots.save_evaluation_plots(data, tmp_path / "eval")) == 4
+
+
+def test_training_and_evaluation_sets_of_a_convnet(tmp_path, convnet):
+    net, history, X, y = convnet
+    data = measure(net, X, y)
+    made = plots.save_training_plots(data, history, tmp_path / "train")
+    assert {p.name for p in made} == CONV_SET
+    for path in made:
+        assert_png(path)
+    assert {p.name for p in plots.save_evaluation_plots(data, tmp_path / "eval")} == CONV_SET - {
+        "learning_curves.png",
+        "activations.png",
+    }
+
+
+def test_what_is_measured_for_a_convnet(convnet):
+    net, _, X, y = convnet
+    data = measure(net, X, y)
+    assert data.first_layer_weights is None and data.filters.shape == (3, 3, 1, 4)
+    np.testing.assert_array_equal(data.filters, net.layers[0].params["W"])
+    assert [(f.title, f.maps.shape) for f in data.feature_maps] == [
+        ("conv4k3 → 4x6x6", (4, 6, 6)),
+        ("maxpool2 → 4x3x3", (4, 3, 3)),
+    ]
+    np.testing.assert_allclose(data.feature_maps[0].maps, net.layer_outputs(X[:1])[0][0], rtol=1e-6)
+    assert [h.title for h in data.histograms] == ["layer 2: relu, 4x6x6", "layer 5: 8:tanh"]
+    assert [h.grad_layer for h in data.histograms] == [1, 5]  # the convolution feeds the relu; the dense its tanh
+    assert all(h.grad_norm > 0 for h in data.histograms)
+    assert data.activations == ("relu", "tanh", "softmax") and data.P.shape == (120, 3)
+
+
+def test_first_layer_weights_of_an_image_network_are_in_the_inputs_order(rng):
+    net = Network.from_spec("2x3x3-5:tanh-3:softmax", seed=0)  # flatten reads channels-last, X rows channels-first
+    X = rng.random((4, 18))
+    W = measure(net, X, rng.integers(0, 3, 4)).first_layer_weights
+    dense = net.layers[1]
+    np.testing.assert_allclose(np.tanh(X @ W + dense.b), net.layer_outputs(X)[1], rtol=1e-5)
 
 
 def test_plot_directory_that_is_a_file_is_refused(tmp_path, trained):
     net, history, X, y = trained
+    data = measure(net, X[:20], y[:20])
     (tmp_path / "taken").write_text("")
     with pytest.raises(NotADirectoryError, match="not a directory"):
-        plots.save_training_plots(net, history, X, y, tmp_path / "taken")
+        plots.save_training_plots(data, history, tmp_path / "taken")
     with pytest.raises(NotADirectoryError, match="not a directory"):
-        plots.save_evaluation_plots(net, X, y, tmp_path / "taken")
+        plots.save_evaluation_plots(data, tmp_path / "taken")
+
+
+def test_train_and_evaluate_write_the_plots_of_a_convnet(tmp_path, rng, capsys):
+    write_tiny_mnist(tmp_path / "data", rng, n_train=60, n_test=20, side=8, classes=3)
+    model = tmp_path / "m.npz"
+    args = ["train", "--data-dir", str(tmp_path / "data"), "--spec", CONV, "--epochs", "1", "-o", str(model), "-q"]
+    assert main([*args, "--plots", str(tmp_path / "train")]) == 0
+    assert {p.name for p in (tmp_path / "train").glob("*.png")} == CONV_SET
+    assert main(["evaluate", str(model), "--data-dir", str(tmp_path / "data"), "--plots", str(tmp_path / "eval")]) == 0
+    assert {p.name for p in (tmp_path / "eval").glob("*.png")} == CONV_SET - {"learning_curves.png", "activations.png"}
+    assert "wrote 5 plots" in capsys.readouterr().out

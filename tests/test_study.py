@@ -10,7 +10,17 @@ import pytest
 import nnscratch.study as study
 from nnscratch.cli import main
 from nnscratch.errors import SpecError
-from nnscratch.study import VARIANTS, StudySettings, hidden_layers, run_study, summarise
+from nnscratch.layers import ActivationLayer, Dense
+from nnscratch.study import (
+    VARIANTS,
+    RunResult,
+    StudySettings,
+    run_key,
+    run_study,
+    summarise,
+    variant_activations,
+    variant_network,
+)
 from tests.test_data import write_tiny_mnist
 
 SMALL = StudySettings(widths=(8, 6), epochs=2, batch_size=32, seeds=2)
@@ -32,12 +42,42 @@ def count_training(monkeypatch):
     return trained
 
 
+CONV = "1x4x4-conv3k3-relu-maxpool2-flatten-6:relu-4:softmax"  # fits the 16-value data below
+
+
 def test_variants_are_the_five_activations_and_the_seed_stack():
     assert VARIANTS == ("relu", "sigmoid", "tanh", "selu", "softmax", "seed")
-    assert [s.activation for s in hidden_layers("seed", (32, 32, 64, 64))] == ["relu", "sigmoid", "selu", "tanh"]
-    assert [s.activation for s in hidden_layers("tanh", (5, 5))] == ["tanh", "tanh"]
+    assert variant_activations("seed", 5) == ["relu", "sigmoid", "selu", "tanh", "relu"]
+    assert variant_activations("tanh", 2) == ["tanh", "tanh"]
     with pytest.raises(SpecError, match="unknown variant"):
-        hidden_layers("swish", (5,))
+        variant_activations("swish", 1)
+
+
+def hidden(net):
+    """The names of the network's hidden activations, in order."""
+    return [
+        layer.activation.name
+        for layer in net.layers[:-1]
+        if isinstance(layer, ActivationLayer | Dense) and layer.activation.name != "identity"
+    ]
+
+
+def test_a_variant_replaces_every_hidden_activation_of_a_spec_and_nothing_else():
+    base = "1x8x8-conv4k3-relu-maxpool2-flatten-8-bn-tanh-5:selu-3:softmax"
+    net = variant_network(base, "sigmoid", seed=0)
+    assert hidden(net) == ["sigmoid", "sigmoid", "sigmoid"]
+    assert net.spec == "1x8x8-conv4k3-sigmoid-maxpool2-flatten-8-bn-sigmoid-5:sigmoid-3:softmax"
+    assert net.layers[4].activation.name == "identity"  # the linear dense layer before batch norm stays linear
+    assert net.layers[-1].activation.name == "identity"  # the output's logits: the loss owns the softmax
+    assert hidden(variant_network(base, "seed", seed=0)) == ["relu", "sigmoid", "selu"]
+    assert net.layers[0].init == "glorot"  # the convolution now feeds a sigmoid
+
+
+def test_mlp_variants_are_the_widths_with_the_variants_activations():
+    settings = StudySettings(widths=(8, 6))
+    assert settings.base_spec(16, 4) == "16-8:relu-6:relu-4:softmax"
+    assert variant_network(settings.base_spec(16, 4), "seed", seed=0).spec == "16-8:relu-6:sigmoid-4:softmax"
+    assert StudySettings().widths == (32, 32, 64, 64)
 
 
 def test_settings_refuse_a_bad_budget():
@@ -49,28 +89,80 @@ def test_settings_refuse_a_bad_budget():
         StudySettings(learning_rates=(1e-3, -1.0))
 
 
+def test_settings_refuse_a_spec_that_cannot_be_varied():
+    with pytest.raises(SpecError, match="not both"):
+        StudySettings(widths=(8,), spec=CONV)
+    with pytest.raises(SpecError, match="no hidden activation"):
+        StudySettings(spec="1x4x4-conv3k3-maxpool2-flatten-4:softmax")
+    with pytest.raises(SpecError, match="unknown layer"):
+        StudySettings(spec="1x4x4-conv3k3-swish-4:softmax")
+    with pytest.raises(SpecError, match="does not match the data's 784 values"):
+        StudySettings(spec=CONV).base_spec(784, 4)
+    with pytest.raises(SpecError, match="end it in 10:softmax"):
+        StudySettings(spec=CONV).base_spec(16, 10)
+
+
 def test_summary_reports_every_variant(tmp_path, data):
     runs = run_study(SMALL, *data, cache_dir=tmp_path, n_jobs=1)
     assert len(runs) == len(VARIANTS) * 2
-    assert [(r["variant"], r["seed"]) for r in runs[:3]] == [("relu", 0), ("relu", 1), ("sigmoid", 0)]
+    assert [(r.variant, r.seed) for r in runs[:3]] == [("relu", 0), ("relu", 1), ("sigmoid", 0)]
     summary = summarise(runs)
-    assert [s["variant"] for s in summary] == list(VARIANTS)
+    assert [s.variant for s in summary] == list(VARIANTS)
     for s in summary:
-        assert 0.0 <= s["test_accuracy_mean"] <= 1.0 and s["seeds"] == 2 and s["diverged"] == 0
-        assert len(s["dead"]) == 2 and len(s["grad_norm_last_epoch"]) == 3
-    relu = summary[0]
-    assert relu["dead"][0] is not None and relu["saturated"][0] is None
-    sigmoid = summary[1]
-    assert sigmoid["dead"][0] is None and sigmoid["saturated"][0] is not None
+        stats = s.statistics
+        assert 0.0 <= stats.test_accuracy_mean <= 1.0 and s.seeds == 2 and s.diverged == 0
+        assert len(stats.dead) == 2 and len(stats.grad_norm_last_epoch) == 3
+        assert s.hidden_layers == (1, 2) and s.fed_by == (0, 1)
+        assert s.weight_layers == ("layer 1 (dense 8)", "layer 2 (dense 6)", "layer 3 (output)")
+    relu = summary[0].statistics
+    assert relu.dead[0] is not None and relu.saturated[0] is None
+    sigmoid = summary[1].statistics
+    assert sigmoid.dead[0] is None and sigmoid.saturated[0] is not None
     seed = summary[-1]
-    assert seed["dead"] == [seed["dead"][0], None] and seed["saturated"][1] is not None  # relu, then sigmoid
+    assert seed.activations == ("relu", "sigmoid")
+    assert seed.statistics.dead[1] is None and seed.statistics.saturated[1] is not None
 
 
 def test_diagnostics_are_recorded_after_every_epoch(tmp_path, data):
     (run,) = run_study(SMALL, *data, cache_dir=tmp_path, variants=("tanh",), n_jobs=1)[:1]
-    assert len(run["grad_norms"]) == len(run["layer_stats"]) == SMALL.epochs
-    assert all(len(norms) == 3 and min(norms) > 0 for norms in run["grad_norms"])
-    assert [s["activation"] for s in run["layer_stats"][-1]] == ["tanh", "tanh"]
+    assert len(run.grad_norms) == len(run.layer_stats) == SMALL.epochs
+    assert all(len(norms) == 3 and min(norms) > 0 for norms in run.grad_norms)
+    assert [s.activation for s in run.layer_stats[-1]] == ["tanh", "tanh"]
+    assert run.model.predicted.shape == (100,) and run.model.first_layer_weights.shape == (16, 8)
+
+
+def test_a_cached_run_reads_back_as_it_was_written(tmp_path, data):
+    (run,) = run_study(SMALL, *data, cache_dir=tmp_path, variants=("relu",), n_jobs=1)[:1]
+    (path,) = [p for p in tmp_path.glob("*.json") if json.loads(p.read_text())["seed"] == 0]
+    again = RunResult.from_dict(json.loads(path.read_text()))
+    assert json.dumps(again.to_dict()) == json.dumps(run.to_dict())
+    np.testing.assert_array_equal(again.model.first_layer_weights, run.model.first_layer_weights)
+    assert again.histograms == run.histograms and again.layer_stats == run.layer_stats
+
+
+def test_a_convnet_study_measures_every_hidden_activation(tmp_path, data):
+    settings = StudySettings(spec=CONV, epochs=1, batch_size=64, seeds=1)
+    runs = run_study(settings, *data, cache_dir=tmp_path, variants=("tanh", "seed"), n_jobs=1)
+    tanh, seed = runs
+    assert tanh.spec == "1x4x4-conv3k3-tanh-maxpool2-flatten-6:tanh-4:softmax"
+    assert seed.spec == "1x4x4-conv3k3-relu-maxpool2-flatten-6:sigmoid-4:softmax"
+    assert tanh.hidden_layers == (2, 5) and tanh.fed_by == (0, 1)
+    assert tanh.weight_layers == ("layer 1 (conv3k3)", "layer 5 (dense 6)", "layer 6 (output)")
+    assert [s.activation for s in seed.layer_stats[-1]] == ["relu", "sigmoid"]
+    assert len(tanh.grad_norms[-1]) == 3 and tanh.model.filters.shape == (3, 3, 1, 3)
+    assert tanh.model.first_layer_weights is None
+    (summary,) = summarise(runs[:1])
+    assert summary.activations == ("tanh", "tanh") and len(summary.statistics.activation_mean) == 2
+
+
+def test_the_spec_is_part_of_the_cache_key(tmp_path, data, count_training):
+    for spec in (CONV, CONV, CONV.replace("6:relu", "5:relu")):
+        run_study(StudySettings(spec=spec, epochs=1, seeds=1), *data, cache_dir=tmp_path, variants=("relu",), n_jobs=1)
+    assert len(count_training) == 2  # the same spec again came from the cache; another spec did not
+    mlp = StudySettings(widths=(8,))
+    other = StudySettings(spec=CONV.replace("conv3k3", "conv2k3"))
+    keys = {run_key("relu", 0, 1e-3, s, "data") for s in (mlp, StudySettings(spec=CONV), other)}
+    assert len(keys) == 3
 
 
 def test_interrupted_study_resumes_from_the_cache(tmp_path, data, count_training):
@@ -83,7 +175,7 @@ def test_interrupted_study_resumes_from_the_cache(tmp_path, data, count_training
     count_training.clear()
     again = run_study(settings, *data, cache_dir=tmp_path, variants=("relu", "tanh"), n_jobs=1)
     assert len(count_training) == 1  # only the missing run was trained again
-    assert [r["test_accuracy"] for r in again] == [r["test_accuracy"] for r in first]
+    assert [r.test_accuracy for r in again] == [r.test_accuracy for r in first]
 
     count_training.clear()
     changed = StudySettings(widths=(8,), epochs=2, batch_size=64, seeds=1)
@@ -110,21 +202,21 @@ def test_learning_rate_sweep_keeps_each_variants_best_rate(tmp_path, data):
     settings = StudySettings(widths=(8,), epochs=2, batch_size=32, seeds=1, learning_rates=(1e-6, 3e-2))
     summary = summarise(run_study(settings, *data, cache_dir=tmp_path, variants=("relu", "sigmoid"), n_jobs=1))
     for s in summary:
-        assert s["learning_rate"] == 3e-2  # a rate of 1e-6 barely moves the weights in two epochs
-        assert set(s["learning_rates_tried"]) == {"1e-06", "0.03"}
+        assert s.learning_rate == 3e-2  # a rate of 1e-6 barely moves the weights in two epochs
+        assert set(s.learning_rates_tried) == {"1e-06", "0.03"}
 
 
 def test_a_diverging_run_is_recorded_and_never_chosen(tmp_path, data):
     settings = StudySettings(widths=(8,), epochs=2, batch_size=32, seeds=1, optimizer="sgd", learning_rates=(0.1, 1e30))
     runs = run_study(settings, *data, cache_dir=tmp_path, variants=("relu",), n_jobs=1)
-    assert runs[0]["diverged"] is None and "diverged" in runs[1]["diverged"]
-    assert runs[1]["test_accuracy"] is None
+    assert runs[0].diverged is None and "diverged" in runs[1].diverged
+    assert runs[1].test_accuracy is None and runs[1].model is None
     (summary,) = summarise(runs)
-    assert summary["learning_rate"] == 0.1 and summary["learning_rates_tried"]["1e+30"] == 0.0
+    assert summary.learning_rate == 0.1 and summary.learning_rates_tried["1e+30"] == 0.0
 
     only_bad = StudySettings(widths=(8,), epochs=2, batch_size=32, seeds=1, optimizer="sgd", learning_rates=(1e30,))
     (summary,) = summarise(run_study(only_bad, *data, cache_dir=tmp_path, variants=("relu",), n_jobs=1))
-    assert summary["diverged"] == 1 and summary["test_accuracy_mean"] is None
+    assert summary.diverged == 1 and summary.statistics is None
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +237,10 @@ def test_runs_on_a_dask_cluster_through_joblib(tmp_path, data, dask_cluster):
         runs = run_study(settings, *data, cache_dir=tmp_path, variants=("relu", "selu"), backend="dask")
     assert tasks.data, "no task reached the Dask cluster"
     local = run_study(settings, *data, cache_dir=tmp_path / "local", variants=("relu", "selu"), n_jobs=1)
-    assert [r["test_accuracy"] for r in runs] == [r["test_accuracy"] for r in local]
+    assert [r.test_accuracy for r in runs] == [r.test_accuracy for r in local]
 
 
-def _compare(tmp_path, *extra):
+def _compare(tmp_path, *extra, architecture=("--widths", "8,8")):
     return [
         "compare",
         "--data-dir",
@@ -157,8 +249,7 @@ def _compare(tmp_path, *extra):
         "1",
         "--seeds",
         "1",
-        "--widths",
-        "8,8",
+        *architecture,
         "--output",
         str(tmp_path / "out"),
         *extra,
@@ -203,6 +294,41 @@ def test_compare_command_writes_table_results_and_report(tmp_path, rng, capsys):
     # run again: everything comes from the cache
     assert main(_compare(tmp_path, "--jobs", "1", "--schedule", "constant", "--lr", "0.002")) == 0
     assert capsys.readouterr().err.count("(cached)") == 6
+
+
+@pytest.mark.timeout(120)
+def test_compare_varies_the_hidden_activations_of_a_convnet_spec(tmp_path, rng, capsys):
+    write_tiny_mnist(tmp_path / "d", rng, n_train=80, n_test=30, side=8, classes=3)
+    spec = "1x8x8-conv4k3-relu-maxpool2-flatten-8:relu-3:softmax"
+    args = _compare(tmp_path, "--jobs", "1", "--variants", "seed", architecture=("--spec", spec))
+    assert main(args) == 0
+    out = tmp_path / "out"
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["spec"] == spec and results["settings"]["widths"] is None
+    assert f"--spec {spec}" in results["command"]
+    assert [r["spec"] for r in results["runs"]] == ["1x8x8-conv4k3-relu-maxpool2-flatten-8:sigmoid-3:softmax"]
+    assert [v["activations"] for v in results["variants"]] == [["relu", "sigmoid"]]
+    plots = {p.name for p in (out / "plots").glob("*.png")}
+    assert "first_layer_filters.png" in plots and "first_layer_weights.png" not in plots
+    assert {"histograms_seed.png", "layer_profiles.png", "gradient_norms.png", "confident_mistakes.png"} <= plots
+    report = (out / "report.html").read_text()
+    assert report.count("data:image/png;base64,") == len(plots) and f"<code>{spec}</code>" in report
+
+
+@pytest.mark.parametrize(
+    "architecture, message",
+    [
+        (("--spec", "1x8x8-conv4k3-relu-flatten-3:softmax", "--widths", "8"), "either --spec"),
+        (("--spec", "1x8x8-conv4k3-maxpool2-flatten-3:softmax"), "no hidden activation"),
+        (("--spec", "1x4x4-conv4k3-relu-flatten-3:softmax"), "does not match the data's 64 values"),
+    ],
+)
+def test_compare_refuses_a_spec_it_cannot_use(tmp_path, rng, capsys, architecture, message):
+    write_tiny_mnist(tmp_path / "d", rng, side=8)
+    assert main(_compare(tmp_path, architecture=architecture)) == 1
+    err = capsys.readouterr().err
+    assert message in err.strip().splitlines()[-1] and "Traceback" not in err
+    assert not (tmp_path / "out" / "results.json").exists()
 
 
 def test_compare_refuses_bad_options_without_writing(tmp_path, rng, capsys):
@@ -252,4 +378,4 @@ def test_unaligned_arrays_are_aligned_before_training(data, monkeypatch):
     settings = StudySettings(widths=(8,), epochs=1, batch_size=64, seeds=1)
     run = study.run_one("relu", 0, 1e-3, settings, *(unaligned(a) for a in data))
     expected = study.run_one("relu", 0, 1e-3, settings, *data)
-    assert seen == [True, True] and run["test_accuracy"] == expected["test_accuracy"]
+    assert seen == [True, True] and run.test_accuracy == expected.test_accuracy

@@ -15,11 +15,13 @@ seen at every position (m·H·W values per unit).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from nnscratch.layers import ActivationLayer, Dense, Layer
 from nnscratch.network import Network
 
 Array = npt.NDArray[np.floating]
@@ -48,17 +50,25 @@ def saturated_fraction(A: Array, activation: str) -> float | None:
     return None if mask is None else float(np.mean(mask.mean(axis=0) >= SATURATED_SHARE))
 
 
+def hidden_positions(layers: Sequence[Layer]) -> list[int]:
+    """Indices into a network's ``layers`` of its hidden activations: activation layers and dense layers
+    with an activation of their own, the output layer excluded."""
+    return [
+        i
+        for i, layer in enumerate(layers[:-1])
+        if isinstance(layer, ActivationLayer | Dense) and layer.activation.name != "identity"
+    ]
+
+
 def hidden_activations(net: Network, X: Array) -> list[tuple[str, Array]]:
     """(activation name, outputs (rows, units)) of every hidden activation of ``net`` on X, in order."""
-    found = []
     outputs = net.layer_outputs(X)
-    for layer, A in zip(net.layers[:-1], outputs[:-1], strict=True):
-        activation = getattr(layer, "activation", None)
-        if activation is None or activation.name == "identity":
-            continue
+    found = []
+    for i in hidden_positions(net.layers):
+        A = outputs[i]
         if A.ndim == 4:  # (m, C, H, W): every position of a channel is a sample of that unit
             A = A.transpose(0, 2, 3, 1).reshape(-1, A.shape[1])
-        found.append((activation.name, A))
+        found.append((net.layers[i].activation.name, A))  # type: ignore[attr-defined]
     return found
 
 

@@ -1,8 +1,14 @@
 """Plots of training runs, activations and models, written as PNG files with matplotlib.
 
-Every function takes plain data (histories as dicts, arrays) plus an output path, writes one PNG
-atomically and returns its path.  ``save_training_plots`` and ``save_evaluation_plots`` write the set
-that ``nnscratch train --plots DIR`` and ``nnscratch evaluate MODEL --plots DIR`` produce.
+Every function draws the plain data it is given (histories, arrays, the dataclasses of
+``nnscratch.plotdata``), writes one PNG atomically and returns its path; none of them runs a network.
+``save_training_plots`` and ``save_evaluation_plots`` write the set that ``nnscratch train --plots DIR``
+and ``nnscratch evaluate MODEL --plots DIR`` produce, from what ``plotdata.measure`` measured.
+
+Figures are ``matplotlib.figure.Figure`` objects drawn by the Agg canvas, never pyplot's: importing
+this module selects no backend and keeps no registry of open figures.
+
+Legend: m = images, n = values per image, k = classes, kh×kw = a filter, C = channels, F = filters.
 """
 
 from __future__ import annotations
@@ -12,43 +18,42 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib
+import numpy as np
+import numpy.typing as npt
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
-matplotlib.use("Agg")  # files only: no window, no display needed
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import numpy.typing as npt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator  # noqa: E402
-
-from nnscratch.activations import get_activation  # noqa: E402
-from nnscratch.diagnostics import gradient_norms as layer_gradient_norms  # noqa: E402
-from nnscratch.diagnostics import histograms  # noqa: E402
-from nnscratch.io import atomic_write  # noqa: E402
-from nnscratch.metrics import confusion_matrix  # noqa: E402
-from nnscratch.network import Network  # noqa: E402
+from nnscratch.activations import get_activation
+from nnscratch.io import atomic_write
+from nnscratch.metrics import confusion_matrix
+from nnscratch.plotdata import FeatureMaps, Histogram, LayerProfile, ModelPlotData
+from nnscratch.training import History
 
 PathLike = str | os.PathLike[str]
-COLOURS = plt.get_cmap("tab10").colors
-PROBE = 2000  # test images the per-layer plots of one model are computed on
+COLOURS = matplotlib.colormaps["tab10"].colors
 
 
-def _save(fig: plt.Figure, path: PathLike) -> Path:
+def _figure(**kwargs) -> Figure:
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)  # a renderer of its own: tight layouts measure text with it, and savefig draws with it
+    return fig
+
+
+def _save(fig: Figure, path: PathLike) -> Path:
     buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     return atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
-def _integer_epochs(ax: plt.Axes) -> None:
+def _integer_epochs(ax: Axes) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _plain_log_y(ax: plt.Axes) -> None:
+def _plain_log_y(ax: Axes) -> None:
     """Label a log-scaled y axis with plain numbers (0.1, 1, 10), and at 2 and 5 times each power of ten
     too when the axis spans less than a factor of 30 (a wider one would be crowded)."""
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -69,26 +74,46 @@ def image_shape(n_features: int) -> tuple[int, int]:
     return rows, n_features // rows
 
 
-def learning_curves(
-    histories: Mapping[str, Mapping[str, Any]], path: PathLike, *, title: str = "Learning curves"
-) -> Path:
+def picture(row: npt.ArrayLike, shape: Sequence[int]) -> npt.NDArray[np.floating]:
+    """One flat row (n,) as a 2-D picture (H, W).
+
+    ``shape`` is the input's: (n,) is drawn as :func:`image_shape` says, (H, W) as is, and (C, H, W)
+    (channels-first, the order flat rows are read in) as its one channel or the mean of its channels.
+    """
+    row = np.asarray(row, dtype=np.float64)
+    if len(shape) == 1:
+        return row.reshape(image_shape(row.size))
+    if len(shape) == 2:
+        return row.reshape(shape)
+    return row.reshape(shape).mean(axis=0)
+
+
+def _grid(n: int, cols: int) -> tuple[int, int]:
+    cols = max(1, min(n, cols))
+    return max(1, math.ceil(n / cols)), cols
+
+
+def learning_curves(histories: Mapping[str, History], path: PathLike, *, title: str = "Learning curves") -> Path:
     """Loss, accuracy and error rate per epoch, training (dashed) and validation (solid), one colour per run.
 
-    ``histories`` maps a label to a History dict (``History.to_dict()``).  The error-rate panel is on a
-    log scale, so runs that all sit above 95% accuracy are still told apart.
+    ``histories`` maps a label to a run's History.  The error-rate panel is on a log scale, so runs
+    that all sit above 95% accuracy are still told apart.
     """
-    fig, (ax_loss, ax_acc, ax_err) = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig = _figure(figsize=(15, 4.2))
+    ax_loss, ax_acc, ax_err = fig.subplots(1, 3)
+    has_val = False
     for i, (label, history) in enumerate(histories.items()):
-        records = history["epochs"]
-        epochs = [r["epoch"] for r in records]
+        records = history.epochs
+        epochs = [r.epoch for r in records]
         colour = COLOURS[i % len(COLOURS)]
-        has_val = any(math.isfinite(r["val_loss"]) for r in records)  # False when nothing was held out
+        has_val = any(math.isfinite(r.val_loss) for r in records)  # False when nothing was held out
         curves = (("train", "--", 0.7, None if has_val else label), ("val", "-", 1.0, label if has_val else None))
         for key, style, alpha, name in curves:
-            accuracy = 100 * np.array([r[f"{key}_accuracy"] for r in records], dtype=float)
+            accuracy = 100 * np.array([getattr(r, f"{key}_accuracy") for r in records], dtype=float)
             error = 100 - accuracy
             error[error <= 0] = np.nan  # a perfect epoch has no place on a log axis
-            ax_loss.plot(epochs, [r[f"{key}_loss"] for r in records], style, color=colour, alpha=alpha, label=name)
+            losses = [getattr(r, f"{key}_loss") for r in records]
+            ax_loss.plot(epochs, losses, style, color=colour, alpha=alpha, label=name)
             ax_acc.plot(epochs, accuracy, style, color=colour, alpha=alpha)
             ax_err.plot(epochs, error, style, color=colour, alpha=alpha)
     ax_loss.set(title="Cross-entropy loss", xlabel="epoch", ylabel="loss (log scale)", yscale="log")
@@ -127,7 +152,8 @@ def activation_functions(names: Sequence[str], path: PathLike) -> Path:
     a₁ and ∂a₁/∂z₁ = a₁(1 − a₁).
     """
     z = np.linspace(-5, 5, 401).reshape(1, -1)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names), 3.4), squeeze=False)
+    fig = _figure(figsize=(3.3 * len(names), 3.4))
+    axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         act = get_activation(name)
         if name == "softmax":
@@ -155,15 +181,17 @@ def activation_functions(names: Sequence[str], path: PathLike) -> Path:
     return _save(fig, path)
 
 
-def gradient_norms(norms: Mapping[str, Sequence[Sequence[float]]], path: PathLike) -> Path:
-    """‖dW‖ of each layer per epoch (log scale), one panel per run; ``norms[label][epoch][layer]``.
+def gradient_norms(
+    norms: Mapping[str, Sequence[Sequence[float]]], path: PathLike, *, layer_names: Sequence[str] = ()
+) -> Path:
+    """‖dW‖ of each layer with weights per epoch (log scale), one panel per run; ``norms[label][epoch][layer]``.
 
-    The last layer is the softmax output layer.
+    ``layer_names`` labels the layers in the legend; without them they are numbered, the output layer last.
     """
     n = len(norms)
-    cols = min(n, 3)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.3 * rows), squeeze=False, sharey=True)
+    rows, cols = _grid(n, 3)
+    fig = _figure(figsize=(4.5 * cols, 3.3 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
     handles, labels = [], []
     for ax, (label, per_epoch) in zip(axes.flat, norms.items(), strict=False):
         values = np.asarray(per_epoch, dtype=float)
@@ -172,7 +200,10 @@ def gradient_norms(norms: Mapping[str, Sequence[Sequence[float]]], path: PathLik
             continue
         n_layers = values.shape[1]
         for layer in range(n_layers):
-            name = f"layer {layer + 1}" + (" (output)" if layer == n_layers - 1 else "")
+            if layer < len(layer_names):
+                name = layer_names[layer]
+            else:
+                name = f"layer {layer + 1}" + (" (output)" if layer == n_layers - 1 else "")
             ax.plot(np.arange(1, len(values) + 1), values[:, layer], marker="o", ms=3, label=name)
         ax.set(title=label, xlabel="epoch", ylabel="‖dW‖ (log scale)", yscale="log")
         ax.grid(alpha=0.3)
@@ -187,22 +218,22 @@ def gradient_norms(norms: Mapping[str, Sequence[Sequence[float]]], path: PathLik
     return _save(fig, path)
 
 
-def activation_histograms(layers: Sequence[Mapping[str, Any]], path: PathLike, *, title: str = "") -> Path:
-    """One histogram per hidden layer (log counts), from ``diagnostics.histograms`` output.
-
-    A layer's mean and std, and its ``grad_norm`` ‖dW‖ if the dict holds one, go in its panel's title.
-    """
+def activation_histograms(layers: Sequence[Histogram], path: PathLike, *, title: str = "") -> Path:
+    """One histogram per hidden layer (log counts), its title, mean and std, and ‖dW‖ where it has one."""
     n = max(len(layers), 1)
-    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.2), squeeze=False)
-    for i, (ax, layer) in enumerate(zip(axes[0], layers, strict=False)):
-        edges = np.asarray(layer["edges"])
-        ax.bar(edges[:-1], layer["counts"], width=np.diff(edges), align="edge", color=COLOURS[i % 10], alpha=0.8)
-        heading = f"layer {i + 1}: {layer['activation']}"
-        if "mean" in layer:
-            heading += f"\nmean {layer['mean']:.2f}, std {layer['std']:.2f}"
-        if "grad_norm" in layer:
-            heading += f"\n‖dW‖ {layer['grad_norm']:.3g}"
-        ax.set(title=heading, xlabel="activation", ylabel="count (log scale)" if i == 0 else "")
+    rows, cols = _grid(n, 5)
+    fig = _figure(figsize=(3.4 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat[len(layers) :]:
+        ax.axis("off")
+    for i, (ax, layer) in enumerate(zip(axes.flat, layers, strict=False)):
+        edges = np.asarray(layer.edges)
+        ax.bar(edges[:-1], layer.counts, width=np.diff(edges), align="edge", color=COLOURS[i % 10], alpha=0.8)
+        heading = f"{layer.title}\nmean {layer.mean:.2f}, std {layer.std:.2f}"
+        if layer.grad_norm is not None:
+            heading += f"\n‖dW‖ of layer {layer.grad_layer}: {layer.grad_norm:.3g}"
+        ax.set(title=heading, xlabel="activation", ylabel="count (log scale)" if i % cols == 0 else "")
+        ax.title.set_fontsize(10)
         ax.set_yscale("log")
         _plain_log_y(ax)
         ax.grid(alpha=0.3)
@@ -211,20 +242,24 @@ def activation_histograms(layers: Sequence[Mapping[str, Any]], path: PathLike, *
     return _save(fig, path)
 
 
-def layer_profiles(profiles: Mapping[str, Mapping[str, Sequence[float]]], path: PathLike, *, title: str = "") -> Path:
+def _shared(names: list[tuple[str, ...]]) -> tuple[str, ...]:
+    """The tick labels every profile agrees on, or () when they differ or are missing."""
+    return names[0] if names and all(n == names[0] for n in names) else ()
+
+
+def layer_profiles(profiles: Mapping[str, LayerProfile], path: PathLike, *, title: str = "") -> Path:
     """Per layer: the mean and std of the hidden activations, and ‖dW‖ (log), one line per run.
 
-    ``profiles[label]`` holds ``activation_mean`` and ``activation_std`` (one value per hidden layer)
-    and ``grad_norm`` (one per layer, the output layer last); optionally ``activations``, the hidden
-    layers' activation names, which label the layers when there is a single profile.
+    A profile's hidden and weight names label the x axes when every profile has the same ones.
     """
-    fig, (ax_mean, ax_std, ax_grad) = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig = _figure(figsize=(14, 3.8))
+    ax_mean, ax_std, ax_grad = fig.subplots(1, 3)
     for i, (label, p) in enumerate(profiles.items()):
         style = dict(color=COLOURS[i % len(COLOURS)], marker="o", label=label)
-        hidden = np.arange(1, len(p["activation_mean"]) + 1)
-        ax_mean.plot(hidden, p["activation_mean"], **style)
-        ax_std.plot(hidden, p["activation_std"], **style)
-        ax_grad.plot(np.arange(1, len(p["grad_norm"]) + 1), p["grad_norm"], **style)
+        hidden = np.arange(1, len(p.activation_mean) + 1)
+        ax_mean.plot(hidden, np.array(p.activation_mean, dtype=float), **style)
+        ax_std.plot(hidden, np.array(p.activation_std, dtype=float), **style)
+        ax_grad.plot(np.arange(1, len(p.grad_norm) + 1), p.grad_norm, **style)
     ax_mean.axhline(0, color="grey", lw=0.8)
     ax_std.axhline(1, color="grey", lw=0.8, ls=":")
     ax_mean.set(title="Mean activation", xlabel="hidden layer", ylabel="mean")
@@ -234,13 +269,12 @@ def layer_profiles(profiles: Mapping[str, Mapping[str, Sequence[float]]], path: 
         ax.grid(alpha=0.3)
         _integer_epochs(ax)
     _plain_log_y(ax_grad)
-    if len(profiles) == 1:
-        (only,) = profiles.values()
-        names = list(only.get("activations", []))
+    hidden_names = _shared([p.hidden_names for p in profiles.values()])
+    weight_names = _shared([p.weight_names for p in profiles.values()])
+    for ax, names in ((ax_mean, hidden_names), (ax_std, hidden_names), (ax_grad, weight_names)):
         if names:
-            for ax, layers in ((ax_mean, names), (ax_std, names), (ax_grad, [*names, "output"])):
-                ax.set_xticks(range(1, len(layers) + 1), [f"{i}\n{a}" for i, a in enumerate(layers, 1)])
-    else:
+            ax.set_xticks(range(1, len(names) + 1), [name.replace(" ", "\n", 1) for name in names], fontsize=8)
+    if len(profiles) > 1:
         fig.legend(*ax_mean.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9)
     fig.suptitle(title or "Activation statistics and gradient norm per layer")
     fig.tight_layout()
@@ -253,68 +287,136 @@ def confusion(C: npt.ArrayLike, path: PathLike, *, title: str = "Confusion matri
     k = C.shape[0]
     total = C.sum()
     heading = f"{title}: {100 * np.trace(C) / total:.2f}% correct" if total else title
-    fig, ax = plt.subplots(figsize=(0.55 * k + 1.5, 0.5 * k + 1))
+    fig = _figure(figsize=(0.55 * k + 1.5, 0.5 * k + 1))
+    ax = fig.subplots()
     shade = np.log1p(C)
     image = ax.imshow(shade, cmap="Blues")
     for i in range(k):
         for j in range(k):
-            ax.text(
-                j,
-                i,
-                str(C[i, j]),
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="white" if shade[i, j] > 0.6 * shade.max() else "black",
-            )
+            colour = "white" if shade[i, j] > 0.6 * shade.max() else "black"
+            ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=8, color=colour)
     ax.set(xticks=range(k), yticks=range(k), xlabel="predicted class", ylabel="true class", title=heading)
     fig.colorbar(image, ax=ax, label="log(1 + count)")
     return _save(fig, path)
 
 
-def confident_mistakes(X: npt.ArrayLike, y: npt.ArrayLike, P: npt.ArrayLike, path: PathLike, *, n: int = 16) -> Path:
-    """The n test digits the network got wrong with the highest confidence, with true and predicted labels."""
+def confident_mistakes(
+    X: npt.ArrayLike, y: npt.ArrayLike, P: npt.ArrayLike, path: PathLike, *, shape: Sequence[int] = (), n: int = 16
+) -> Path:
+    """The n images of X (m, n) the network got most confidently wrong, with true and predicted labels.
+
+    ``P`` (m, k) holds the probabilities (at least each row's largest); ``shape`` is the input's
+    shape, (n,) when not given (see :func:`picture`).
+    """
     X, y, P = np.asarray(X), np.asarray(y), np.asarray(P)
+    shape = tuple(shape) or (X.shape[1],)
     predicted = P.argmax(axis=1)
     wrong = np.flatnonzero(predicted != y)
     order = wrong[np.argsort(-P[wrong, predicted[wrong]], kind="stable")][:n]
-    cols = 8
-    rows = max(1, (len(order) + cols - 1) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 2.0 * rows + 0.4), squeeze=False)
-    shape = image_shape(X.shape[1])
+    rows, cols = max(1, math.ceil(len(order) / 8)), 8
+    fig = _figure(figsize=(1.5 * cols, 2.0 * rows + 0.4))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, order, strict=False):
-        ax.imshow(X[i].reshape(shape), cmap="gray_r")
+        ax.imshow(picture(X[i], shape), cmap="gray_r")
         ax.set_title(f"true {y[i]}, said {predicted[i]}\n{100 * P[i, predicted[i]]:.1f}% sure", fontsize=9)
     fig.suptitle(f"The most confidently wrong test images ({len(wrong)} wrong of {len(y)})")
     fig.tight_layout()
     return _save(fig, path)
 
 
-def first_layer_weights(W: npt.ArrayLike, path: PathLike, *, n: int = 32) -> Path:
-    """The first n units' incoming weights W[:, j] shown as images (28×28 for MNIST)."""
-    W = np.asarray(W)
-    shape = image_shape(W.shape[0])
-    n = min(n, W.shape[1])
-    cols = min(n, 8)
-    rows = (n + cols - 1) // cols
-    tile = 1.1 / max(shape)  # inches per pixel row or column
-    fig, axes = plt.subplots(
-        rows,
-        cols,
-        figsize=(tile * shape[1] * cols, (tile * shape[0] + 0.2) * rows + 0.4),
-        squeeze=False,
-        layout="constrained",
-    )
+def _signed_tiles(fig: Figure, tiles: Sequence[tuple[str, npt.NDArray]], rows: int, cols: int) -> None:
+    """Draw each (title, 2-D array) on its own symmetric red–blue scale, so a filter's pattern shows
+    whatever its size."""
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for j, ax in zip(range(n), axes.flat, strict=False):
-        w = W[:, j].reshape(shape)
+    for ax, (name, w) in zip(axes.flat, tiles, strict=False):
         limit = np.abs(w).max() or 1.0
-        ax.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.set_title(f"unit {j + 1}", fontsize=7, pad=2)
+        ax.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        ax.set_title(name, fontsize=7, pad=2)
+
+
+def first_layer_weights(W: npt.ArrayLike, path: PathLike, *, shape: Sequence[int] = (), n: int = 32) -> Path:
+    """The first n units' incoming weights W[:, j] (W is (n_in, units)) as images of the input's ``shape``
+    (28×28 for MNIST; see :func:`picture`)."""
+    W = np.asarray(W)
+    shape = tuple(shape) or (W.shape[0],)
+    n = min(n, W.shape[1])
+    tiles = [(f"unit {j + 1}", picture(W[:, j], shape)) for j in range(n)]
+    size = tiles[0][1].shape if tiles else (1, 1)
+    rows, cols = _grid(n, 8)
+    tile = 1.1 / max(size)  # inches per pixel row or column
+    fig = _figure(figsize=(tile * size[1] * cols, (tile * size[0] + 0.2) * rows + 0.4), layout="constrained")
+    _signed_tiles(fig, tiles, rows, cols)
     fig.suptitle(f"First-layer weights of {n} units, one image per unit (red positive, blue negative)", fontsize=10)
+    return _save(fig, path)
+
+
+def conv_filters(W: npt.ArrayLike, path: PathLike, *, title: str = "", max_tiles: int = 64) -> Path:
+    """A convolution's filters W (kh, kw, C, F) as kh×kw images: W[:, :, c, f], one per filter and channel.
+
+    Whole filters are drawn while they fit in ``max_tiles`` images, each image on its own scale, red
+    positive, blue negative.
+    """
+    W = np.asarray(W)
+    kh, kw, C, F = W.shape
+    shown = max(1, min(F, max_tiles // C))
+    tiles = [
+        (f"filter {f + 1}" if C == 1 else f"f{f + 1} c{c + 1}", W[:, :, c, f]) for f in range(shown) for c in range(C)
+    ]
+    rows, cols = _grid(len(tiles), 8 if C == 1 else C * max(1, 8 // C))
+    fig = _figure(figsize=(1.0 * cols, 1.15 * rows + 0.5), layout="constrained")
+    _signed_tiles(fig, tiles, rows, cols)
+    heading = title or f"First-layer filters: {F} of {kh}×{kw}" + (f" on {C} channels" if C > 1 else "")
+    more = "" if shown == F else f", the first {shown} shown"
+    fig.suptitle(f"{heading}{more}\n(red positive, blue negative, each on its own scale)", fontsize=10)
+    return _save(fig, path)
+
+
+def feature_maps(
+    image: npt.ArrayLike,
+    layers: Sequence[FeatureMaps],
+    path: PathLike,
+    *,
+    shape: Sequence[int] = (),
+    title: str = "Feature maps",
+    max_maps: int = 32,
+) -> Path:
+    """One image (n,) and what each layer made of it: per layer, up to ``max_maps`` maps (C, H, W) of
+    ``layers``, one small image per channel, titled with the layer's token and output shape.
+
+    Each map has its own colour scale, so the pattern shows whatever its size: red–blue around 0 for
+    a layer with negative outputs (a convolution before its activation), dark to bright for one without.
+    """
+    image = np.asarray(image)
+    shape = tuple(shape) or (image.size,)
+    cols = 16
+    sizes = [math.ceil(min(len(layer.maps), max_maps) / cols) for layer in layers]
+    tile = 0.72
+    heights = [1.6, *(tile * r + 0.45 for r in sizes)]
+    fig = _figure(figsize=(tile * cols, sum(heights)), layout="constrained")
+    parts = fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0]
+    ax = parts[0].subplots()
+    ax.imshow(picture(image, shape), cmap="gray_r")
+    ax.set_title(f"the input, {'x'.join(map(str, shape))}", fontsize=9)
+    ax.axis("off")
+    for part, layer, rows in zip(parts[1:], layers, sizes, strict=True):
+        maps = np.asarray(layer.maps, dtype=np.float64)
+        signed = maps.min() < 0
+        axes = part.subplots(rows, cols, squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, A in zip(axes.flat, maps[:max_maps], strict=False):
+            limit = np.abs(A).max() or 1.0
+            if signed:
+                ax.imshow(A, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+            else:
+                ax.imshow(A, cmap="magma", vmin=0.0, vmax=limit, interpolation="nearest")
+        more = f" (the first {max_maps} of {len(maps)} channels)" if len(maps) > max_maps else ""
+        part.suptitle(f"{layer.title}{more}", fontsize=10)
+    fig.suptitle(title, fontsize=11)
     return _save(fig, path)
 
 
@@ -326,44 +428,49 @@ def _make_directory(directory: PathLike) -> Path:
     return directory
 
 
-def save_training_plots(
-    net: Network, history: Any, X_test: npt.ArrayLike, y_test: npt.ArrayLike, directory: PathLike
-) -> list[Path]:
-    """The plots of one training run, then those of :func:`save_evaluation_plots`.
+def save_training_plots(data: ModelPlotData, history: History, directory: PathLike) -> list[Path]:
+    """The plots of one training run: learning curves from ``history``, every activation the network
+    uses with its derivative, then those of :func:`save_evaluation_plots`.
 
-    Learning curves from ``history`` (a History or its dict) and every activation the network uses
-    with its derivative.  Creates ``directory`` if needed; raises OSError if it cannot be written.
+    Creates ``directory`` if needed; raises OSError if it cannot be written.
     """
     directory = _make_directory(directory)
-    record = history.to_dict() if hasattr(history, "to_dict") else history
-    names = list(dict.fromkeys(layer.activation.name for layer in net.layers))
     paths = [
-        learning_curves({net.spec: record}, directory / "learning_curves.png", title=f"Learning curves of {net.spec}"),
-        activation_functions(names, directory / "activations.png"),
+        learning_curves(
+            {data.spec: history}, directory / "learning_curves.png", title=f"Learning curves of {data.spec}"
+        ),
+        activation_functions(data.activations, directory / "activations.png"),
     ]
-    return paths + save_evaluation_plots(net, X_test, y_test, directory)
+    return paths + save_evaluation_plots(data, directory)
 
 
-def save_evaluation_plots(
-    net: Network, X_test: npt.ArrayLike, y_test: npt.ArrayLike, directory: PathLike
-) -> list[Path]:
-    """Confusion matrix, confidently wrong digits, first-layer weights and, for a network with hidden
-    layers, activation histograms with each layer's activation mean/std and gradient norm ‖dW‖ on up to
-    2,000 test images.  Creates ``directory`` if needed; raises OSError if it cannot be written."""
+def save_evaluation_plots(data: ModelPlotData, directory: PathLike) -> list[Path]:
+    """The plots of one model on the test images: confusion matrix, confidently wrong digits, the first
+    layer (a dense layer's weights as images, or a convolution's filters), a digit's feature maps (a
+    network with convolution or pooling layers) and activation histograms with each layer's mean, std
+    and gradient norm ‖dW‖.  Creates ``directory`` if needed; raises OSError if it cannot be written."""
     directory = _make_directory(directory)
-    X_test = net.check_input(X_test)
-    y_test = net.check_labels(y_test, X_test.shape[0])
-    P = net.predict_proba(X_test)
+    k = data.P.shape[1]
     paths = [
-        confusion(confusion_matrix(y_test, P.argmax(axis=1), net.n_classes), directory / "confusion_matrix.png"),
-        confident_mistakes(X_test, y_test, P, directory / "confident_mistakes.png"),
-        first_layer_weights(net.layers[0].W, directory / "first_layer_weights.png"),
+        confusion(confusion_matrix(data.y, data.P.argmax(axis=1), k), directory / "confusion_matrix.png"),
+        confident_mistakes(data.X, data.y, data.P, directory / "confident_mistakes.png", shape=data.input_shape),
     ]
-    X_probe, y_probe = X_test[:PROBE], y_test[:PROBE]
-    if len(net.layers) > 1 and len(X_probe):
-        layers = histograms(net, X_probe)
-        for layer, norm in zip(layers, layer_gradient_norms(net, X_probe, y_probe), strict=False):
-            layer["grad_norm"] = norm
-        title = f"Activation histograms of {net.spec} on {len(X_probe):,} test images (‖dW‖: gradient norm)"
-        paths.append(activation_histograms(layers, directory / "activation_histograms.png", title=title))
+    if data.first_layer_weights is not None:
+        paths.append(
+            first_layer_weights(data.first_layer_weights, directory / "first_layer_weights.png", shape=data.input_shape)
+        )
+    if data.filters is not None:
+        paths.append(conv_filters(data.filters, directory / "first_layer_filters.png"))
+    if data.feature_maps:
+        digit = data.digit
+        said = int(data.P[digit].argmax())
+        title = f"Feature maps of test image {digit} (a {data.y[digit]}, read as {said}) in {data.spec}"
+        paths.append(
+            feature_maps(
+                data.X[digit], data.feature_maps, directory / "feature_maps.png", shape=data.input_shape, title=title
+            )
+        )
+    if data.histograms:
+        title = f"Activation histograms of {data.spec} on {data.probe:,} test images (‖dW‖: gradient norm)"
+        paths.append(activation_histograms(data.histograms, directory / "activation_histograms.png", title=title))
     return paths

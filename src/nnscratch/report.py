@@ -10,10 +10,10 @@ import base64
 import html
 import io
 import json
+import shlex
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -21,7 +21,8 @@ from rich.table import Table
 
 from nnscratch.diagnostics import SATURATED_SHARE
 from nnscratch.io import atomic_write
-from nnscratch.study import PROBE, SEED_STACK, TARGET, VARIANTS, StudySettings
+from nnscratch.plotdata import LayerProfile
+from nnscratch.study import PROBE, SEED_STACK, TARGET, VARIANTS, RunResult, StudySettings, VariantSummary
 
 DEFINITIONS = (
     ("test accuracy", "on every test image, mean ± standard deviation over the seeds"),
@@ -49,7 +50,11 @@ DEFINITIONS = (
         f"per Sigmoid/Tanh layer, the share of units saturated on at least {SATURATED_SHARE:.0%} of the probe images",
     ),
     ("activation mean, std", "of each hidden layer's outputs on the probe images after the last epoch"),
-    ("‖dW‖", "Frobenius norm of the loss gradient with respect to a layer's weights, on the probe images"),
+    (
+        "‖dW‖",
+        "Frobenius norm of the loss gradient with respect to a layer's weights, on the probe images; in the "
+        "per-layer table, of the layer with weights that feeds the hidden activation (a dense layer's own)",
+    ),
 )
 
 
@@ -71,34 +76,31 @@ def _percent(x: float | None) -> str:
     return f"{value:.1f}%" if value >= 0.05 else "<0.1%"
 
 
-def _per_layer(values: Sequence[float | None] | None, fmt) -> str:
-    if values is None:
-        return "—"
+def _per_layer(values: Sequence[float | None], fmt) -> str:
     if all(v is None for v in values):
         return "—"
     return " ".join("·" if v is None else fmt(v) for v in values)
 
 
-def results_table(summary: list[dict[str, Any]]) -> TableData:
+def results_table(summary: Sequence[VariantSummary]) -> TableData:
     rows = []
     for s in summary:
-        seeds, diverged = s["seeds"], s["diverged"]
-        if s["test_accuracy_mean"] is None:
-            accuracy = f"diverged ({diverged} of {seeds})"
+        stats = s.statistics
+        if stats is None:
+            accuracy = f"diverged ({s.diverged} of {s.seeds})"
         else:
-            accuracy = f"{100 * s['test_accuracy_mean']:.2f} ± {100 * s['test_accuracy_std']:.2f}%"
-            if diverged:
-                accuracy += f" ({diverged} diverged)"
-        number = "—" if s["train_loss"] is None else None
+            accuracy = f"{100 * stats.test_accuracy_mean:.2f} ± {100 * stats.test_accuracy_std:.2f}%"
+            if s.diverged:
+                accuracy += f" ({s.diverged} diverged)"
         rows.append(
             (
-                s["variant"],
-                f"{s['learning_rate']:g}",
+                s.variant,
+                f"{s.learning_rate:g}",
                 accuracy,
-                number or f"{s['train_loss']:.4f}",
-                number or f"{s['val_loss']:.4f}",
-                ", ".join("never" if e is None else str(e) for e in s["epochs_to_97"]),
-                number or f"{s['seconds_per_epoch']:.2f}",
+                "—" if stats is None else f"{stats.train_loss:.4f}",
+                "—" if stats is None else f"{stats.val_loss:.4f}",
+                ", ".join("never" if e is None else str(e) for e in s.epochs_to_target),
+                "—" if stats is None else f"{stats.seconds_per_epoch:.2f}",
             )
         )
     return TableData(
@@ -108,18 +110,22 @@ def results_table(summary: list[dict[str, Any]]) -> TableData:
     )
 
 
-def diagnostics_table(summary: list[dict[str, Any]]) -> TableData:
+def diagnostics_table(summary: Sequence[VariantSummary]) -> TableData:
     rows = []
     for s in summary:
-        first, last = s["grad_norm_first_epoch"], s["grad_norm_last_epoch"]
+        stats = s.statistics
+        if stats is None:
+            rows.append((s.variant, "—", "—", "—", "—", "—"))
+            continue
+        first, last = stats.grad_norm_first_epoch, stats.grad_norm_last_epoch
         rows.append(
             (
-                s["variant"],
-                _per_layer(s["dead"], _percent),
-                _per_layer(s["saturated"], _percent),
-                _per_layer(s["activation_mean"], lambda v: f"{v:.2f}"),
-                _per_layer(s["activation_std"], lambda v: f"{v:.2f}"),
-                "—" if first is None else f"{first[0]:.3g} → {last[0]:.3g}",
+                s.variant,
+                _per_layer(stats.dead, _percent),
+                _per_layer(stats.saturated, _percent),
+                _per_layer(stats.activation_mean, lambda v: f"{v:.2f}"),
+                _per_layer(stats.activation_std, lambda v: f"{v:.2f}"),
+                f"{first[0]:.3g} → {last[0]:.3g}",
             )
         )
     return TableData(
@@ -136,19 +142,19 @@ def diagnostics_table(summary: list[dict[str, Any]]) -> TableData:
     )
 
 
-def sweep_table(summary: list[dict[str, Any]]) -> TableData | None:
+def sweep_table(summary: Sequence[VariantSummary]) -> TableData | None:
     """Mean final validation accuracy at every rate tried (None unless several rates were)."""
-    rates = sorted({lr for s in summary for lr in s["learning_rates_tried"]}, key=float)
+    rates = sorted({lr for s in summary for lr in s.learning_rates_tried}, key=float)
     if len(rates) < 2:
         return None
     rows = []
     for s in summary:
-        tried = s["learning_rates_tried"]
+        tried = s.learning_rates_tried
         cells = []
         for lr in rates:
-            mark = " *" if float(lr) == s["learning_rate"] else ""
+            mark = " *" if float(lr) == s.learning_rate else ""
             cells.append(f"{100 * tried[lr]:.2f}%{mark}" if lr in tried else "—")
-        rows.append((s["variant"], *cells))
+        rows.append((s.variant, *cells))
     return TableData(
         "sweep: mean final val accuracy (* best)",
         ("variant", *(f"lr {lr}" for lr in rates)),
@@ -156,26 +162,26 @@ def sweep_table(summary: list[dict[str, Any]]) -> TableData | None:
     )
 
 
-def layer_table(summary: list[dict[str, Any]]) -> TableData:
+def layer_table(summary: Sequence[VariantSummary]) -> TableData:
     """Every diagnostic for every hidden layer of every variant."""
     rows = []
     for s in summary:
-        if s["activation_mean"] is None:
+        stats = s.statistics
+        if stats is None:
             continue
-        activations = _activations(s["variant"], len(s["activation_mean"]))
-        for i, name in enumerate(activations):
+        for i, (layer, name, j) in enumerate(zip(s.hidden_layers, s.activations, s.fed_by, strict=True)):
             rows.append(
                 (
-                    s["variant"],
-                    str(i + 1),
+                    s.variant,
+                    str(layer),
                     name,
-                    f"{s['activation_mean'][i]:.3f}",
-                    f"{s['activation_std'][i]:.3f}",
-                    _percent(s["dead"][i]),
-                    _percent(s["saturated"][i]),
-                    _percent(s["saturated_units"][i]),
-                    f"{s['grad_norm_first_epoch'][i]:.3g}",
-                    f"{s['grad_norm_last_epoch'][i]:.3g}",
+                    f"{stats.activation_mean[i]:.3f}",
+                    f"{stats.activation_std[i]:.3f}",
+                    _percent(stats.dead[i]),
+                    _percent(stats.saturated[i]),
+                    _percent(stats.saturated_units[i]),
+                    "—" if j is None else f"{stats.grad_norm_first_epoch[j]:.3g}",
+                    "—" if j is None else f"{stats.grad_norm_last_epoch[j]:.3g}",
                 )
             )
     return TableData(
@@ -196,12 +202,6 @@ def layer_table(summary: list[dict[str, Any]]) -> TableData:
     )
 
 
-def _activations(variant: str, n_layers: int) -> list[str]:
-    if variant == "seed":
-        return [SEED_STACK[i % len(SEED_STACK)] for i in range(n_layers)]
-    return [variant] * n_layers
-
-
 def rich_table(data: TableData) -> Table:
     table = Table(title=data.title, title_justify="left")
     for i, name in enumerate(data.headers):
@@ -219,9 +219,13 @@ def html_table(data: TableData) -> str:
 
 def command_line(settings: StudySettings, variants: Sequence[str]) -> str:
     """The ``nnscratch compare`` command that reproduces these settings (data and output aside)."""
+    if settings.spec is not None:
+        architecture = f"--spec {shlex.quote(settings.spec)}"
+    else:
+        architecture = f"--widths {','.join(map(str, settings.widths or ()))}"
     parts = [
         "nnscratch compare",
-        f"--widths {','.join(map(str, settings.widths))}",
+        architecture,
         f"--epochs {settings.epochs}",
         f"--optimizer {settings.optimizer}",
         f"--schedule {settings.schedule}",
@@ -235,21 +239,31 @@ def command_line(settings: StudySettings, variants: Sequence[str]) -> str:
     return " ".join(parts)
 
 
-def tables(summary: list[dict[str, Any]]) -> list[TableData]:
+def tables(summary: Sequence[VariantSummary]) -> list[TableData]:
     """The tables printed and written to ``table.txt``: results, the sweep if any, diagnostics."""
     sweep = sweep_table(summary)
     return [results_table(summary), *([sweep] if sweep else []), diagnostics_table(summary)]
 
 
-def write_results(output: Path, settings: StudySettings, summary: list[dict], runs: list[dict], command: str) -> Path:
+def write_results(
+    output: Path,
+    settings: StudySettings,
+    summary: Sequence[VariantSummary],
+    runs: Sequence[RunResult],
+    command: str,
+) -> Path:
     """``results.json``: the settings, one entry per variant (``variants``) and every run without its
-    bulky model and histogram data."""
-    slim_runs = [{k: v for k, v in r.items() if k not in ("model", "histograms")} for r in runs]
-    document = {"command": command, "settings": asdict(settings), "variants": summary, "runs": slim_runs}
+    bulky model and histogram data (``runs``)."""
+    document = {
+        "command": command,
+        "settings": asdict(settings),
+        "variants": [asdict(s) for s in summary],
+        "runs": [r.to_dict(slim=True) for r in runs],
+    }
     return atomic_write(output / "results.json", lambda f: f.write(json.dumps(document, indent=1).encode()))
 
 
-def write_table_text(output: Path, summary: list[dict]) -> Path:
+def write_table_text(output: Path, summary: Sequence[VariantSummary]) -> Path:
     buffer = io.StringIO()
     console = Console(file=buffer, width=200, highlight=False)
     for data in tables(summary):
@@ -257,52 +271,63 @@ def write_table_text(output: Path, summary: list[dict]) -> Path:
     return atomic_write(output / "table.txt", lambda f: f.write(buffer.getvalue().encode()))
 
 
-def make_plots(directory: Path, summary: list[dict], runs: list[dict], X_test, y_test) -> list[tuple[str, Path]]:
-    """Every plot of the report, written into ``directory``; returns (title, path) pairs in report order."""
+def make_plots(
+    directory: Path, summary: Sequence[VariantSummary], runs: Sequence[RunResult], X_test, y_test
+) -> list[tuple[str, Path]]:
+    """Every plot of the report, written into ``directory``; returns (title, path) pairs in report order.
+
+    X_test (m, n) and y_test (m,) are the test images the runs were measured on.
+    """
     from nnscratch import plots
     from nnscratch.metrics import confusion_matrix
 
     directory.mkdir(parents=True, exist_ok=True)
-    best = {s["variant"]: s["learning_rate"] for s in summary}
-    variants = [s["variant"] for s in summary]
-    at_best = [r for r in runs if r["learning_rate"] == best[r["variant"]]]
-    first = {r["variant"]: r for r in at_best if r["seed"] == 0}
+    best = {s.variant: s.learning_rate for s in summary}
+    variants = [s.variant for s in summary]
+    at_best = [r for r in runs if r.learning_rate == best[r.variant]]
+    first = {r.variant: r for r in at_best if r.seed == 0}
     made = [
         (
             "Learning curves of every variant (seed 0)",
             plots.learning_curves(
-                {v: first[v]["history"] for v in variants},
+                {v: first[v].history for v in variants},
                 directory / "learning_curves_overlay.png",
                 title="Learning curves, every variant (seed 0)",
             ),
         )
     ]
     for v in variants:
-        group = {f"seed {r['seed']}": r["history"] for r in at_best if r["variant"] == v}
+        group = {f"seed {r.seed}": r.history for r in at_best if r.variant == v}
         made.append(
             (
                 f"Learning curves: {v}, every seed",
                 plots.learning_curves(group, directory / f"learning_curves_{v}.png", title=f"Learning curves: {v}"),
             )
         )
-    names = sorted({a for v in variants for a in _activations(v, len(SEED_STACK))}, key=list(VARIANTS).index)
+    names = sorted({a for s in summary for a in s.activations}, key=list(VARIANTS).index)
     made.append(
         ("Each activation and its derivative", plots.activation_functions(names, directory / "activations.png"))
     )
     made.append(
         (
             "Gradient norm per layer per epoch (seed 0)",
-            plots.gradient_norms({v: first[v]["grad_norms"] for v in variants}, directory / "gradient_norms.png"),
+            plots.gradient_norms(
+                {v: first[v].grad_norms for v in variants},
+                directory / "gradient_norms.png",
+                layer_names=summary[0].weight_layers,
+            ),
         )
     )
     profiles = {
-        s["variant"]: {
-            "activation_mean": s["activation_mean"],
-            "activation_std": s["activation_std"],
-            "grad_norm": s["grad_norm_last_epoch"],
-        }
+        s.variant: LayerProfile(
+            s.statistics.activation_mean,
+            s.statistics.activation_std,
+            s.statistics.grad_norm_last_epoch,
+            hidden_names=tuple(f"layer {i}" for i in s.hidden_layers),
+            weight_names=s.weight_layers,
+        )
         for s in summary
-        if s["activation_mean"] is not None
+        if s.statistics is not None
     }
     if profiles:
         made.append(
@@ -316,41 +341,74 @@ def make_plots(directory: Path, summary: list[dict], runs: list[dict], X_test, y
             )
         )
     for v in variants:
-        if first[v]["histograms"] is not None:
+        if first[v].histograms is not None:
             made.append(
                 (
                     f"Activation histograms: {v} (seed 0, after training)",
                     plots.activation_histograms(
-                        first[v]["histograms"], directory / f"histograms_{v}.png", title=f"Activation histograms: {v}"
+                        first[v].histograms, directory / f"histograms_{v}.png", title=f"Activation histograms: {v}"
                     ),
                 )
             )
-    shown = next((v for v in ("seed", *variants) if v in first and first[v]["model"] is not None), None)
+    shown = next((v for v in ("seed", *variants) if v in first and first[v].model is not None), None)
     if shown is not None:
-        model = first[shown]["model"]
-        predicted, confidence = np.asarray(model["predicted"]), np.asarray(model["confidence"])
-        k = int(max(predicted.max(), y_test.max())) + 1
-        P = np.zeros((len(predicted), k))  # enough of P for the plots: the top class and its probability
-        P[np.arange(len(predicted)), predicted] = confidence
+        run = first[shown]
+        model = run.model
+        assert model is not None
+        k = int(max(model.predicted.max(), y_test.max())) + 1
+        P = np.zeros((len(model.predicted), k))  # enough of P for the plots: the top class and its probability
+        P[np.arange(len(model.predicted)), model.predicted] = model.confidence
         made += [
             (
                 f"Confusion matrix: {shown} (seed 0)",
                 plots.confusion(
-                    confusion_matrix(y_test, predicted, k),
+                    confusion_matrix(y_test, model.predicted, k),
                     directory / "confusion_matrix.png",
                     title=f"Confusion matrix: {shown}",
                 ),
             ),
             (
                 f"Most confidently wrong test digits: {shown} (seed 0)",
-                plots.confident_mistakes(X_test, y_test, P, directory / "confident_mistakes.png"),
-            ),
-            (
-                f"First-layer weights: {shown} (seed 0)",
-                plots.first_layer_weights(np.asarray(model["first_layer"]), directory / "first_layer_weights.png"),
+                plots.confident_mistakes(
+                    X_test, y_test, P, directory / "confident_mistakes.png", shape=run.input_shape
+                ),
             ),
         ]
+        if model.first_layer_weights is not None:
+            made.append(
+                (
+                    f"First-layer weights: {shown} (seed 0)",
+                    plots.first_layer_weights(
+                        model.first_layer_weights, directory / "first_layer_weights.png", shape=run.input_shape
+                    ),
+                )
+            )
+        if model.filters is not None:
+            made.append(
+                (
+                    f"First-layer filters: {shown} (seed 0)",
+                    plots.conv_filters(model.filters, directory / "first_layer_filters.png"),
+                )
+            )
     return made
+
+
+def _architecture(settings: StudySettings, summary: Sequence[VariantSummary]) -> str:
+    """A sentence of HTML: the architecture every variant shares, and what the variants change in it."""
+    stack = html.escape(", ".join(SEED_STACK))
+    if settings.spec is None:
+        n_in = "x".join(map(str, summary[0].input_shape))
+        return (
+            f"Architecture: {n_in} inputs, hidden widths {html.escape(', '.join(map(str, settings.widths or ())))}, "
+            "softmax output; every hidden layer uses the variant's activation, and <code>seed</code> is the "
+            f"original stack ({stack})."
+        )
+    layers = ", ".join(str(i) for i in summary[0].hidden_layers)
+    return (
+        f"Architecture: <code>{html.escape(settings.spec)}</code>; each of its hidden activations (layers "
+        f"{layers}, counting from 1) uses the variant's activation, and <code>seed</code> cycles the original "
+        f"stack ({stack}) over them in order."
+    )
 
 
 _STYLE = (
@@ -366,7 +424,7 @@ _STYLE = (
 def write_report(
     output: Path,
     settings: StudySettings,
-    summary: list[dict],
+    summary: Sequence[VariantSummary],
     plots_made: list[tuple[str, Path]],
     command: str,
 ) -> Path:
@@ -376,10 +434,7 @@ def write_report(
         f"<style>{_STYLE}</style></head><body>",
         "<h1>nnscratch activation study</h1>",
         f"<p>Command: <code>{html.escape(command)}</code></p>",
-        f"<p>Architecture: {html.escape(summary[0]['spec'].split('-')[0])} inputs, hidden widths "
-        f"{html.escape(', '.join(map(str, settings.widths)))}, softmax output; every hidden layer uses the "
-        "variant's activation, and <code>seed</code> is the original stack "
-        f"({html.escape(', '.join(SEED_STACK))}).</p>",
+        f"<p>{_architecture(settings, summary)}</p>",
         "<h2>Results</h2>",
         *(html_table(t) for t in tables(summary)),
         html_table(layer_table(summary)),

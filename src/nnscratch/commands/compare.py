@@ -12,7 +12,7 @@ from nnscratch.commands.common import _number, add_data_dir, err, load_data, out
 from nnscratch.errors import SpecError
 from nnscratch.optimizers import OPTIMIZER_NAMES
 from nnscratch.schedules import SCHEDULES
-from nnscratch.study import VARIANTS, StudySettings, hidden_layers, run_study, summarise
+from nnscratch.study import VARIANTS, RunResult, StudySettings, check_variants, run_study, summarise
 
 
 def _list_of(convert, expected: str):
@@ -32,21 +32,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compare",
         help="compare the activations on one architecture",
-        description="Train one architecture with each hidden activation (relu, sigmoid, tanh, selu, softmax) and "
-        "the original mixed stack (seed: relu, sigmoid, selu, tanh), on the same budget and several seeds. "
+        description="Train one architecture (an MLP, or any network given by --spec) with each hidden activation "
+        "(relu, sigmoid, tanh, selu, softmax) and the original mixed stack (seed: relu, sigmoid, selu, tanh), "
+        "on the same budget and several seeds. "
         "Reports accuracy, losses, speed and the diagnostics that explain the differences (dead ReLU units, "
         "saturated sigmoid/tanh activations, gradient norms, activation statistics) as a table, "
         "OUTPUT/results.json and OUTPUT/report.html with every plot. Finished runs are cached in OUTPUT/cache, "
         "so an interrupted study resumes where it stopped.",
     )
-    budget = parser.add_argument_group("the budget every run shares")
-    budget.add_argument(
+    architecture = parser.add_argument_group("the architecture every variant shares (one of)")
+    architecture.add_argument(
         "--widths",
         type=_list_of(positive_int, "positive integers"),
-        default=(32, 32, 64, 64),
         metavar="W1,W2,...",
-        help="hidden-layer widths (default: 32,32,64,64, the seed network's)",
+        help="an MLP's hidden-layer widths; input size and classes come from the data "
+        "(default: 32,32,64,64, the seed network's)",
     )
+    architecture.add_argument(
+        "--spec",
+        metavar="SPEC",
+        help="a whole network instead, e.g. 1x28x28-conv8k3-relu-maxpool2-flatten-32:relu-10:softmax: every "
+        "hidden activation in it (activation layers and dense layers' activations, not the output) is "
+        "replaced by the variant's, and seed cycles relu, sigmoid, selu, tanh over them in order",
+    )
+    budget = parser.add_argument_group("the budget every run shares")
     budget.add_argument("--epochs", type=positive_int, default=10, help="epochs per run (default: 10)")
     budget.add_argument("--optimizer", default="adam", choices=OPTIMIZER_NAMES, help="default: adam")
     budget.add_argument("--schedule", default="wsd", choices=SCHEDULES, help="learning-rate schedule (default: wsd)")
@@ -99,10 +108,12 @@ def run(args: argparse.Namespace) -> int:
     variants = tuple(dict.fromkeys(v.strip() for v in args.variants.split(",") if v.strip()))
     if not variants:
         raise SpecError(f"no variant given; choose from {','.join(VARIANTS)}")
-    for variant in variants:
-        hidden_layers(variant, args.widths)  # names a bad variant before any data is read
+    check_variants(variants)  # names a bad variant before any data is read
+    if args.spec is not None and args.widths is not None:
+        raise SpecError("give either --spec (the whole network) or --widths (an MLP's hidden widths), not both")
     settings = StudySettings(
         widths=args.widths,
+        spec=args.spec,
         epochs=args.epochs,
         optimizer=args.optimizer,
         schedule=args.schedule,
@@ -125,16 +136,15 @@ def run(args: argparse.Namespace) -> int:
     )
     started = time.perf_counter()
 
-    def report_progress(result: dict, cached: bool, done: int, total: int) -> None:
-        if result.get("diverged"):
-            outcome = "diverged"
+    def report_progress(run: RunResult, cached: bool, done: int, total: int) -> None:
+        outcome = "diverged" if run.diverged or run.test_accuracy is None else f"test {100 * run.test_accuracy:.2f}%"
+        if cached:
+            source = "cached"
+        elif run.seconds_per_epoch is None:
+            source = "no finished epoch"
         else:
-            outcome = f"test {100 * result['test_accuracy']:.2f}%"
-        source = "cached" if cached else f"{result['seconds_per_epoch']:.2f} s/epoch"
-        err.print(
-            f"[{done}/{total}] {result['variant']} seed {result['seed']} lr {result['learning_rate']:g}: "
-            f"{outcome} ({source})"
-        )
+            source = f"{run.seconds_per_epoch:.2f} s/epoch"
+        err.print(f"[{done}/{total}] {run.variant} seed {run.seed} lr {run.learning_rate:g}: {outcome} ({source})")
 
     study = dict(cache_dir=output / "cache", variants=variants, n_jobs=args.jobs, on_result=report_progress)
     arrays = (data.X_train, data.y_train, data.X_test, data.y_test)

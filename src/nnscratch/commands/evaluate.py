@@ -45,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
     C = confusion_matrix(data.y_test, predicted, net.n_classes)
     precision, recall = precision_recall(C)
     if args.plots:
+        from nnscratch.plotdata import measure
         from nnscratch.plots import save_evaluation_plots
 
-        made = save_evaluation_plots(net, data.X_test, data.y_test, args.plots)
+        made = save_evaluation_plots(measure(net, data.X_test, data.y_test), args.plots)
         if not args.json:
             out.print(f"wrote {len(made)} plots to {args.plots}")
     if args.json:

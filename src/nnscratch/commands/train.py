@@ -211,9 +211,10 @@ def run(args: argparse.Namespace) -> int:
     )
     out.print(f"saved {output}")
     if args.plots:
+        from nnscratch.plotdata import measure
         from nnscratch.plots import save_training_plots
 
-        made = save_training_plots(net, history, data.X_test, data.y_test, args.plots)
+        made = save_training_plots(measure(net, data.X_test, data.y_test), history, args.plots)
         out.print(f"wrote {len(made)} plots to {args.plots}")
     return 0
 
