@@ -61,3 +61,10 @@ def test_full_batch_gradient_descent_still_learns(mnist):
 def test_fast_preset_reaches_98_5_percent(mnist):
     _, _, test_accuracy = train_preset(mnist, "fast")
     assert test_accuracy >= 0.985
+
+
+@pytest.mark.timeout(900)
+def test_cnn_preset_reaches_99_3_percent(mnist):
+    net, history, test_accuracy = train_preset(mnist, "cnn")
+    assert len(history) == 10 and not net.is_mlp
+    assert test_accuracy >= 0.993

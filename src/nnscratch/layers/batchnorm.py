@@ -40,7 +40,7 @@ MOMENTUM = 0.1
 
 
 class BatchNormCache(NamedTuple):
-    Xhat: Array  # (N, C)
+    Xc: Array  # (N, C) the centred input x - μ; x̂ = (x - μ) · inv_std is never stored
     inv_std: Array  # (C,) 1 / sqrt(σ² + ε)
     mean: Array  # (C,)
     var: Array  # (C,) biased batch variance
@@ -99,34 +99,41 @@ class BatchNorm(Layer):
             Y = X2 * scale
             Y += shift
             return Y.reshape(X.shape), None
+        # Four passes over the (N, C) values: x - μ, its square (for σ²), and y = (x - μ)(γ/σ) + β as a
+        # multiply and an add.  x̂ is never materialised: backward takes it as (x - μ)/σ per channel.
         N = X2.shape[0]
         mean = column_sums(X2) / N
-        Xhat = np.subtract(X2, mean, out=self.scratch("Xhat", X2.shape, X2.dtype))  # becomes x̂ in place
-        Y = np.multiply(Xhat, Xhat, out=self.scratch("Y", X2.shape, X2.dtype))  # (x - μ)² first
+        Xc = np.subtract(X2, mean, out=self.scratch("Xc", X2.shape, X2.dtype))
+        Y = np.multiply(Xc, Xc, out=self.scratch("Y", X2.shape, X2.dtype))  # (x - μ)² first
         var = column_sums(Y) / N
         inv_std = 1.0 / np.sqrt(var + self.eps)
-        Xhat *= inv_std
-        np.multiply(Xhat, gamma, out=Y)
+        np.multiply(Xc, gamma * inv_std, out=Y)
         Y += beta
-        return Y.reshape(X.shape), BatchNormCache(Xhat, inv_std, mean, var, X.shape)
+        return Y.reshape(X.shape), BatchNormCache(Xc, inv_std, mean, var, X.shape)
 
     def backward(self, dY: Array, cache: BatchNormCache, grads: Views, *, need_dX: bool = True) -> Array | None:
-        dY2 = dY.reshape(cache.Xhat.shape)
+        """dγ, dβ into ``grads`` and dX from dY, with x̂ = (x - μ) inv_std folded into per-channel factors:
+
+        dγ = inv_std Σ dy (x - μ)      dx = (γ inv_std) dy - (γ inv_std dβ / N) - (x - μ)(γ inv_std² dγ / N)
+        """
+        Xc, inv_std = cache.Xc, cache.inv_std
+        dY2 = dY.reshape(Xc.shape)
         N = dY2.shape[0]
         dbeta, dgamma = grads["beta"], grads["gamma"]
-        dX = np.multiply(dY2, cache.Xhat, out=self.scratch("dX", dY2.shape, dY2.dtype))
+        dX = np.multiply(dY2, Xc, out=self.scratch("dX", dY2.shape, dY2.dtype))
         dbeta[...] = column_sums(dY2)
-        dgamma[...] = column_sums(dX)
+        dgamma[...] = inv_std * column_sums(dX)
         if not need_dX:
             return None
-        np.multiply(cache.Xhat, dgamma, out=dX)  # x̂ dγ
-        dX += dbeta
-        dX -= N * dY2  # now -(N dy - dβ - x̂ dγ)
-        dX *= -(self.params["gamma"] * cache.inv_std / N)
+        scale = self.params["gamma"] * inv_std
+        np.multiply(dY2, scale, out=dX)
+        T = np.multiply(Xc, scale * inv_std * dgamma / N, out=self.scratch("T", dY2.shape, dY2.dtype))
+        dX -= T
+        dX -= scale * dbeta / N
         return dX.reshape(cache.shape)
 
     def update_state(self, cache: BatchNormCache) -> None:
-        N = cache.Xhat.shape[0]
+        N = cache.Xc.shape[0]
         if N < 2:  # one value per unit says nothing about its spread (the unbiased variance is 0/0)
             return
         rho = self.momentum
