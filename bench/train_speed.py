@@ -4,6 +4,7 @@
     python bench/train_speed.py --networks keras,cnn   # the convnets only
     python bench/train_speed.py --time-to-accuracy     # also: wall seconds to 97%, 98%, 98.5% (fast preset)
     python bench/train_speed.py --time-to-accuracy --tta-preset cnn   # ... to 99%, 99.3% (cnn preset)
+    python bench/train_speed.py --threads 1,2          # each at 1 and 2 threads, and the speedup over 1
     python bench/train_speed.py --quick                # a short smoke run
 
 Every run trains on the 60,000 training images, float32, mini-batches of 128, Adam with lr 1e-3, and
@@ -30,6 +31,7 @@ import numpy as np
 
 import nnscratch
 from nnscratch.layers import ActivationLayer, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D
+from nnscratch.parallel import available_cores
 from nnscratch.presets import PRESETS
 
 NETWORKS = {
@@ -47,9 +49,9 @@ LR = 1e-3
 # -- the contenders ----------------------------------------------------------------------------
 
 
-def nnscratch_epochs(spec: str, X: np.ndarray, y: np.ndarray, epochs: int) -> list[float]:
-    """Seconds of each epoch of nnscratch training (the loop's own per-epoch clock)."""
-    net = nnscratch.Network.from_spec(spec, seed=0)
+def nnscratch_epochs(spec: str, X: np.ndarray, y: np.ndarray, epochs: int, threads: int | None = None) -> list[float]:
+    """Seconds of each epoch of nnscratch training (the loop's own per-epoch clock) on ``threads`` threads."""
+    net = nnscratch.Network.from_spec(spec, seed=0, threads=threads)
     config = nnscratch.TrainConfig(epochs=epochs, batch_size=BATCH, learning_rate=LR, validation_size=0, seed=0)
     history = nnscratch.train(net, X, y, config)
     return [record.seconds for record in history.epochs]
@@ -83,11 +85,12 @@ def torch_model(spec: str):
     return nn.Sequential(*modules), net.input_shape
 
 
-def torch_epochs(spec: str, X: np.ndarray, y: np.ndarray, epochs: int) -> list[float]:
-    """Seconds of each epoch of the same network in PyTorch: nn.Sequential + optim.Adam, a plain loop."""
+def torch_epochs(spec: str, X: np.ndarray, y: np.ndarray, epochs: int, threads: int | None = None) -> list[float]:
+    """Seconds of each epoch of the same network in PyTorch: nn.Sequential + optim.Adam, a plain loop,
+    on ``torch.set_num_threads(threads)`` (default: every core)."""
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads or available_cores())
     torch.manual_seed(0)
     model, input_shape = torch_model(spec)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
@@ -108,7 +111,7 @@ def torch_epochs(spec: str, X: np.ndarray, y: np.ndarray, epochs: int) -> list[f
     return seconds
 
 
-def sklearn_epochs(spec: str, X: np.ndarray, y: np.ndarray, epochs: int) -> list[float]:
+def sklearn_epochs(spec: str, X: np.ndarray, y: np.ndarray, epochs: int, threads: int | None = None) -> list[float]:
     """Seconds of each epoch of scikit-learn's MLPClassifier: the same widths, all ReLU (its closest shape)."""
     import warnings
 
@@ -120,9 +123,11 @@ def sklearn_epochs(spec: str, X: np.ndarray, y: np.ndarray, epochs: int) -> list
     clf = MLPClassifier(
         widths, activation="relu", solver="adam", batch_size=BATCH, learning_rate_init=LR, random_state=0
     )
+    from threadpoolctl import threadpool_limits
+
     classes = np.unique(y)
     seconds = []
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), threadpool_limits(limits=threads or available_cores(), user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)
         for _ in range(epochs):
             start = time.perf_counter()
@@ -138,15 +143,23 @@ MLP_ONLY = {"scikit-learn"}  # scikit-learn has no convolutional networks
 # -- the floor ---------------------------------------------------------------------------------
 
 
-def gemm_bound(spec: str, n: int, *, repeat: int = 20) -> dict:
+def gemm_bound(spec: str, n: int, *, repeat: int = 20, threads: int | None = None) -> dict:
     """Seconds one epoch's matrix products alone take with numpy.matmul, on exactly those shapes.
 
     Per batch of m, for every dense layer: forward X W (m×n_in by n_in×n_out), backward Xᵀ dZ (dW) and
     dZ Wᵀ (dX, but not for the first layer).  For every convolution, the same three products of its
     im2col form: the columns (m·Ho·Wo × k·k·C) by the filters (k·k·C × F), their transpose by dY,
     and dY by the filters' transpose.  Each product is timed (best of ``repeat`` batches of calls) on
-    float32 arrays in the layouts the engine uses: the floor no im2col NumPy implementation can beat.
+    float32 arrays in the layouts the engine uses, with the BLAS library on ``threads`` threads (default:
+    every core): the floor no im2col NumPy implementation can beat.
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads or available_cores(), user_api="blas"):
+        return _gemm_bound(spec, n, repeat)
+
+
+def _gemm_bound(spec: str, n: int, repeat: int) -> dict:
     net = nnscratch.Network.from_spec(spec)
     rng = np.random.default_rng(0)
     per_batch, flops, first = 0.0, 0, True
@@ -196,6 +209,7 @@ TTA_SCRIPT = """
 import json, sys, time
 start = time.perf_counter()
 import numpy as np, nnscratch
+from nnscratch.parallel import available_cores
 from nnscratch.presets import PRESETS
 data = nnscratch.load_dataset(sys.argv[1] or None)
 preset = PRESETS[sys.argv[2]]
@@ -244,9 +258,35 @@ def is_convnet(spec: str) -> bool:
     return len(nnscratch.Network.from_spec(spec).input_shape) == 3
 
 
-def measure(name: str, fn, spec: str, X, y, *, warmup: int, epochs: int) -> dict:
-    seconds = fn(spec, X, y, warmup + epochs)[warmup:]
+def measure(fn, spec: str, X, y, *, warmup: int, epochs: int, threads: int) -> dict:
+    seconds = fn(spec, X, y, warmup + epochs, threads)[warmup:]
     return {"median_seconds_per_epoch": statistics.median(seconds), "epochs": seconds}
+
+
+def measure_network(spec: str, X, y, args: argparse.Namespace, threads: int) -> dict:
+    """Every contender on one network at one thread count, the GEMM bound and the ratios."""
+    entry = {
+        "nnscratch": measure(nnscratch_epochs, spec, X, y, warmup=args.warmup, epochs=args.epochs, threads=threads)
+    }
+    for peer, (module, fn) in PEERS.items():
+        if is_convnet(spec) and peer in MLP_ONLY:
+            entry[peer] = {"skipped": f"{peer} has no convolutional networks"}
+            continue
+        try:
+            __import__(module)
+        except ImportError:
+            entry[peer] = {"skipped": f"{module} is not installed"}
+            continue
+        entry[peer] = measure(fn, spec, X, y, warmup=args.warmup, epochs=args.epochs, threads=threads)
+    entry["gemm_bound"] = gemm_bound(spec, X.shape[0], repeat=3 if args.quick else 20, threads=threads)
+    ours = entry["nnscratch"]["median_seconds_per_epoch"]
+    entry["ratios"] = {
+        f"nnscratch/{peer}": ours / entry[peer]["median_seconds_per_epoch"]
+        for peer in PEERS
+        if "median_seconds_per_epoch" in entry[peer]
+    }
+    entry["ratios"]["nnscratch/gemm_bound"] = ours / entry["gemm_bound"]["seconds_per_epoch"]
+    return entry
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -262,33 +302,25 @@ def run(args: argparse.Namespace) -> dict:
             "train_images": int(X.shape[0]),
             "warmup_epochs": args.warmup,
             "measured_epochs": args.epochs,
+            "threads": args.threads,
         },
     }
     networks = {}
     for key in args.networks:
         spec = NETWORKS[key]
-        entry = {
-            "spec": spec,
-            "nnscratch": measure("nnscratch", nnscratch_epochs, spec, X, y, warmup=args.warmup, epochs=args.epochs),
-        }
-        for peer, (module, fn) in PEERS.items():
-            if is_convnet(spec) and peer in MLP_ONLY:
-                entry[peer] = {"skipped": f"{peer} has no convolutional networks"}
-                continue
-            try:
-                __import__(module)
-            except ImportError:
-                entry[peer] = {"skipped": f"{module} is not installed"}
-                continue
-            entry[peer] = measure(peer, fn, spec, X, y, warmup=args.warmup, epochs=args.epochs)
-        entry["gemm_bound"] = gemm_bound(spec, X.shape[0], repeat=3 if args.quick else 20)
-        ours = entry["nnscratch"]["median_seconds_per_epoch"]
-        entry["ratios"] = {
-            f"nnscratch/{peer}": ours / entry[peer]["median_seconds_per_epoch"]
-            for peer in PEERS
-            if "median_seconds_per_epoch" in entry[peer]
-        }
-        entry["ratios"]["nnscratch/gemm_bound"] = ours / entry["gemm_bound"]["seconds_per_epoch"]
+        by_threads = {str(t): measure_network(spec, X, y, args, t) for t in args.threads}
+        entry: dict = {"spec": spec, "threads": by_threads}
+        if 1 in args.threads and len(args.threads) > 1:
+            entry["speedup_over_1_thread"] = {
+                str(t): {
+                    who: by_threads["1"][who]["median_seconds_per_epoch"]
+                    / by_threads[str(t)][who]["median_seconds_per_epoch"]
+                    for who in ("nnscratch", *PEERS)
+                    if "median_seconds_per_epoch" in by_threads[str(t)].get(who, {})
+                }
+                for t in args.threads
+                if t != 1
+            }
         networks[key] = entry
     results["networks"] = networks
     # one fresh process per kind of network: the MLPs together, each convnet on its own
@@ -335,6 +367,7 @@ def report(results: dict) -> None:
     table = Table(title="seconds per epoch on full MNIST (median; float32, batch 128, Adam)")
     for column in (
         "network",
+        "threads",
         "nnscratch",
         "PyTorch",
         "scikit-learn",
@@ -345,26 +378,29 @@ def report(results: dict) -> None:
     ):
         table.add_column(column, justify="right" if column != "network" else "left")
     for key, entry in results["networks"].items():
+        for threads, row in entry["threads"].items():
 
-        def cell(peer, entry=entry):
-            return (
-                f"{entry[peer]['median_seconds_per_epoch']:.3f}"
-                if "median_seconds_per_epoch" in entry[peer]
-                else "skipped"
+            def cell(peer, row=row):
+                seconds = row.get(peer, {}).get("median_seconds_per_epoch")
+                return "—" if seconds is None else f"{seconds:.3f}"
+
+            ratios = row["ratios"]
+            table.add_row(
+                key,
+                threads,
+                cell("nnscratch"),
+                cell("pytorch"),
+                cell("scikit-learn"),
+                f"{row['gemm_bound']['seconds_per_epoch']:.3f}",
+                f"{ratios['nnscratch/pytorch']:.2f}×" if "nnscratch/pytorch" in ratios else "—",
+                f"{ratios['nnscratch/scikit-learn']:.2f}×" if "nnscratch/scikit-learn" in ratios else "—",
+                f"{ratios['nnscratch/gemm_bound']:.2f}×",
             )
-
-        ratios = entry["ratios"]
-        table.add_row(
-            f"{key} ({entry['spec']})",
-            cell("nnscratch"),
-            cell("pytorch"),
-            cell("scikit-learn"),
-            f"{entry['gemm_bound']['seconds_per_epoch']:.3f}",
-            f"{ratios['nnscratch/pytorch']:.2f}×" if "nnscratch/pytorch" in ratios else "—",
-            f"{ratios['nnscratch/scikit-learn']:.2f}×" if "nnscratch/scikit-learn" in ratios else "—",
-            f"{ratios['nnscratch/gemm_bound']:.2f}×",
-        )
     console.print(table)
+    for key, entry in results["networks"].items():
+        for threads, speedups in entry.get("speedup_over_1_thread", {}).items():
+            gains = ", ".join(f"{who} {gain:.2f}×" for who, gain in speedups.items())
+            console.print(f"{key}: speedup from 1 to {threads} threads: {gains}")
     peaks = ", ".join(f"{name} {mb:.0f} MB" for name, mb in results["peak_memory_mb"].items())
     console.print(f"peak memory of an nnscratch training run on full MNIST (one epoch, fresh process): {peaks}")
     if "time_to_accuracy" in results:
@@ -389,6 +425,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="bench/results/train_speed.json", help="where to write the JSON")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 measured epoch, seed network only")
     parser.add_argument(
+        "--threads",
+        default=str(available_cores()),
+        help="comma-separated thread counts to measure every contender at, e.g. 1,2 (default: every core)",
+    )
+    parser.add_argument(
         "--time-to-accuracy",
         action="store_true",
         help="also measure the wall time to 97/98/98.5%% test accuracy (99/99.3/99.5%% for the cnn preset)",
@@ -399,6 +440,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tta-max-epochs", type=int, help="override the preset's number of epochs")
     args = parser.parse_args(argv)
     args.networks = [n.strip() for n in args.networks.split(",") if n.strip()]
+    try:
+        args.threads = sorted({int(t) for t in args.threads.split(",") if t.strip()})
+    except ValueError:
+        parser.error(f"--threads takes positive integers such as 1,2, got {args.threads!r}")
+    if not args.threads or min(args.threads) < 1:
+        parser.error(f"--threads takes positive integers such as 1,2, got {args.threads!r}")
     if args.quick:
         args.epochs, args.warmup, args.networks = 1, 0, ["seed"]
     unknown = [n for n in args.networks if n not in NETWORKS]

@@ -60,6 +60,22 @@ def test_gemm_bound_counts_a_convolution_as_its_im2col_products():
     assert bound["gflop_per_epoch"] == pytest.approx(2 * macs / 1e9)
 
 
+def test_each_thread_count_is_measured_with_the_speedup_over_one(tmp_path, monkeypatch, rng):
+    from tests.test_data import write_tiny_mnist
+
+    write_tiny_mnist(tmp_path / "d", rng, n_train=256, n_test=64, side=28, classes=10)
+    monkeypatch.setattr(train_speed, "NETWORKS", {"seed": "784-8:relu-10:softmax"})
+    monkeypatch.setattr(train_speed, "PEERS", {})
+    out = tmp_path / "r.json"
+    assert (
+        train_speed.main(["--data-dir", str(tmp_path / "d"), "--quick", "--threads", "2,1", "--output", str(out)]) == 0
+    )
+    seed = json.loads(out.read_text())["networks"]["seed"]
+    assert list(seed["threads"]) == ["1", "2"]
+    one, two = (seed["threads"][t]["nnscratch"]["median_seconds_per_epoch"] for t in ("1", "2"))
+    assert seed["speedup_over_1_thread"]["2"]["nnscratch"] == pytest.approx(one / two)
+
+
 def test_gemm_bound_counts_forward_and_backward_flops():
     bound = train_speed.gemm_bound(TINY, 1280, repeat=2)
     # per batch: forward 20·8 + 8·6 + 6·3, dW the same, dX for the two upper layers 8·6 + 6·3; ×2 flops, ×128 rows
@@ -84,7 +100,7 @@ def test_missing_peer_is_reported_as_skipped(tmp_path, monkeypatch, rng):
     out = tmp_path / "r.json"
     assert train_speed.main(["--data-dir", str(tmp_path / "d"), "--quick", "--output", str(out)]) == 0
     result = json.loads(out.read_text())
-    seed = result["networks"]["seed"]
+    (seed,) = result["networks"]["seed"]["threads"].values()
     assert seed["pytorch"] == {"skipped": "torch is not installed"}
     assert seed["ratios"]["nnscratch/gemm_bound"] > 0
     assert result["peak_memory_mb"]["mlps"] > 0 and result["machine"]["cpu_count"] >= 1

@@ -20,9 +20,7 @@ def confusion_matrix(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, n_classes: in
     """C (k, k) with C[i, j] = number of samples of true class i predicted as class j."""
     y_true, y_pred = np.asarray(y_true, dtype=np.intp), np.asarray(y_pred, dtype=np.intp)
     k = n_classes if n_classes is not None else int(max(y_true.max(initial=-1), y_pred.max(initial=-1))) + 1
-    C = np.zeros((k, k), dtype=np.int64)
-    np.add.at(C, (y_true, y_pred), 1)
-    return C
+    return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k).astype(np.int64)
 
 
 def precision_recall(C: IntArray) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:

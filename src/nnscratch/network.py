@@ -32,6 +32,8 @@ from nnscratch.layers import LAYERS, ActivationLayer, Conv2D, Dense, Layer, Layo
 from nnscratch.layers.base import Shape, Views, shape_text
 from nnscratch.layers.dropout import dropout_mask
 from nnscratch.losses import l2_penalty, softmax, softmax_cross_entropy
+from nnscratch.parallel import default_threads, single_threaded_blas
+from nnscratch.parallel import pool as parallel_pool
 from nnscratch.spec import LayerSpec, format_spec, output_layer, parse_hidden, parse_layer, parse_spec
 
 Array = npt.NDArray[np.floating]
@@ -70,6 +72,7 @@ class Network:
         init: str | None = None,
         params: Array | None = None,
         state: Array | None = None,
+        threads: int | None = None,
     ) -> None:
         dtype = _check_dtype(dtype)
         input_shape = (input_shape,) if isinstance(input_shape, int | np.integer) else tuple(input_shape)
@@ -121,6 +124,7 @@ class Network:
         self._first_trained = with_params[0] if with_params else len(self.layers)
         self._grad_views: tuple[Array, list[Views]] | None = None  # (buffer, its per-layer views)
         self._order = _execution_order(self.layers)
+        self.threads = default_threads() if threads is None else threads
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -153,11 +157,12 @@ class Network:
         seed: int | np.random.Generator | None = None,
         dtype: str | np.dtype = "float32",
         init: str | None = None,
+        threads: int | None = None,
     ) -> Network:
         """Build a network from a spec such as ``"784-32:relu-32:sigmoid-64:selu-64:tanh-10:softmax"`` or
         ``"1x28x28-conv32k3-relu-maxpool2-flatten-10:softmax"`` (the grammar is in ``nnscratch.spec``)."""
         input_shape, layers = parse_spec(spec)
-        return cls(input_shape, layers, seed=seed, dtype=dtype, init=init)
+        return cls(input_shape, layers, seed=seed, dtype=dtype, init=init, threads=threads)
 
     # -- description ----------------------------------------------------------------------------
 
@@ -188,13 +193,36 @@ class Network:
     def n_params(self) -> int:
         return int(self.params.size)
 
+    @property
+    def threads(self) -> int:
+        """How many threads the layers split their large operations over (see ``nnscratch.parallel``).
+
+        By default every core (or ``$NNSCRATCH_THREADS``); a setting of this process, not of the model:
+        files do not store it, and the results do not depend on it except in the last bits of the sums
+        the parallel module names.
+        """
+        return self.pool.n
+
+    @threads.setter
+    def threads(self, n: int) -> None:
+        self.pool = parallel_pool(n)
+        for layer in self.layers:
+            layer.pool = self.pool
+
     def __repr__(self) -> str:
         return f"Network({self.spec!r}, dtype={self.dtype.name})"
 
     def copy(self) -> Network:
         """An independent copy with the same weights and state."""
         layers = [type(layer).from_config(layer.config()) for layer in self.layers]
-        net = type(self)(self.input_shape, layers, dtype=self.dtype, params=self.params.copy(), state=self.state.copy())
+        net = type(self)(
+            self.input_shape,
+            layers,
+            dtype=self.dtype,
+            params=self.params.copy(),
+            state=self.state.copy(),
+            threads=self.threads,
+        )
         net.metadata = dict(self.metadata)
         return net
 
@@ -313,8 +341,9 @@ class Network:
         """:meth:`predict_proba` for inputs already checked by :meth:`check_input` (the trainer's own data)."""
         out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
         chunks = self._chunks(X.shape[0], batch_size)
-        for start in chunks:
-            out[start : start + chunks.step] = softmax(self.logits(X[start : start + chunks.step]))
+        with single_threaded_blas():
+            for start in chunks:
+                out[start : start + chunks.step] = softmax(self.logits(X[start : start + chunks.step]))
         return out
 
     def predict(self, X: npt.ArrayLike, *, batch_size: int | None = None) -> npt.NDArray[np.intp]:
@@ -322,8 +351,9 @@ class Network:
         X = self.check_input(X)
         labels = np.empty(X.shape[0], dtype=np.intp)
         chunks = self._chunks(X.shape[0], batch_size)
-        for start in chunks:
-            labels[start : start + chunks.step] = self.logits(X[start : start + chunks.step]).argmax(axis=1)
+        with single_threaded_blas():
+            for start in chunks:
+                labels[start : start + chunks.step] = self.logits(X[start : start + chunks.step]).argmax(axis=1)
         return labels
 
     def layer_outputs(self, X: npt.ArrayLike) -> list[Array]:
@@ -334,9 +364,10 @@ class Network:
         """
         A = self.check_input(X)
         outputs = []
-        for layer in self.layers:
-            A, _ = layer.forward(A)
-            outputs.append(A.transpose(0, 3, 1, 2) if A.ndim == 4 else A)
+        with single_threaded_blas():
+            for layer in self.layers:
+                A, _ = layer.forward(A)
+                outputs.append(A.transpose(0, 3, 1, 2) if A.ndim == 4 else A)
         return outputs
 
     def loss(self, X: npt.ArrayLike, y: npt.ArrayLike, *, l2: float = 0.0, training: bool = False) -> float:
@@ -347,7 +378,8 @@ class Network:
         """
         X = self.check_input(X)
         y = self.check_labels(y, X.shape[0])
-        Z, _, _ = self.forward(X, training=training)
+        with single_threaded_blas():
+            Z, _, _ = self.forward(X, training=training)
         loss, _ = softmax_cross_entropy(Z, y)
         return loss + self.l2_term(l2)
 
@@ -392,12 +424,13 @@ class Network:
         the dropout masks (dropout layers, and ``dropout`` on every hidden dense layer: each unit kept
         with probability 1 - p and scaled by 1/(1 - p), so nothing changes at prediction time).
         """
-        # forward, keeping what backward needs
-        Z, caches, masks = self.forward(X, training=True, rng=rng, dropout=dropout, update_state=update_state)
-        # loss; the loss owns the output softmax, so dZ = (P - Y)/m directly
-        loss, dZ = softmax_cross_entropy(Z, y)
-        # backward, from the last layer to the first
-        self.backward(dZ, caches, masks, grad)
+        with single_threaded_blas():
+            # forward, keeping what backward needs
+            Z, caches, masks = self.forward(X, training=True, rng=rng, dropout=dropout, update_state=update_state)
+            # loss; the loss owns the output softmax, so dZ = (P - Y)/m directly
+            loss, dZ = softmax_cross_entropy(Z, y)
+            # backward, from the last layer to the first
+            self.backward(dZ, caches, masks, grad)
         if l2:
             loss += self.l2_term(l2)
             for slot in self._decayed:

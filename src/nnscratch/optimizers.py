@@ -2,7 +2,9 @@
 
 Each holds its state explicitly (``state()`` / ``load_state()``), so a checkpoint can resume a run bit
 for bit.  ``step(params, grad, lr)`` takes the flat parameters θ and gradient g (same shape) and the
-learning rate η for this step (a schedule may change it every step).
+learning rate η for this step (a schedule may change it every step).  Every update is elementwise, so
+the flat vector is split into runs over ``pool``'s threads (see ``nnscratch.parallel``) with results
+that do not depend on their number.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import numpy as np
 import numpy.typing as npt
 
 from nnscratch.errors import SpecError
+from nnscratch.parallel import Threads
+from nnscratch.parallel import pool as pool_of
 
 Array = npt.NDArray[np.floating]
 
 
 class Optimizer:
     name: ClassVar[str]
+    pool: Threads = pool_of(1)  # the trainer sets the network's
 
     def step(self, params: Array, grad: Array, lr: float) -> None:
         raise NotImplementedError
@@ -37,8 +42,11 @@ class SGD(Optimizer):
     name = "sgd"
 
     def step(self, params: Array, grad: Array, lr: float) -> None:
-        grad *= lr
-        params -= grad
+        def run(a: int, b: int) -> None:
+            grad[a:b] *= lr
+            params[a:b] -= grad[a:b]
+
+        self.pool.run(run, params.size)
 
 
 class Momentum(Optimizer):
@@ -62,15 +70,20 @@ class Momentum(Optimizer):
     def step(self, params: Array, grad: Array, lr: float) -> None:
         if self.velocity is None:
             self.velocity = np.zeros_like(params)
-        v = self.velocity
-        v *= self.momentum
-        v += grad
-        if self.nesterov:
-            grad += self.momentum * v
-            grad *= lr
-            params -= grad
-        else:
-            params -= lr * v
+        velocity, mu = self.velocity, self.momentum
+
+        def run(a: int, b: int) -> None:
+            v, g = velocity[a:b], grad[a:b]
+            v *= mu
+            v += g
+            if self.nesterov:
+                g += mu * v
+                g *= lr
+                params[a:b] -= g
+            else:
+                params[a:b] -= lr * v
+
+        self.pool.run(run, params.size, size=3)
 
     def state(self) -> dict[str, Any]:
         return {} if self.velocity is None else {"velocity": self.velocity.copy()}
@@ -117,18 +130,24 @@ class Adam(Optimizer):
         self.t += 1
         M, V, tmp = self.M, self.V, self._tmp
         b1, b2 = self.beta1, self.beta2
-        M *= b1
-        M += grad
-        np.multiply(grad, grad, out=tmp)
-        V *= b2
-        V += tmp
         root = ((1.0 - b2**self.t) / (1.0 - b2)) ** 0.5
         step_size = lr * (1.0 - b1) / (1.0 - b1**self.t) * root
-        np.sqrt(V, out=tmp)
-        tmp += self.eps * root
-        np.divide(M, tmp, out=tmp)
-        tmp *= step_size
-        params -= tmp
+        eps = self.eps * root
+
+        def run(a: int, c: int) -> None:
+            m, v, u, g = M[a:c], V[a:c], tmp[a:c], grad[a:c]
+            m *= b1
+            m += g
+            np.multiply(g, g, out=u)
+            v *= b2
+            v += u
+            np.sqrt(v, out=u)
+            u += eps
+            np.divide(m, u, out=u)
+            u *= step_size
+            params[a:c] -= u
+
+        self.pool.run(run, params.size, size=10)
 
     def state(self) -> dict[str, Any]:
         if self.M is None or self.V is None:

@@ -40,6 +40,7 @@ from nnscratch.errors import DivergenceError, SpecError
 from nnscratch.io import atomic_write
 from nnscratch.metrics import accuracy
 from nnscratch.network import Network
+from nnscratch.parallel import available_cores
 from nnscratch.plotdata import Histogram
 from nnscratch.spec import parse_spec
 from nnscratch.training import Callback, EpochRecord, History, TrainConfig, train
@@ -150,7 +151,7 @@ def variant_activations(variant: str, n: int) -> list[str]:
     return [variant] * n
 
 
-def variant_network(base_spec: str, variant: str, *, seed: int | None = None) -> Network:
+def variant_network(base_spec: str, variant: str, *, seed: int | None = None, threads: int | None = None) -> Network:
     """The network of ``base_spec`` with every hidden activation replaced by the variant's.
 
     The layers are changed before the network is built, so each layer's initialiser suits the
@@ -160,7 +161,7 @@ def variant_network(base_spec: str, variant: str, *, seed: int | None = None) ->
     hidden = hidden_positions(layers)
     for i, name in zip(hidden, variant_activations(variant, len(hidden)), strict=True):
         layers[i].activation = get_activation(name)  # type: ignore[attr-defined]
-    return Network(input_shape, layers, seed=seed)
+    return Network(input_shape, layers, seed=seed, threads=threads)
 
 
 def run_key(variant: str, seed: int, learning_rate: float, settings: StudySettings, data_id: str) -> str:
@@ -351,10 +352,19 @@ class _Diagnose(Callback):
 
 
 def run_one(
-    variant: str, seed: int, learning_rate: float, settings: StudySettings, X_train, y_train, X_test, y_test
+    variant: str,
+    seed: int,
+    learning_rate: float,
+    settings: StudySettings,
+    X_train,
+    y_train,
+    X_test,
+    y_test,
+    threads: int | None = None,
 ) -> RunResult:
     """Train one variant with one seed and learning rate; return everything the study reports.
 
+    ``threads`` is how many threads the run computes with (None: every core of the machine it runs on).
     A run that diverges is recorded as such rather than stopping the whole study.
     """
     # Arrays that arrive through Dask's serialisation can be unaligned views into a network buffer;
@@ -364,7 +374,7 @@ def run_one(
         np.require(a, requirements=("C_CONTIGUOUS", "ALIGNED")) for a in (X_train, y_train, X_test, y_test)
     )
     n_classes = int(max(y_train.max(), y_test.max())) + 1
-    net = variant_network(settings.base_spec(X_train.shape[1], n_classes), variant, seed=seed)
+    net = variant_network(settings.base_spec(X_train.shape[1], n_classes), variant, seed=seed, threads=threads)
     probe = min(PROBE, len(X_test))
     diagnose = _Diagnose(X_test[:probe], y_test[:probe])
     described = dict(
@@ -472,7 +482,12 @@ def run_study(
             record(job, run, True)
     # The arrays are top-level arguments so that joblib's Dask backend scatters them to the workers
     # once, rather than shipping them with every task.
-    tasks = [delayed(run_one)(*job, settings, X_train, y_train, X_test, y_test) for job in todo]
+    # Runs side by side on this machine share its cores: each computes with its share of them.
+    threads = None
+    if backend in (None, "loky", "threading", "multiprocessing") and todo:
+        at_once = min(len(todo), available_cores() if n_jobs == -1 else n_jobs)
+        threads = max(1, available_cores() // at_once)
+    tasks = [delayed(run_one)(*job, settings, X_train, y_train, X_test, y_test, threads) for job in todo]
     with parallel_config(backend=backend) if backend else contextlib.nullcontext():
         for run in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):
             atomic_write(paths[run.job], lambda f, run=run: f.write(json.dumps(run.to_dict()).encode()))

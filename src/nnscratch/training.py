@@ -24,6 +24,7 @@ from nnscratch.losses import cross_entropy
 from nnscratch.metrics import accuracy
 from nnscratch.network import Network
 from nnscratch.optimizers import OPTIMIZER_NAMES, Optimizer, make_optimizer
+from nnscratch.parallel import single_threaded_blas
 from nnscratch.schedules import SCHEDULES, Schedule
 
 Array = npt.NDArray[np.floating]
@@ -37,7 +38,8 @@ class TrainConfig:
 
     ``batch_size=None`` means full-batch gradient descent (one step per epoch).  ``validation_size``
     is the number of training samples held out for validation; ``None`` (the default) holds out
-    5,000, or 10% of the training set when that is smaller; 0 holds out none.
+    5,000, or 10% of the training set when that is smaller; 0 holds out none.  ``shuffle=False``
+    takes the batches in the data's order every epoch instead of a fresh random order.
     """
 
     epochs: int = 10
@@ -53,6 +55,7 @@ class TrainConfig:
     validation_size: int | None = None
     early_stopping: int | None = None
     seed: int | None = 0
+    shuffle: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -76,6 +79,8 @@ class TrainConfig:
                 raise SpecError(f"early-stopping patience must be >= 1 epoch, got {self.early_stopping}")
             if self.validation_size == 0:
                 raise SpecError("early stopping needs a validation set; set validation_size > 0")
+        if not isinstance(self.shuffle, bool):
+            raise SpecError(f"shuffle must be True or False, got {self.shuffle!r}")
         Schedule(self.schedule, self.epochs, self.step_every, self.step_gamma)
 
     def validation_count(self, n: int) -> int:
@@ -266,7 +271,7 @@ class Trainer:
     def run(self, callback: Callback) -> History:
         # Overflow is caught explicitly (a non-finite loss or weight stops training with a clear
         # message), so NumPy's overflow warnings would only add noise on the way there.
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"), single_threaded_blas():
             self._run(callback)
         if self.config.early_stopping is not None and self.state.best_params is not None:
             self.net.params[...] = self.state.best_params
@@ -278,6 +283,7 @@ class Trainer:
         net, config, X, y, state = self.net, self.config, self.X, self.y, self.state
         rng, optimizer = state.rng, state.optimizer
         assert rng is not None and optimizer is not None
+        optimizer.pool = net.pool  # its elementwise passes split over the network's threads
         n = self.train_idx.size
         batch_size = n if config.batch_size is None else min(config.batch_size, n)
         n_batches = math.ceil(n / batch_size)
@@ -290,7 +296,7 @@ class Trainer:
 
         while state.epoch < config.epochs and not state.history.stopped_early:
             epoch, start = state.epoch, time.perf_counter()
-            order = self.train_idx if full_batch else rng.permutation(self.train_idx)
+            order = self.train_idx if full_batch or not config.shuffle else rng.permutation(self.train_idx)
             loss_sum = correct = 0.0
             lr = config.learning_rate
             for b in range(n_batches):

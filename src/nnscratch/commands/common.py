@@ -23,6 +23,25 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    from nnscratch.parallel import ENV_THREADS, available_cores
+
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help=f"threads the network computes with (default: ${ENV_THREADS}, else every core: {available_cores()} "
+        "here); results are the same for the same N, and differ between counts only in the last bits",
+    )
+
+
+def use_threads(net, args: argparse.Namespace):
+    """``net`` set to compute with --threads, if given; returns it."""
+    if getattr(args, "threads", None):
+        net.threads = args.threads
+    return net
+
+
 def load_data(args: argparse.Namespace, *, quiet: bool = False) -> Dataset:
     if not quiet:
         err.print("[dim]loading data...[/dim]")

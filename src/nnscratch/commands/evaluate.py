@@ -8,7 +8,7 @@ import json
 import numpy as np
 from rich.table import Table
 
-from nnscratch.commands.common import add_data_dir, load_data, out, percent
+from nnscratch.commands.common import add_data_dir, add_threads, load_data, out, percent, use_threads
 from nnscratch.losses import cross_entropy
 from nnscratch.metrics import accuracy, confusion_matrix, precision_recall
 from nnscratch.network import Network
@@ -24,12 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", metavar="MODEL", help="a model file written by 'nnscratch train'")
     add_data_dir(parser)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_threads(parser)
     parser.add_argument("--plots", metavar="DIR", help="also write plots of the model (PNG) into DIR")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    net = Network.load(args.model)
+    net = use_threads(Network.load(args.model), args)
     data = load_data(args, quiet=args.json)
     if data.n_features != net.n_in:
         raise ValueError(

@@ -9,11 +9,13 @@ from rich.table import Table
 
 from nnscratch.commands.common import (
     add_network_options,
+    add_threads,
     build_network,
     check_network_options,
     non_negative_float,
     out,
     positive_int,
+    use_threads,
 )
 from nnscratch.gradcheck import DEFAULT_TOLERANCE, check_gradients
 from nnscratch.network import Network
@@ -50,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"{CHECK_ALL_UP_TO:,} parameters, else {SAMPLE})",
     )
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="pass below this relative error")
+    add_threads(parser)
     parser.set_defaults(run=run)
 
 
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         net = Network.from_spec(args.spec, seed=args.seed, dtype=args.dtype, init=args.init)
     else:
         net = build_network(args, args.inputs, args.classes, default_preset="seed")
+    use_threads(net, args)
     rng = np.random.default_rng(args.seed)
     X = rng.random((args.samples, net.n_in))
     y = rng.integers(0, net.n_classes, args.samples)

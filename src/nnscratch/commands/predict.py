@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnscratch.commands.common import err, out, percent
+from nnscratch.commands.common import add_threads, err, out, percent, use_threads
 from nnscratch.images import SIDE, ImageError, load_digit, to_png
 from nnscratch.io import atomic_write
 from nnscratch.network import Network
@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", metavar="MODEL", help="a model file written by 'nnscratch train'")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     parser.add_argument("--json", action="store_true", help="print one JSON document with every result")
+    add_threads(parser)
     parser.add_argument(
         "--show-preprocessed",
         metavar="OUT.png",
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    net = Network.load(args.model)
+    net = use_threads(Network.load(args.model), args)
     if net.n_in != SIDE * SIDE:
         raise ValueError(
             f"{args.model} expects {net.n_in} inputs, but images become {SIDE}×{SIDE} = {SIDE * SIDE} pixels; "

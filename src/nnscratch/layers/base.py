@@ -32,6 +32,8 @@ import numpy as np
 import numpy.typing as npt
 
 from nnscratch.errors import SpecError
+from nnscratch.parallel import Threads
+from nnscratch.parallel import pool as pool_of
 
 Array = npt.NDArray[np.floating]
 Shape = tuple[int, ...]
@@ -44,9 +46,14 @@ def shape_text(shape: Shape) -> str:
 
 
 class Layer:
-    """Base class of every layer.  Subclasses set ``kind`` and override what applies to them."""
+    """Base class of every layer.  Subclasses set ``kind`` and override what applies to them.
+
+    ``pool`` is the thread pool the layer splits its large operations over (see ``nnscratch.parallel``);
+    the network sets it, and a layer on its own uses one thread.
+    """
 
     kind: ClassVar[str]
+    pool: Threads = pool_of(1)
 
     def __init__(self) -> None:
         self.input_shape: Shape | None = None

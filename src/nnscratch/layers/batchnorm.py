@@ -101,15 +101,39 @@ class BatchNorm(Layer):
             return Y.reshape(X.shape), None
         # Four passes over the (N, C) values: x - μ, its square (for σ²), and y = (x - μ)(γ/σ) + β as a
         # multiply and an add.  x̂ is never materialised: backward takes it as (x - μ)/σ per channel.
+        # The rows are split over the threads; each sum over N is the sum of the chunks' sums, in order.
         N = X2.shape[0]
-        mean = column_sums(X2) / N
-        Xc = np.subtract(X2, mean, out=self.scratch("Xc", X2.shape, X2.dtype))
-        Y = np.multiply(Xc, Xc, out=self.scratch("Y", X2.shape, X2.dtype))  # (x - μ)² first
-        var = column_sums(Y) / N
+        Xc = self.scratch("Xc", X2.shape, X2.dtype)
+        Y = self.scratch("Y", X2.shape, X2.dtype)
+        run = self._rows(N, C)
+        mean = run(lambda a, b: column_sums(X2[a:b])) / N
+
+        def centre(a: int, b: int) -> Array:
+            np.subtract(X2[a:b], mean, out=Xc[a:b])
+            return column_sums(np.multiply(Xc[a:b], Xc[a:b], out=Y[a:b]))  # (x - μ)² first
+
+        var = run(centre) / N
         inv_std = 1.0 / np.sqrt(var + self.eps)
-        np.multiply(Xc, gamma * inv_std, out=Y)
-        Y += beta
+        scale = gamma * inv_std
+
+        def normalise(a: int, b: int) -> None:
+            np.multiply(Xc[a:b], scale, out=Y[a:b])
+            Y[a:b] += beta
+
+        self.pool.run(normalise, N, size=C)
         return Y.reshape(X.shape), BatchNormCache(Xc, inv_std, mean, var, X.shape)
+
+    def _rows(self, N: int, C: int):
+        """A function that runs ``part(start, stop) -> (C,)`` over chunks of the N rows and adds the parts."""
+
+        def run(part) -> Array:
+            parts = self.pool.run(part, N, size=C)
+            total = parts[0]
+            for more in parts[1:]:
+                total = total + more
+            return total
+
+        return run
 
     def backward(self, dY: Array, cache: BatchNormCache, grads: Views, *, need_dX: bool = True) -> Array | None:
         """dγ, dβ into ``grads`` and dX from dY, with x̂ = (x - μ) inv_std folded into per-channel factors:
@@ -117,19 +141,31 @@ class BatchNorm(Layer):
         dγ = inv_std Σ dy (x - μ)      dx = (γ inv_std) dy - (γ inv_std dβ / N) - (x - μ)(γ inv_std² dγ / N)
         """
         Xc, inv_std = cache.Xc, cache.inv_std
+        N, C = Xc.shape
         dY2 = dY.reshape(Xc.shape)
-        N = dY2.shape[0]
-        dbeta, dgamma = grads["beta"], grads["gamma"]
-        dX = np.multiply(dY2, Xc, out=self.scratch("dX", dY2.shape, dY2.dtype))
-        dbeta[...] = column_sums(dY2)
-        dgamma[...] = inv_std * column_sums(dX)
+        dX = self.scratch("dX", dY2.shape, dY2.dtype)
+        run = self._rows(N, C)
+
+        def sums(a: int, b: int) -> Array:
+            np.multiply(dY2[a:b], Xc[a:b], out=dX[a:b])
+            return np.stack([column_sums(dY2[a:b]), column_sums(dX[a:b])])
+
+        dbeta, dXc = run(sums)
+        grads["beta"][...] = dbeta
+        dgamma = grads["gamma"]
+        dgamma[...] = inv_std * dXc
         if not need_dX:
             return None
         scale = self.params["gamma"] * inv_std
-        np.multiply(dY2, scale, out=dX)
-        T = np.multiply(Xc, scale * inv_std * dgamma / N, out=self.scratch("T", dY2.shape, dY2.dtype))
-        dX -= T
-        dX -= scale * dbeta / N
+        slope, shift = scale * inv_std * dgamma / N, scale * dbeta / N
+        T = self.scratch("T", dY2.shape, dY2.dtype)
+
+        def gradient(a: int, b: int) -> None:
+            np.multiply(dY2[a:b], scale, out=dX[a:b])
+            dX[a:b] -= np.multiply(Xc[a:b], slope, out=T[a:b])
+            dX[a:b] -= shift
+
+        self.pool.run(gradient, N, size=C)
         return dX.reshape(cache.shape)
 
     def update_state(self, cache: BatchNormCache) -> None:

@@ -38,6 +38,7 @@ from nnscratch.errors import SpecError
 from nnscratch.initializers import INITIALIZERS, get_initializer
 from nnscratch.layers._im2col import col2im, im2col
 from nnscratch.layers.base import Array, Layer, Shape, Views, fresh
+from nnscratch.parallel import GEMM_COST
 
 TOKEN = re.compile(r"^conv(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?$")
 
@@ -141,30 +142,49 @@ class Conv2D(Layer):
     def forward(
         self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
     ) -> tuple[Array, ConvCache]:
-        """Y (m, Ho, Wo, F) from X (m, H, W, C)."""
+        """Y (m, Ho, Wo, F) from X (m, H, W, C).
+
+        The samples are split over the threads: each chunk pads, fills its rows of the column matrix
+        and multiplies them by the filters on its own.
+        """
         assert self.input_shape is not None and self.output_shape is not None
         m = X.shape[0]
         C, H, W = self.input_shape
         F, Ho, Wo = self.output_shape
         k, s, p, K = self.kernel, self.stride, self.padding, self.n_columns
         buffer = self.scratch if training else fresh
-        if p:
-            # The border stays zero: only the interior is written, every step.
-            Xp = buffer("padded", (m, H + 2 * p, W + 2 * p, C), X.dtype, fill=0.0)
-            Xp[:, p : p + H, p : p + W, :] = X
-        else:
-            Xp = X
+        # The padding border stays zero and the ones column one: only the rest is written, every step.
+        Xp = buffer("padded", (m, H + 2 * p, W + 2 * p, C), X.dtype, fill=0.0) if p else X
         columns = buffer("columns", (m * Ho * Wo, K + 1), X.dtype, fill=1.0)
-        im2col(Xp, k, s, columns[:, :K].reshape(m, Ho, Wo, k, k, C))
-        Y = np.matmul(columns, self.params["Wb"], out=buffer("Y", (m * Ho * Wo, F), X.dtype))
+        patches = columns[:, :K].reshape(m, Ho, Wo, k, k, C)
+        Y = buffer("Y", (m * Ho * Wo, F), X.dtype)
+        Wb, per_sample = self.params["Wb"], Ho * Wo
+
+        def samples(start: int, stop: int) -> None:
+            if p:
+                Xp[start:stop, p : p + H, p : p + W, :] = X[start:stop]
+            im2col(Xp[start:stop], k, s, patches[start:stop])
+            rows = slice(start * per_sample, stop * per_sample)
+            np.matmul(columns[rows], Wb, out=Y[rows])
+
+        self.pool.run(samples, m, size=per_sample * (K + 1) * F // GEMM_COST)
         return Y.reshape(m, Ho, Wo, F), ConvCache(columns, m)
 
     def backward(self, dY: Array, cache: ConvCache, grads: Views, *, need_dX: bool = True) -> Array | None:
-        """dW and db into ``grads`` (as one product), and dX (m, H, W, C) from dY (m, Ho, Wo, F)."""
+        """dW and db into ``grads`` (as one product), and dX (m, H, W, C) from dY (m, Ho, Wo, F).
+
+        [dW; db] = Xcᵀ dY is split over the threads by its rows (the K + 1 columns of Xc), so each value
+        stays one sum over the whole batch; dX by samples, each chunk its own products and col2im.
+        """
         assert self.input_shape is not None and self.output_shape is not None
         F, Ho, Wo = self.output_shape
         dY2 = dY.reshape(-1, F)
-        np.matmul(cache.columns.T, dY2, out=grads["Wb"])
+        columns, dWb = cache.columns, grads["Wb"]
+        self.pool.run(
+            lambda start, stop: np.matmul(columns[:, start:stop].T, dY2, out=dWb[start:stop]),
+            columns.shape[1],
+            size=dY2.size // GEMM_COST,
+        )
         if not need_dX:
             return None
         C, H, W = self.input_shape
@@ -173,9 +193,15 @@ class Conv2D(Layer):
         # contiguous planes for col2im.  The filters are copied transposed first (K·F values, tiny):
         # a product with a non-contiguous transposed operand measured 1.6× slower.
         Wt = np.ascontiguousarray(self.params["W"].transpose(0, 1, 3, 2)).reshape(k * k, F, C)
-        planes = self.scratch("planes", (k * k, m * Ho * Wo, C), dY2.dtype)
-        for t in range(k * k):
-            np.matmul(dY2, Wt[t], out=planes[t])
+        per_sample = Ho * Wo
+        planes = self.scratch("planes", (k * k, m * per_sample, C), dY2.dtype)
         dXp = self.scratch("dX", (m, H + 2 * p, W + 2 * p, C), dY2.dtype)
-        col2im(planes.reshape(k * k, m, Ho, Wo, C), k, s, dXp)
+
+        def samples(start: int, stop: int) -> None:
+            rows = slice(start * per_sample, stop * per_sample)
+            for t in range(k * k):
+                np.matmul(dY2[rows], Wt[t], out=planes[t, rows])
+            col2im(planes[:, rows].reshape(k * k, stop - start, Ho, Wo, C), k, s, dXp[start:stop])
+
+        self.pool.run(samples, m, size=per_sample * k * k * F * C // GEMM_COST)
         return dXp[:, p : p + H, p : p + W, :] if p else dXp

@@ -24,6 +24,7 @@ from nnscratch.activations import Activation, get_activation
 from nnscratch.errors import SpecError
 from nnscratch.initializers import INITIALIZERS, get_initializer
 from nnscratch.layers.base import Array, Layer, Shape, Views, fresh
+from nnscratch.parallel import GEMM_COST
 
 
 class DenseCache(NamedTuple):
@@ -102,25 +103,54 @@ class Dense(Layer):
     def forward(
         self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
     ) -> tuple[Array, DenseCache]:
-        """A = f(X W + b) (m, n_out).  The bias is added in place to the product: one array fewer."""
+        """A = f(X W + b) (m, n_out).  The bias is added in place to the product: one array fewer.
+
+        The rows are split over the threads: each chunk is one product, its bias and its activation.
+        """
         buffer = self.scratch if training else fresh
         m = X.shape[0]
-        Z = np.matmul(X, self.params["W"], out=buffer("Z", (m, self.units), X.dtype))
-        Z += self.params["b"]
-        A = self.activation.forward(Z, out=buffer("A", (m, self.units), X.dtype))
+        W, b, f = self.params["W"], self.params["b"], self.activation
+        Z = buffer("Z", (m, self.units), X.dtype)
+        A = Z if f.name == "identity" else buffer("A", (m, self.units), X.dtype)
+
+        def rows(start: int, stop: int) -> None:
+            np.matmul(X[start:stop], W, out=Z[start:stop])
+            Z[start:stop] += b
+            if A is not Z:
+                f.forward(Z[start:stop], out=A[start:stop])
+
+        self.pool.run(rows, m, size=self.n_in * self.units // GEMM_COST + self.units)
         return A, DenseCache(X, Z, A)
 
     def backward(self, dY: Array, cache: DenseCache, grads: Views, *, need_dX: bool = True) -> Array | None:
         """dW, db into ``grads`` and dX (m, n_in) from dA (m, n_out); ``dY`` may be overwritten.
 
-        ``need_dX=False`` skips the (m, n_in) product for a first layer, whose input is the data.
+        ``need_dX=False`` skips the (m, n_in) product for a first layer, whose input is the data.  dZ
+        and dX are split over the threads by rows; dW = Xᵀ dZ by its own rows, so that each of its
+        values stays one sum over the whole batch.
         """
-        dZ = self.activation.backward(cache.Z, cache.A, dY)
-        np.matmul(cache.X.T, dZ, out=grads["W"])
-        np.sum(dZ, axis=0, out=grads["b"])
-        if not need_dX:
-            return None
-        return np.matmul(dZ, self.params["W"].T, out=self.scratch("dX", (dZ.shape[0], self.n_in), dZ.dtype))
+        X, Z, A = cache
+        m, n_in = X.shape
+        W, f = self.params["W"], self.activation
+        dX = self.scratch("dX", (m, n_in), dY.dtype) if need_dX else None
+
+        def rows(start: int, stop: int) -> None:
+            chunk = dY[start:stop]
+            dZ = f.backward(Z[start:stop], A[start:stop], chunk)
+            if dZ is not chunk:
+                chunk[...] = dZ  # an activation that did not work in place
+            if dX is not None:
+                np.matmul(dY[start:stop], W.T, out=dX[start:stop])
+
+        self.pool.run(rows, m, size=(n_in * self.units // GEMM_COST if need_dX else 0) + 2 * self.units)
+        dW = grads["W"]
+        self.pool.run(
+            lambda start, stop: np.matmul(X[:, start:stop].T, dY, out=dW[start:stop]),
+            n_in,
+            size=m * self.units // GEMM_COST,
+        )
+        np.sum(dY, axis=0, out=grads["b"])
+        return dX
 
     def __repr__(self) -> str:
         n_in = self.input_shape[0] if self.input_shape else "?"

@@ -67,12 +67,16 @@ class Dropout(Layer):
     ) -> tuple[Array, Array | None]:
         if not training or rng is None or self.rate == 0.0:
             return X, None
+        # The mask is drawn on this thread, in one piece: the generator's stream must not depend on the
+        # number of threads.  The multiply is split over them.
         mask = dropout_mask(X.shape, self.rate, rng, X.dtype, out=self.scratch("mask", X.shape, X.dtype))
-        return np.multiply(X, mask, out=self.scratch("Y", X.shape, X.dtype)), mask
+        Y = self.scratch("Y", X.shape, X.dtype)
+        self.pool.run(lambda a, b: np.multiply(X[a:b], mask[a:b], out=Y[a:b]), X.shape[0], size=X[0].size)
+        return Y, mask
 
     def backward(self, dY: Array, cache: Array | None, grads: Views, *, need_dX: bool = True) -> Array | None:
         if not need_dX:
             return None
         if cache is not None:
-            dY *= cache
+            self.pool.run(lambda a, b: np.multiply(dY[a:b], cache[a:b], out=dY[a:b]), dY.shape[0], size=dY[0].size)
         return dY

@@ -82,36 +82,52 @@ class MaxPool2D(Layer):
     def forward(
         self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
     ) -> tuple[Array, PoolCache | None]:
+        """Y (m, Ho, Wo, C), the window maxima, and while training the index of each window's first maximum.
+
+        The samples are split over the threads.
+        """
         k = self.size
         V = self._windows(X)
         positions = [(a, b) for a in range(k) for b in range(k)]
         shape = V[:, :, 0, :, 0].shape
         Y = (self.scratch if training else fresh)("Y", shape, X.dtype)
-        Y[...] = V[:, :, 0, :, 0]
-        if not training:
-            for a, b in positions[1:]:
-                np.maximum(Y, V[:, :, a, :, b], out=Y)
-            return Y, None
-        argmax = self.scratch("argmax", shape, np.uint8)
-        argmax[...] = 0
-        took = self.scratch("took", shape, bool)
-        for t, (a, b) in enumerate(positions[1:], start=1):
-            np.greater(V[:, :, a, :, b], Y, out=took)  # strictly greater: ties keep the earlier position
-            np.maximum(Y, V[:, :, a, :, b], out=Y)
-            # t grows with the sweep, so the largest t that took over is the window's first maximum.
-            np.maximum(argmax, took.view(np.uint8) * np.uint8(t), out=argmax)
-        return Y, PoolCache(X.shape, argmax)
+        argmax = self.scratch("argmax", shape, np.uint8) if training else None
+        took = self.scratch("took", shape, bool) if training else None
+
+        def samples(start: int, stop: int) -> None:
+            v, y = V[start:stop], Y[start:stop]
+            y[...] = v[:, :, 0, :, 0]
+            if argmax is None:
+                for a, b in positions[1:]:
+                    np.maximum(y, v[:, :, a, :, b], out=y)
+                return
+            best, over = argmax[start:stop], took[start:stop]  # type: ignore[index]
+            best[...] = 0
+            for t, (a, b) in enumerate(positions[1:], start=1):
+                np.greater(v[:, :, a, :, b], y, out=over)  # strictly greater: ties keep the earlier position
+                np.maximum(y, v[:, :, a, :, b], out=y)
+                # t grows with the sweep, so the largest t that took over is the window's first maximum.
+                np.maximum(best, over.view(np.uint8) * np.uint8(t), out=best)
+
+        self.pool.run(samples, X.shape[0], size=X[0].size * (3 if training else 1))
+        return Y, None if argmax is None else PoolCache(X.shape, argmax)
 
     def backward(self, dY: Array, cache: PoolCache, grads: Views, *, need_dX: bool = True) -> Array | None:
+        """dX (m, H, W, C): dY at each window's first maximum, 0 elsewhere; split over the threads by samples."""
         if not need_dX:
             return None
         m, H, W, C = cache.input_shape
         k = self.size
         dX = self.scratch("dX", cache.input_shape, dY.dtype)
-        if H % k or W % k:
-            dX[...] = 0.0  # the dropped rows and columns get no gradient
         dV = self._windows(dX)
-        for a in range(k):
-            for b in range(k):
-                np.multiply(dY, cache.argmax == a * k + b, out=dV[:, :, a, :, b])
+
+        def samples(start: int, stop: int) -> None:
+            if H % k or W % k:
+                dX[start:stop] = 0.0  # the dropped rows and columns get no gradient
+            for a in range(k):
+                for b in range(k):
+                    hit = cache.argmax[start:stop] == a * k + b
+                    np.multiply(dY[start:stop], hit, out=dV[start:stop, :, a, :, b])
+
+        self.pool.run(samples, m, size=H * W * C * 2)
         return dX
