@@ -1,39 +1,56 @@
-"""The scikit-learn estimator: labels, partial_fit, pipelines, searches, pickling and sklearn's own checks."""
+"""The scikit-learn estimators: scikit-learn's parameters, stopping rule and fitted attributes, labels, partial_fit,
+pipelines, searches, pickling, sklearn's own checks, and the convolutional classifier."""
 
 from __future__ import annotations
 
 import pickle
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
+from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from threadpoolctl import threadpool_limits
 
 from nnscratch.network import Network
-from nnscratch.sklearn import MLPClassifier
+from nnscratch.optimizers import Adam, Momentum
+from nnscratch.presets import PRESETS
+from nnscratch.sklearn import CNNClassifier, MLPClassifier
 from nnscratch.training import TrainConfig, train
+
+# Most tests stop at max_iter on purpose (a fixed number of epochs); the warning is tested on its own.
+# scikit-learn's checks fit on a few samples, where batch_size=32 is clipped with a warning.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+    pytest.mark.filterwarnings("ignore:Got `batch_size`:UserWarning"),
+]
 
 # Small networks trained briefly with a larger rate: enough to learn sklearn's toy data sets
 # (its checks want > 83% training accuracy), fast enough to run every check in seconds.
 CHECKED = [
-    MLPClassifier((8,), epochs=20, batch_size=32, learning_rate=0.02, random_state=0),
+    MLPClassifier((8,), batch_size=32, learning_rate_init=0.02, max_iter=20, random_state=0),
     MLPClassifier(
         (8, 6),
         ("tanh", "selu"),
-        optimizer="nesterov",
-        learning_rate=0.05,
-        batch_size=None,
-        epochs=20,
+        solver="sgd",
+        learning_rate="adaptive",
+        learning_rate_init=0.05,
+        batch_size=16,
+        max_iter=20,
         dropout=0.1,
         dtype="float64",
         random_state=0,
     ),
-    MLPClassifier((), early_stopping=3, learning_rate=0.05, batch_size=16, epochs=20, random_state=0),
+    MLPClassifier((), solver="sgd", learning_rate="invscaling", power_t=0.25, learning_rate_init=0.1, max_iter=20),
 ]
 
 # Checks this estimator is known to fail, each with its reason (parametrize_with_checks marks them
@@ -58,8 +75,168 @@ def blobs(rng):
 
 
 def quick(**params) -> MLPClassifier:
-    defaults = dict(hidden_layer_sizes=(16,), epochs=30, batch_size=32, learning_rate=0.01, random_state=0)
+    defaults = dict(hidden_layer_sizes=(16,), max_iter=30, batch_size=32, learning_rate_init=0.01, random_state=0)
     return MLPClassifier(**{**defaults, **params})
+
+
+# -- a drop-in for scikit-learn's MLPClassifier ---------------------------------------------------
+
+
+def test_takes_every_scikit_learn_parameter_with_its_default():
+    theirs = SklearnMLPClassifier().get_params()
+    ours = MLPClassifier().get_params()
+    assert {key: ours[key] for key in theirs} == theirs
+    assert set(ours) - set(theirs) == {"dropout", "init", "dtype"}  # nnscratch's own keywords
+    MLPClassifier(**SklearnMLPClassifier(solver="sgd", learning_rate="adaptive", alpha=1e-3).get_params())
+
+
+def test_defaults_learn_digits_as_well_as_scikit_learn():
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    ours = MLPClassifier(random_state=0).fit(X_train, y_train)
+    with threadpool_limits(1):  # small products: BLAS threads only slow scikit-learn down on a busy machine
+        theirs = SklearnMLPClassifier(random_state=0).fit(X_train, y_train)
+    assert ours.score(X_test, y_test) > 0.95
+    assert ours.score(X_test, y_test) >= theirs.score(X_test, y_test) - 0.02
+    assert ours.n_iter_ < 200  # it converged by scikit-learn's rule, as scikit-learn's did
+    assert ours.network_.dtype == np.float32
+
+
+def test_stops_after_n_iter_no_change_epochs_without_tol_improvement_like_scikit_learn(blobs):
+    X, y = blobs
+    # with tol = 10 no epoch counts as progress, so training stops after the first n_iter_no_change + 1
+    for n in (2, 5):
+        ours = quick(tol=10.0, n_iter_no_change=n).fit(X, y)
+        theirs = SklearnMLPClassifier((16,), tol=10.0, n_iter_no_change=n, max_iter=30, random_state=0).fit(X, y)
+        assert ours.n_iter_ == theirs.n_iter_ == n + 2
+
+
+def test_warns_when_max_iter_is_reached(blobs):
+    X, y = blobs
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\) reached"):
+        clf = quick(max_iter=3, tol=0.0).fit(X, y)
+    assert clf.n_iter_ == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        quick(tol=10.0, n_iter_no_change=1).fit(X, y)  # converged: no warning
+
+
+def test_fitted_attributes_are_scikit_learns(blobs):
+    X, y = blobs
+    clf = quick(hidden_layer_sizes=(12, 8), max_iter=5, tol=0.0).fit(X, y)
+    assert [W.shape for W in clf.coefs_] == [(6, 12), (12, 8), (8, 3)]
+    assert [b.shape for b in clf.intercepts_] == [(12,), (8,), (3,)]
+    assert clf.n_layers_ == 4 and clf.n_outputs_ == 3 and clf.out_activation_ == "softmax"
+    assert clf.n_features_in_ == 6 and clf.n_iter_ == 5 and clf.t_ == 5 * 300
+    assert len(clf.loss_curve_) == 5 and clf.loss_ == clf.loss_curve_[-1] and clf.best_loss_ == min(clf.loss_curve_)
+    assert clf.validation_scores_ is None and clf.best_validation_score_ is None
+    # coefs_ and intercepts_ are the network's weights: a hand-written forward pass gives predict_proba
+    A = X
+    for W, b in zip(clf.coefs_[:-1], clf.intercepts_[:-1], strict=True):
+        A = np.maximum(A @ W + b, 0.0)
+    Z = A @ clf.coefs_[-1] + clf.intercepts_[-1]
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(P / P.sum(axis=1, keepdims=True), clf.predict_proba(X), rtol=1e-4, atol=1e-6)
+
+
+def test_fit_is_the_engine_training_of_that_seed(blobs):
+    X, y = blobs
+    clf = quick(hidden_layer_sizes=(7,), activation="tanh", alpha=1e-3, max_iter=2, random_state=5).fit(X, y)
+    net = Network.from_spec("6-7:tanh-3:softmax", seed=5, init="glorot")
+    # scikit-learn's alpha penalises each batch's mean loss by alpha/(2·batch)·ΣW²: the engine's l2 = alpha/batch
+    config = TrainConfig(epochs=2, batch_size=32, learning_rate=0.01, l2=1e-3 / 32, validation_size=0, seed=5)
+    history = train(net, X, y, config)
+    np.testing.assert_array_equal(clf.network_.params, net.params)
+    assert clf.loss_curve_ == history["train_loss"]
+
+
+def test_solvers_reach_the_optimiser_with_their_settings(blobs):
+    X, y = blobs
+    adam = quick(max_iter=1, beta_1=0.8, beta_2=0.99, epsilon=1e-6).fit(X, y)._train_state.optimizer
+    assert isinstance(adam, Adam) and (adam.beta1, adam.beta2, adam.eps) == (0.8, 0.99, 1e-6)
+    sgd = quick(max_iter=1, solver="sgd", momentum=0.5, nesterovs_momentum=False).fit(X, y)._train_state.optimizer
+    assert isinstance(sgd, Momentum) and sgd.momentum == 0.5 and not sgd.nesterov
+    assert quick(max_iter=1, solver="sgd").fit(X, y)._train_state.optimizer.nesterov
+
+
+def test_invscaling_rate_falls_with_the_samples_seen(blobs):
+    X, y = blobs
+    clf = quick(solver="sgd", learning_rate="invscaling", learning_rate_init=0.1, power_t=0.5, max_iter=4, tol=0.0)
+    rates = clf.fit(X, y).history_["learning_rate"]
+    # epoch e (from 0) runs at 0.1 / (t + 1)^0.5, t = 300·e samples seen before it; the first at 0.1
+    np.testing.assert_allclose(rates, [0.1] + [0.1 / (300 * e + 1) ** 0.5 for e in (1, 2, 3)])
+
+
+def test_adaptive_rate_divides_by_five_and_stops_like_scikit_learn(blobs):
+    X, y = blobs
+    params = dict(solver="sgd", learning_rate="adaptive", learning_rate_init=0.01, tol=10.0, n_iter_no_change=2)
+    ours = quick(max_iter=100, **params).fit(X, y)
+    theirs = SklearnMLPClassifier((16,), max_iter=100, random_state=0, **params).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ < 100  # stopped once the rate fell to 1e-6 or below
+    rates = sorted(set(ours.history_["learning_rate"]), reverse=True)
+    np.testing.assert_allclose(rates, [0.01 / 5**i for i in range(len(rates))])
+    assert rates[-1] <= 1e-6 < rates[-2]
+
+
+def test_batch_size_auto_is_min_200_m_and_a_larger_one_is_clipped_with_a_warning(blobs):
+    X, y = blobs
+    auto = quick(batch_size="auto", max_iter=2).fit(X, y)
+    np.testing.assert_array_equal(auto.network_.params, quick(batch_size=200, max_iter=2).fit(X, y).network_.params)
+    small = quick(batch_size="auto", max_iter=2).fit(X[:150], y[:150])
+    np.testing.assert_array_equal(
+        small.network_.params, quick(batch_size=150, max_iter=2).fit(X[:150], y[:150]).network_.params
+    )
+    with pytest.warns(UserWarning, match="clipped"):
+        quick(batch_size=1000, max_iter=1).fit(X, y)
+
+
+def test_shuffle_false_takes_the_batches_in_order(blobs):
+    X, y = blobs
+    in_order = quick(shuffle=False, max_iter=2).fit(X, y)
+    net = Network.from_spec("6-16:relu-3:softmax", seed=0, init="glorot")  # scikit-learn's initialisation
+    train(
+        net,
+        X,
+        y,
+        TrainConfig(epochs=2, batch_size=32, learning_rate=0.01, l2=1e-4 / 32, validation_size=0, shuffle=False),
+    )
+    np.testing.assert_array_equal(in_order.network_.params, net.params)
+    assert not np.array_equal(in_order.network_.params, quick(max_iter=2).fit(X, y).network_.params)
+
+
+def test_early_stopping_holds_out_a_stratified_split_and_keeps_the_best_epoch(rng):
+    X, y = rng.random((300, 6)), rng.integers(0, 3, 300)  # random labels: the validation accuracy wanders
+    clf = quick(max_iter=200, early_stopping=True, validation_fraction=0.2, n_iter_no_change=3, learning_rate_init=0.05)
+    clf.fit(X, y)
+    assert clf.n_iter_ < 200 and len(clf.validation_scores_) == clf.n_iter_ == len(clf.loss_curve_)
+    assert clf.best_validation_score_ == max(clf.validation_scores_) and clf.best_loss_ is None
+    assert clf.t_ == clf.n_iter_ * 240  # 20% held out
+    best = int(np.argmax(clf.validation_scores_))
+    assert clf.n_iter_ - 1 - best >= 3  # stopped n_iter_no_change epochs after the best, or later
+    # the weights kept are the best epoch's: recompute its validation accuracy
+    _, X_val, _, y_val = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
+    assert clf.score(X_val, y_val) == clf.best_validation_score_
+
+
+def test_warm_start_continues_from_the_fitted_weights(blobs):
+    X, y = blobs
+    clf = quick(max_iter=3, warm_start=True, tol=0.0).fit(X, y)
+    first = list(clf.loss_curve_)
+    clf.fit(X, y)
+    assert clf.loss_curve_[:3] == first and len(clf.loss_curve_) == 6 and clf.n_iter_ == 3 and clf.t_ == 1800
+    assert clf.loss_curve_[3] < first[0]
+    with pytest.raises(ValueError, match="warm_start can only be used where y has the same classes"):
+        clf.fit(X, y + 1)
+    cold = quick(max_iter=3, tol=0.0).fit(X, y)
+    cold.fit(X, y)
+    assert len(cold.loss_curve_) == 3  # without warm_start, fit starts over
+
+
+def test_verbose_prints_each_epoch_as_scikit_learn_does(blobs, capsys):
+    X, y = blobs
+    quick(max_iter=2, verbose=True).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Iteration 1, loss = ") and lines[1].startswith("Iteration 2, loss = ")
 
 
 # -- labels -----------------------------------------------------------------------------------
@@ -87,6 +264,7 @@ def test_any_label_set_is_learned_and_predicted_back(blobs, names):
     assert P.shape == (300, 3)
     np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(clf.classes_[P.argmax(axis=1)], clf.predict(X))
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), P, rtol=1e-5)
 
 
 def test_continuous_targets_are_refused(blobs):
@@ -100,7 +278,15 @@ def test_binary_problem_has_two_probability_columns(blobs):
     keep = y < 2
     clf = quick().fit(X[keep], np.where(y[keep] == 1, "yes", "no"))
     assert clf.predict_proba(X[keep]).shape == (int(keep.sum()), 2)
-    assert list(clf.classes_) == ["no", "yes"]
+    assert list(clf.classes_) == ["no", "yes"] and clf.n_outputs_ == 2
+
+
+def test_sparse_input_trains_like_the_dense_array(blobs):
+    X, y = blobs
+    dense = quick(max_iter=2).fit(X, y)
+    sparse = quick(max_iter=2).fit(scipy.sparse.csr_matrix(X), y)
+    np.testing.assert_array_equal(dense.network_.params, sparse.network_.params)
+    np.testing.assert_array_equal(sparse.predict(scipy.sparse.csr_matrix(X)), dense.predict(X))
 
 
 # -- the network it builds ----------------------------------------------------------------------
@@ -108,45 +294,47 @@ def test_binary_problem_has_two_probability_columns(blobs):
 
 def test_hidden_layers_and_activations_reach_the_network(blobs):
     X, y = blobs
-    clf = quick(hidden_layer_sizes=(12, 10, 8), activation=("relu", "sigmoid", "tanh"), epochs=1).fit(X, y)
+    clf = quick(hidden_layer_sizes=(12, 10, 8), activation=("relu", "logistic", "tanh"), max_iter=1).fit(X, y)
     assert clf.network_.spec == "6-12:relu-10:sigmoid-8:tanh-3:softmax"
-    assert quick(hidden_layer_sizes=5, activation="selu", epochs=1).fit(X, y).network_.spec == "6-5:selu-3:softmax"
-    assert quick(hidden_layer_sizes=(), epochs=1).fit(X, y).network_.spec == "6-3:softmax"
-    assert clf.n_features_in_ == 6
-
-
-def test_fit_is_the_engine_training_of_that_seed(blobs):
-    X, y = blobs
-    clf = quick(hidden_layer_sizes=(7,), activation="tanh", epochs=2, random_state=5).fit(X, y)
-    net = Network.from_spec("6-7:tanh-3:softmax", seed=5)
-    config = TrainConfig(epochs=2, batch_size=32, learning_rate=0.01, validation_size=0, seed=5)
-    history = train(net, X, y, config)
-    np.testing.assert_array_equal(clf.network_.params, net.params)
-    assert clf.loss_curve_ == history["train_loss"]
+    assert quick(hidden_layer_sizes=5, activation="selu", max_iter=1).fit(X, y).network_.spec == "6-5:selu-3:softmax"
+    assert quick(hidden_layer_sizes=(), max_iter=1).fit(X, y).network_.spec == "6-3:softmax"
+    assert quick(activation="softmax", max_iter=1).fit(X, y).network_.spec == "6-16:softmax-3:softmax"
 
 
 def test_same_random_state_same_network_other_state_other_network(blobs):
     X, y = blobs
-    clf = quick(epochs=1).fit(X, y)
+    clf = quick(max_iter=1).fit(X, y)
     np.testing.assert_array_equal(clf.network_.params, clone(clf).fit(X, y).network_.params)
     assert not np.array_equal(clf.network_.params, clone(clf).set_params(random_state=1).fit(X, y).network_.params)
-    generator = clone(clf).set_params(random_state=np.random.default_rng(0)).fit(X, y)
-    assert generator.network_.params.shape == clf.network_.params.shape
+
+
+def test_a_generator_random_state_reproduces_from_the_same_seed_state(blobs):
+    X, y = blobs
+    first = quick(max_iter=2, random_state=np.random.default_rng(7)).fit(X, y)
+    again = quick(max_iter=2, random_state=np.random.default_rng(7)).fit(X, y)
+    np.testing.assert_array_equal(first.network_.params, again.network_.params)
+    other = quick(max_iter=2, random_state=np.random.default_rng(8)).fit(X, y)
+    assert not np.array_equal(first.network_.params, other.network_.params)
+    # one generator drawn from twice gives two different networks, as a RandomState does in scikit-learn
+    generator = np.random.default_rng(7)
+    a, b = (quick(max_iter=2, random_state=generator).fit(X, y) for _ in range(2))
+    np.testing.assert_array_equal(a.network_.params, first.network_.params)
+    assert not np.array_equal(a.network_.params, b.network_.params)
 
 
 def test_dtype_parameter_sets_the_precision(blobs):
     X, y = blobs
-    assert quick(dtype="float64", epochs=1).fit(X, y).network_.dtype == np.float64
-    clf = quick(epochs=1).fit(X, y)
+    assert quick(dtype="float64", max_iter=1).fit(X, y).network_.dtype == np.float64
+    clf = quick(max_iter=1).fit(X, y)
     assert clf.network_.dtype == np.float32 and clf.predict_proba(X).dtype == np.float32
 
 
-def test_features_outside_unit_range_still_train(rng):
+def test_features_outside_unit_range_still_train():
     from sklearn.datasets import load_iris
 
     X, y = load_iris(return_X_y=True)  # raw centimetres, up to 7.9
     assert X.max() > 1.0
-    assert quick(epochs=100, batch_size=16).fit(X, y).score(X, y) > 0.9
+    assert quick(max_iter=100, batch_size=16).fit(X, y).score(X, y) > 0.9
 
 
 @pytest.mark.parametrize(
@@ -154,11 +342,18 @@ def test_features_outside_unit_range_still_train(rng):
     [
         ({"hidden_layer_sizes": (4, 4), "activation": ("relu",)}, "2 hidden layers"),
         ({"activation": "swish"}, "unknown activation 'swish'"),
-        ({"hidden_layer_sizes": (4.5,)}, "must be an integer"),
-        ({"optimizer": "rmsprop"}, "unknown optimiser"),
-        ({"learning_rate": -1.0}, "learning rate must be a positive"),
-        ({"epochs": 0}, "epochs must be a positive integer"),
-        ({"early_stopping": 2, "validation_fraction": 1.5}, "validation_fraction must be in"),
+        ({"hidden_layer_sizes": (4.5,)}, "hidden_layer_sizes must be an integer"),
+        ({"hidden_layer_sizes": (0,)}, "hidden_layer_sizes must be an integer >= 1"),
+        ({"solver": "lbfgs"}, "'lbfgs' is not available"),
+        ({"learning_rate": "cosine"}, "learning_rate must be one of constant, invscaling, adaptive"),
+        ({"learning_rate_init": -1.0}, r"learning_rate_init must be a number in \(0, inf\)"),
+        ({"alpha": -1.0}, "alpha must be a number"),
+        ({"max_iter": 0}, "max_iter must be an integer >= 1"),
+        ({"batch_size": "big"}, "batch_size must be an integer >= 1 or 'auto'"),
+        ({"momentum": 1.5}, "momentum must be a number in"),
+        ({"early_stopping": True, "validation_fraction": 1.5}, "validation_fraction must be a number in"),
+        ({"n_iter_no_change": 0}, "n_iter_no_change must be an integer >= 1"),
+        ({"dropout": 1.0}, "dropout must be a number in"),
         ({"dtype": "float16"}, "dtype must be one of"),
         ({"random_state": "seven"}, "random_state must be"),
     ],
@@ -168,67 +363,42 @@ def test_bad_hyperparameters_fail_in_fit_with_a_reason(blobs, params, message):
     clf = quick(**params)  # __init__ accepts anything, as sklearn requires
     with pytest.raises(ValueError, match=message):
         clf.fit(X, y)
+    assert not hasattr(clf, "network_") and not hasattr(clf, "classes_")
+    with pytest.raises(NotFittedError):  # a failed fit leaves nothing half-made
+        clf.predict(X)
 
 
-# -- training -----------------------------------------------------------------------------------
+# -- partial_fit ----------------------------------------------------------------------------------
 
 
-def test_fit_records_history_and_loss_curve(blobs):
-    X, y = blobs
-    clf = quick(epochs=5)
-    assert clf.fit(X, y) is clf
-    assert clf.n_iter_ == 5 and len(clf.history_) == 5 and len(clf.loss_curve_) == 5
-    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
-    assert clf.validation_scores_ is None
-
-
-def test_early_stopping_holds_out_data_and_stops_when_validation_loss_rises(rng):
-    X, y = rng.random((300, 6)), rng.integers(0, 3, 300)  # random labels: fitting them only overfits
-    clf = quick(epochs=200, early_stopping=2, validation_fraction=0.2, learning_rate=0.05).fit(X, y)
-    assert clf.history_.stopped_early and clf.n_iter_ < 200
-    assert clf.history_.best_epoch == clf.n_iter_ - 2
-    assert len(clf.validation_scores_) == clf.n_iter_ and not np.isnan(clf.validation_scores_).any()
-    val_loss = clf.history_["val_loss"]
-    assert min(val_loss) == val_loss[clf.history_.best_epoch - 1]
-
-
-@pytest.mark.parametrize(
-    "params", [{}, {"optimizer": "nesterov"}, {"dropout": 0.3}], ids=["adam", "nesterov", "dropout"]
-)
+@pytest.mark.parametrize("params", [{}, {"solver": "sgd"}, {"dropout": 0.3}], ids=["adam", "sgd-nesterov", "dropout"])
 def test_fit_then_partial_fit_continues_bit_for_bit(blobs, params):
     X, y = blobs
-    three = quick(epochs=3, **params).fit(X, y)
-    two_plus_one = quick(epochs=2, **params).fit(X, y).partial_fit(X, y)
+    three = quick(max_iter=3, tol=0.0, **params).fit(X, y)
+    two_plus_one = quick(max_iter=2, tol=0.0, **params).fit(X, y).partial_fit(X, y)
     np.testing.assert_array_equal(three.network_.params, two_plus_one.network_.params)
-    assert two_plus_one.n_iter_ == 3 and [r.epoch for r in two_plus_one.history_.epochs] == [1, 2, 3]
-
-
-def test_dropout_reaches_the_training_loop(blobs):
-    X, y = blobs
-    plain, dropped = quick(epochs=2).fit(X, y), quick(epochs=2, dropout=0.5).fit(X, y)
-    assert not np.array_equal(plain.network_.params, dropped.network_.params)
-    with pytest.raises(ValueError, match="dropout must be in"):
-        quick(dropout=1.0).fit(X, y)
+    assert two_plus_one.n_iter_ == 1 and two_plus_one.t_ == 900  # n_iter_ counts the last call, as in sklearn
+    assert two_plus_one.loss_curve_ == three.loss_curve_
 
 
 def test_partial_fit_calls_match_fit_with_as_many_epochs(blobs):
     X, y = blobs
-    fitted = quick(epochs=3, schedule="step").fit(X, y)
-    stepped = quick(schedule="step")
+    fitted = quick(max_iter=3, tol=0.0).fit(X, y)
+    stepped = quick()
     for _ in range(3):
         stepped.partial_fit(X, y, classes=np.arange(3))
     np.testing.assert_array_equal(fitted.network_.params, stepped.network_.params)
-    assert stepped.loss_curve_ == fitted.loss_curve_
+    assert stepped.loss_curve_ == fitted.loss_curve_ and len(stepped.history_) == 3
 
 
 def test_partial_fit_learns_from_chunks_missing_some_classes(blobs):
     X, y = blobs
-    clf = quick(learning_rate=0.02)
+    clf = quick(learning_rate_init=0.02)
     for _ in range(15):
         for chunk in np.array_split(np.argsort(y, kind="stable"), 3):  # each chunk holds about one class
             clf.partial_fit(X[chunk], y[chunk], classes=[0, 1, 2])
     np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
-    assert clf.n_iter_ == 45
+    assert len(clf.loss_curve_) == 45
     assert clf.score(X, y) > 0.6
 
 
@@ -241,25 +411,45 @@ def test_partial_fit_refuses_what_it_cannot_continue(blobs):
     clf = quick().partial_fit(X, y, classes=[0, 1, 2])
     with pytest.raises(ValueError, match="differs from the classes"):
         clf.partial_fit(X, y, classes=[0, 1, 2, 3])
-    with pytest.raises(ValueError, match="cosine"):
-        quick(schedule="cosine").partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        quick(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])
+
+
+@pytest.mark.parametrize("unknown", [7, 1], ids=["beyond-the-classes", "between-two-classes"])
+def test_partial_fit_never_maps_an_unknown_label_onto_a_class(blobs, unknown):
+    X, y = blobs
+    classes = [0, 2, 5]
+    labels = np.array(classes)[y]
+    clf = quick().partial_fit(X, labels, classes=classes)
+    before = clf.network_.params.copy()
+    bad = labels.copy()
+    bad[:10] = unknown  # 7 sorts after every class, 1 between 0 and 2: neither may become a neighbour
+    with pytest.raises(ValueError, match=rf"y has labels not in classes: array\(\[{unknown}\]\)"):
+        clf.partial_fit(X, bad)
+    np.testing.assert_array_equal(clf.network_.params, before)  # nothing was trained on them
+    assert len(clf.loss_curve_) == 1
+
+
+# -- pickling and files ---------------------------------------------------------------------------
 
 
 def test_pickled_estimator_predicts_and_trains_on_identically(blobs):
     X, y = blobs
-    clf = quick(epochs=2).fit(X, y)
+    clf = quick(max_iter=2).fit(X, y)
     copy = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(copy.predict_proba(X), clf.predict_proba(X))
-    # the copy's layers are views into its own flat parameters, so training it keeps working
+    # the copy's layers and coefs_ are views into its own flat parameters, so training it keeps working
     assert np.shares_memory(copy.network_.layers[0].W, copy.network_.params)
+    assert np.shares_memory(copy.coefs_[0], copy.network_.params)
     clf.partial_fit(X, y)
     copy.partial_fit(X, y)
     np.testing.assert_array_equal(copy.network_.params, clf.network_.params)
+    np.testing.assert_array_equal(copy.coefs_[0], clf.coefs_[0])
 
 
 def test_fitted_network_saves_as_a_model_file(blobs, tmp_path):
     X, y = blobs
-    clf = quick(epochs=2).fit(X, y)
+    clf = quick(max_iter=2).fit(X, y)
     clf.network_.save(tmp_path / "model.npz")
     np.testing.assert_array_equal(Network.load(tmp_path / "model.npz").predict(X), clf.predict(X))
 
@@ -268,36 +458,111 @@ def test_fitted_network_saves_as_a_model_file(blobs, tmp_path):
 
 
 def test_params_round_trip_through_get_and_set_params():
-    clf = MLPClassifier((32, 16), ("relu", "tanh"), epochs=3)
+    clf = MLPClassifier((32, 16), ("relu", "tanh"), max_iter=3)
     params = clf.get_params()
     assert params["hidden_layer_sizes"] == (32, 16) and params["activation"] == ("relu", "tanh")
-    assert params["epochs"] == 3 and params["optimizer"] == "adam"
-    clf.set_params(epochs=7, learning_rate=0.1)
-    assert clf.epochs == 7 and clf.learning_rate == 0.1
+    assert params["max_iter"] == 3 and params["solver"] == "adam"
+    clf.set_params(max_iter=7, learning_rate_init=0.1)
+    assert clf.max_iter == 7 and clf.learning_rate_init == 0.1
     assert clone(clf).get_params() == clf.get_params()
 
 
 def test_works_in_a_pipeline_with_a_scaler(rng):
     X = rng.normal(50.0, 20.0, (200, 5))  # far from [0, 1]
     y = (X[:, 0] + X[:, 1] > 100.0).astype(int)
-    pipe = make_pipeline(StandardScaler(), quick(epochs=40)).fit(X, y)
+    pipe = make_pipeline(StandardScaler(), quick(max_iter=40)).fit(X, y)
     assert pipe.score(X, y) > 0.9
     assert pipe.predict_proba(X).shape == (200, 2)
 
 
 def test_grid_search_picks_parameters_by_cross_validation(blobs):
     X, y = blobs
-    grid = {"hidden_layer_sizes": [(4,), (8,)], "learning_rate": [1e-6, 1e-2], "epochs": np.array([10])}
+    grid = {"hidden_layer_sizes": [(4,), (8,)], "learning_rate_init": [1e-6, 1e-2], "max_iter": np.array([10])}
     search = GridSearchCV(quick(), grid, cv=3).fit(X, y)
-    assert search.best_params_["learning_rate"] == 1e-2  # 1e-6 barely moves the weights in 10 epochs
+    assert search.best_params_["learning_rate_init"] == 1e-2  # 1e-6 barely moves the weights in 10 epochs
     assert search.best_score_ > 0.9
-    assert isinstance(search.best_estimator_.epochs, int | np.integer)
+    assert isinstance(search.best_estimator_.max_iter, int | np.integer)
 
 
 def test_cross_val_score_gives_one_score_per_fold(blobs):
     X, y = blobs
     scores = cross_val_score(quick(), X, y, cv=4)
     assert scores.shape == (4,) and scores.min() > 0.9
+
+
+# -- the convolutional classifier ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digit_images():
+    """scikit-learn's 1,797 8×8 digits as (m, 8, 8) images in [0, 1]."""
+    digits = load_digits()
+    return digits.images / 16.0, digits.target
+
+
+def small_cnn(**params) -> CNNClassifier:
+    defaults = dict(
+        layers="conv8k3p1-relu-maxpool2-flatten-32:relu",
+        max_iter=20,
+        batch_size=32,
+        learning_rate_init=0.01,
+        random_state=0,
+    )
+    return CNNClassifier(**{**defaults, **params})
+
+
+def test_cnn_learns_digit_images_in_every_input_layout(digit_images):
+    images, y = digit_images
+    clf = small_cnn().fit(images[:1400], y[:1400])
+    assert clf.image_shape_ == (1, 8, 8) and clf.n_features_in_ == 64
+    assert clf.network_.spec == "1x8x8-conv8k3p1-relu-maxpool2-flatten-32:relu-10:softmax"
+    assert clf.score(images[1400:], y[1400:]) > 0.88
+    P = clf.predict_proba(images[1400:])
+    np.testing.assert_array_equal(clf.predict_proba(images[1400:].reshape(-1, 64)), P)  # flat rows
+    np.testing.assert_array_equal(clf.predict_proba(images[1400:, None]), P)  # (m, 1, 8, 8)
+    assert [W.shape for W in clf.coefs_] == [(3, 3, 1, 8), (128, 32), (32, 10)]
+    assert clf.n_layers_ == len(clf.network_.layers) + 1 and clf.out_activation_ == "softmax"
+    with pytest.raises(ValueError, match=r"images of shape \(1, 4, 16\), but the network was fitted on \(1, 8, 8\)"):
+        clf.predict(images[1400:].reshape(-1, 4, 16))
+
+
+def test_cnn_flat_rows_with_image_shape_train_as_the_images(digit_images):
+    images, y = digit_images
+    as_images = small_cnn(max_iter=2).fit(images[:200], y[:200])
+    as_rows = small_cnn(max_iter=2, image_shape=(1, 8, 8)).fit(images[:200].reshape(200, 64), y[:200])
+    square = small_cnn(max_iter=2).fit(images[:200].reshape(200, 64), y[:200])  # 64 values: read as 1x8x8
+    np.testing.assert_array_equal(as_rows.network_.params, as_images.network_.params)
+    np.testing.assert_array_equal(square.network_.params, as_images.network_.params)
+    channels = small_cnn(max_iter=1, layers="conv4k3-relu", image_shape=(2, 4, 8)).fit(
+        images[:50].reshape(50, 64), y[:50]
+    )
+    assert channels.network_.spec.startswith("2x4x8-conv4k3")
+    with pytest.raises(ValueError, match="not a square image; give image_shape"):
+        small_cnn().fit(images[:50].reshape(50, 64)[:, :60], y[:50])
+    with pytest.raises(ValueError, match=r"image_shape must be \(C, H, W\) with C·H·W = 64"):
+        small_cnn(image_shape=(1, 8, 9)).fit(images[:50], y[:50])
+
+
+def test_cnn_follows_the_estimator_conventions(digit_images):
+    images, y = digit_images
+    clf = small_cnn(max_iter=2, batch_size=64)
+    assert clone(clf).get_params() == clf.get_params() and clf.get_params()["image_shape"] is None
+    with pytest.raises(NotFittedError):
+        clf.predict(images[:5])
+    assert clf.fit(images[:100], y[:100]) is clf
+    copy = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(copy.predict_proba(images[:20]), clf.predict_proba(images[:20]))
+    stepped = small_cnn(max_iter=2, batch_size=64)
+    for _ in range(2):
+        stepped.partial_fit(images[:100], y[:100], classes=np.arange(10))
+    np.testing.assert_array_equal(stepped.network_.params, clf.network_.params)
+    search = GridSearchCV(small_cnn(max_iter=3), {"learning_rate_init": [1e-3, 1e-2]}, cv=2).fit(images[:200], y[:200])
+    assert search.best_params_["learning_rate_init"] in (1e-3, 1e-2) and 0.0 <= search.best_score_ <= 1.0
+
+
+def test_cnn_default_architecture_is_the_cnn_preset():
+    assert CNNClassifier().layers == PRESETS["cnn"].layers
+    assert CNNClassifier().max_iter == 10
 
 
 # -- optional dependency -------------------------------------------------------------------------

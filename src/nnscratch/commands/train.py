@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import signal
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from nnscratch.commands.common import (
+    _number,
     add_data_dir,
     add_network_options,
     build_network,
@@ -27,8 +30,11 @@ from nnscratch.commands.common import (
     positive_int,
     probability,
 )
+from nnscratch.errors import SpecError
+from nnscratch.initializers import INITIALIZERS
 from nnscratch.network import Network
 from nnscratch.optimizers import OPTIMIZER_NAMES
+from nnscratch.presets import PRESETS
 from nnscratch.schedules import SCHEDULES
 from nnscratch.training import Callback, EpochRecord, TrainConfig, Trainer, evaluate
 
@@ -98,7 +104,103 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--plots", metavar="DIR", help="also write plots of the run and the model (PNG) into DIR")
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the final result")
-    parser.set_defaults(run=run)
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="take options from a JSON file, such as the best.json 'nnscratch tune' writes: an object of option "
+        f'names and values, e.g. {{"hidden": "128:relu", "lr": 0.001}}; it may set {", ".join(CONFIG_OPTIONS)}. '
+        "Options given on the command line win",
+    )
+    # --config must tell an option given on the command line (which wins) from its default, so the
+    # defaults of the options a config may set are marked; run() resolves them.  (batch_size has no
+    # default at all: argparse leaves it out unless it is given.)
+    dests = [dest for dest, _ in CONFIG_OPTIONS.values() if dest != "batch_size"]
+    parser.set_defaults(run=run, **{dest: _Default(parser.get_default(dest)) for dest in dests})
+
+
+def _choice(names) -> Any:
+    def read(text: str) -> str:
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(names)}, got {text!r}")
+        return text
+
+    return read
+
+
+# The options a --config file may set: name (as on the command line) -> (argparse dest, how to read a value).
+CONFIG_OPTIONS: dict[str, tuple[str, Any]] = {
+    "preset": ("preset", _choice(list(PRESETS))),
+    "spec": ("spec", str),
+    "hidden": ("hidden", str),
+    "init": ("init", _choice(list(INITIALIZERS))),
+    "dtype": ("dtype", _choice(["float32", "float64"])),
+    "seed": ("seed", _number(int, lambda v: True, "an integer")),
+    "optimizer": ("optimizer", _choice(OPTIMIZER_NAMES)),
+    "lr": ("lr", positive_float),
+    "momentum": ("momentum", non_negative_float),
+    "schedule": ("schedule", _choice(SCHEDULES)),
+    "epochs": ("epochs", positive_int),
+    "batch-size": ("batch_size", batch_size),
+    "l2": ("l2", non_negative_float),
+    "dropout": ("dropout", probability),
+    "validation-size": ("validation_size", non_negative_int),
+    "early-stopping": ("early_stopping", positive_int),
+}
+CONFIG_NOTE = "tuning"  # the key where 'nnscratch tune' records where the values came from; not an option
+ARCHITECTURE = ("preset", "spec", "hidden")  # one network: given any of them, the command line gives it whole
+
+
+@dataclass(frozen=True)
+class _Default:
+    """An option's default, marked as such: a value given on the command line never is."""
+
+    value: Any
+
+
+def apply_config(args: argparse.Namespace) -> None:
+    """Fill every option not given on the command line from ``--config FILE``, else from its default."""
+    config = read_config(args.config) if args.config else {}
+
+    def given(dest: str) -> bool:
+        current = getattr(args, dest, None)
+        return current is not None and not isinstance(current, _Default)
+
+    if any(given(dest) for dest in ARCHITECTURE):
+        config = {dest: value for dest, value in config.items() if dest not in ARCHITECTURE}
+    for dest, _ in CONFIG_OPTIONS.values():
+        current = getattr(args, dest, None)
+        if given(dest):
+            continue  # given on the command line: it wins
+        if dest in config:
+            setattr(args, dest, config[dest])
+        elif isinstance(current, _Default):
+            setattr(args, dest, current.value)
+
+
+def read_config(path: str) -> dict[str, Any]:
+    """The options in the JSON file ``path``, by argparse dest, each read as its command-line option is."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}); fix the file") from None
+    if not isinstance(data, dict):
+        raise SpecError(f'{path} must hold a JSON object of option names and values, such as {{"lr": 0.001}}')
+    values = {}
+    for key, value in data.items():
+        name = str(key).replace("_", "-")
+        if name == CONFIG_NOTE or value is None:
+            continue
+        if name not in CONFIG_OPTIONS:
+            raise SpecError(f"{path}: unknown option {key!r}; a config may set {', '.join(CONFIG_OPTIONS)}")
+        dest, read = CONFIG_OPTIONS[name]
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise SpecError(f"{path}: {key} must be a number or a string, got {json.dumps(value)}")
+        try:
+            values[dest] = read(str(value))
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            raise SpecError(f"{path}: {key}: {exc}") from None
+    return values
 
 
 def make_config(args: argparse.Namespace) -> TrainConfig:
@@ -158,6 +260,7 @@ class ProgressCallback(Callback):
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_config(args)
     output = Path(args.output)
     if not output.parent.is_dir():
         raise FileNotFoundError(2, "directory does not exist; create it or choose another --output", str(output.parent))

@@ -1,0 +1,418 @@
+"""Hyper-parameter search: the space, pruning, SQLite studies that resume and survive Ctrl-C, parallel and Dask
+trials, the files a search writes, and `nnscratch train --config best.json` training the best trial again."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nnscratch import tune as tuning
+from nnscratch.cli import main
+from nnscratch.errors import SpecError
+from nnscratch.network import Network
+from nnscratch.training import Callback, Trainer
+from nnscratch.tune import SearchSpace, TuneSettings, run_trial, trial_run, tune
+from tests.test_data import write_tiny_mnist
+
+SMALL = SearchSpace(width=(4, 32), depth=(1, 2), batch_sizes=(32, 64))
+
+
+@pytest.fixture
+def data(tiny_data):
+    X, y = tiny_data  # 400 samples of 4 blobs in 12 dimensions: trials take milliseconds
+    return X.astype(np.float32), y
+
+
+def finished(study):
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+
+# -- the search space -------------------------------------------------------------------------------
+
+
+def test_default_space_covers_rate_depth_width_activations_dropout_l2_batch_and_optimiser():
+    space = SearchSpace()
+    assert space.activations == ("relu", "sigmoid", "tanh", "selu", "softmax")
+    assert space.optimizers == ("sgd", "momentum", "nesterov", "adam")
+    trial = optuna.trial.FixedTrial(
+        {
+            "depth": 2,
+            "width_1": 128,
+            "activation_1": "selu",
+            "width_2": 32,
+            "activation_2": "softmax",
+            "optimizer": "nesterov",
+            "lr": 3e-3,
+            "batch_size": 64,
+            "dropout": 0.25,
+            "l2": 1e-5,
+        }
+    )
+    options = space.suggest(trial)
+    assert options == {
+        "hidden": "128:selu,32:softmax",
+        "optimizer": "nesterov",
+        "lr": 3e-3,
+        "batch-size": 64,
+        "dropout": 0.25,
+        "l2": 1e-5,
+    }
+
+
+def test_a_narrowed_space_fixes_what_has_one_value():
+    space = SearchSpace(
+        learning_rate=(1e-3, 1e-3),
+        depth=(1, 1),
+        activations=("tanh",),
+        l2=(0.0, 0.0),
+        optimizers=("adam",),
+        batch_sizes=(128,),
+        dropout=(0.0, 0.0),
+    )
+    options = space.suggest(optuna.trial.FixedTrial({"width_1": 40}))  # the only parameter left to search
+    assert options == {
+        "hidden": "40:tanh",
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "batch-size": 128,
+        "dropout": 0.0,
+        "l2": 0.0,
+    }
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("learning_rate", (0.0, 1e-2), "learning rate range"),
+        ("learning_rate", (1e-2, 1e-3), "learning rate range"),
+        ("depth", (1.5, 2), "depth range must be LOW:HIGH integers"),
+        ("dropout", (0.0, 1.0), "dropout range"),
+        ("l2", (0.0, 1e-3), "give 0 to turn it off"),
+        ("activations", ("relu", "swish"), "activations must be some of"),
+        ("optimizers", (), "optimizers must be some of"),
+        ("batch_sizes", (0,), "batch sizes must be positive integers"),
+    ],
+)
+def test_a_bad_space_is_refused_with_a_reason(field, value, message):
+    with pytest.raises(SpecError, match=message):
+        SearchSpace(**{field: value})
+
+
+# -- one trial --------------------------------------------------------------------------------------
+
+
+def test_a_trial_trains_what_train_would_and_scores_its_last_validation_accuracy(data):
+    X, y = data
+    options = TuneSettings(epochs=3, seed=4).train_options(
+        {"hidden": "16:tanh,8:selu", "optimizer": "adam", "lr": 1e-2, "batch-size": 32, "dropout": 0.1, "l2": 1e-4}
+    )
+    outcome = run_trial(7, options, 4, X, y, finished=None)
+    assert outcome.number == 7 and outcome.state == "complete" and len(outcome.val_accuracy) == 3
+    net, config = trial_run(options, 12, 4)
+    assert net.spec == "12-16:tanh-8:selu-4:softmax" and config.schedule == "wsd" and config.validation_size is None
+    history = Trainer(net, X, y, config).run(Callback())  # the same network, split and seed: the same numbers
+    assert history["val_accuracy"] == outcome.val_accuracy and outcome.value == history["val_accuracy"][-1]
+    assert outcome.value > 0.9
+
+
+def _perfect_trials(n: int, epochs: int) -> list[optuna.trial.FrozenTrial]:
+    """n finished trials that scored 1.0 after every epoch."""
+    return [
+        optuna.trial.create_trial(value=1.0, intermediate_values={e: 1.0 for e in range(1, epochs + 1)})
+        for _ in range(n)
+    ]
+
+
+def test_a_hopeless_trial_is_pruned_after_its_second_epoch(data):
+    X, y = data
+    options = TuneSettings(epochs=5).train_options(
+        {"hidden": "8:relu", "optimizer": "sgd", "lr": 1e-6, "batch-size": 64, "dropout": 0.0, "l2": 0.0}
+    )
+    pruned = run_trial(0, options, 4, X, y, finished=_perfect_trials(5, 5))
+    assert pruned.state == "pruned" and len(pruned.val_accuracy) == 2  # judged from epoch 2 (epoch 1 is warm-up)
+    assert run_trial(0, options, 4, X, y, finished=_perfect_trials(4, 5)).state == "complete"  # 5 needed first
+    assert run_trial(0, options, 4, X, y, finished=None).state == "complete"  # pruning off
+
+
+def test_a_diverging_trial_is_pruned_with_its_reason(data):
+    X, y = data
+    options = TuneSettings(epochs=3).train_options(
+        {"hidden": "8:identity", "optimizer": "sgd", "lr": 1e30, "batch-size": 32, "dropout": 0.0, "l2": 0.0}
+    )
+    outcome = run_trial(0, options, 4, X, y, finished=[])
+    assert outcome.state == "diverged" and "diverged" in outcome.message and outcome.value is None
+
+
+# -- the study ----------------------------------------------------------------------------------------
+
+
+def test_tune_finishes_the_number_of_trials_asked_and_best_is_reproducible(data):
+    X, y = data
+    seen = []
+    study = tune(
+        X,
+        y,
+        n_trials=6,
+        space=SMALL,
+        settings=TuneSettings(epochs=2, seed=1),
+        on_trial=lambda outcome, options, done, total: seen.append((done, total, outcome.state)),
+    )
+    assert len(finished(study)) == 6 == len(study.trials)
+    assert [s[:2] for s in seen] == [(i, 6) for i in range(1, 7)]
+    best = study.best_trial
+    net, config = trial_run(best.user_attrs["options"], 12, 4)
+    assert Trainer(net, X, y, config).run(Callback())["val_accuracy"][-1] == best.value
+    assert set(best.params) <= {
+        "depth",
+        "width_1",
+        "width_2",
+        "activation_1",
+        "activation_2",
+        "optimizer",
+        "lr",
+        "batch_size",
+        "dropout",
+        "l2",
+    }
+
+
+def test_a_sqlite_study_resumes_without_replaying_its_proposals(data, tmp_path):
+    X, y = data
+    storage = f"sqlite:///{tmp_path / 'tune.db'}"
+    settings = TuneSettings(epochs=2)
+    first = tune(X, y, n_trials=3, space=SMALL, settings=settings, storage=storage, study_name="s")
+    before = [(t.number, t.params, t.value) for t in first.trials]
+    again = tune(X, y, n_trials=5, space=SMALL, settings=settings, storage=storage, study_name="s")
+    assert len(finished(again)) == 5
+    assert [(t.number, t.params, t.value) for t in again.trials[:3]] == before  # kept as they were
+    new = [t.params for t in again.trials[3:]]
+    assert all(params not in [p for _, p, _ in before] for params in new)  # a resumed sampler proposes anew
+    assert len(finished(tune(X, y, n_trials=5, space=SMALL, settings=settings, storage=storage, study_name="s"))) == 5
+
+
+def test_interrupting_keeps_every_finished_trial(data, tmp_path):
+    X, y = data
+    storage = f"sqlite:///{tmp_path / 'tune.db'}"
+
+    def stop_after_two(outcome, options, done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tune(
+            X,
+            y,
+            n_trials=6,
+            space=SMALL,
+            settings=TuneSettings(epochs=2),
+            storage=storage,
+            study_name="s",
+            on_trial=stop_after_two,
+        )
+    kept = optuna.load_study(study_name="s", storage=storage)
+    assert len(finished(kept)) == 2
+    assert not kept.get_trials(states=(TrialState.RUNNING,))  # nothing is left half-done
+    resumed = tune(X, y, n_trials=6, space=SMALL, settings=TuneSettings(epochs=2), storage=storage, study_name="s")
+    assert len(finished(resumed)) == 6
+
+
+def test_resuming_with_other_settings_is_refused(data, tmp_path):
+    X, y = data
+    storage = f"sqlite:///{tmp_path / 'tune.db'}"
+    tune(X, y, n_trials=1, space=SMALL, settings=TuneSettings(epochs=2), storage=storage, study_name="s")
+    with pytest.raises(SpecError, match=r"study 's' was run with epochs=2; resume it with the same settings"):
+        tune(X, y, n_trials=2, space=SMALL, settings=TuneSettings(epochs=3), storage=storage, study_name="s")
+    with pytest.raises(SpecError, match="data="):
+        tune(
+            X[:300], y[:300], n_trials=2, space=SMALL, settings=TuneSettings(epochs=2), storage=storage, study_name="s"
+        )
+
+
+@pytest.mark.timeout(120)
+def test_parallel_processes_finish_exactly_the_trials_asked(data):
+    X, y = data
+    study = tune(X, y, n_trials=5, space=SMALL, settings=TuneSettings(epochs=2), n_jobs=2)
+    assert len(finished(study)) == 5 == len(study.trials)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
+        yield cluster
+
+
+@pytest.mark.timeout(120)
+def test_trials_run_on_a_dask_cluster(data, dask_cluster):
+    from dask.distributed import Client, get_task_stream
+
+    X, y = data
+    settings = TuneSettings(epochs=2, pruning=False)
+    with Client(dask_cluster) as client, get_task_stream(client) as tasks:
+        on_dask = tune(X, y, n_trials=3, space=SMALL, settings=settings, backend="dask", n_jobs=1)
+    assert tasks.data, "no trial reached the Dask cluster"
+    local = tune(X, y, n_trials=3, space=SMALL, settings=settings)
+    assert [t.value for t in on_dask.trials] == [t.value for t in local.trials]  # the same proposals, one at a time
+
+
+# -- the command line ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_dir(tmp_path, rng):
+    write_tiny_mnist(tmp_path / "data", rng, n_train=300, n_test=40)
+    return tmp_path / "data"
+
+
+def tune_cli(tiny_dir, out, *extra):
+    return ["tune", "--data-dir", str(tiny_dir), "--trials", "4", "--epochs", "2", "--output", str(out), *extra]
+
+
+def test_tune_command_writes_best_json_trials_and_plots(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(tune_cli(tiny_dir, out, "--storage", f"sqlite:///{tmp_path / 't.db'}", "--study-name", "x")) == 0
+    printed = capsys.readouterr()
+    assert "[4/4] trial 3" in printed.err and f"nnscratch train --config {out / 'best.json'}" in printed.out
+    best = json.loads((out / "best.json").read_text())
+    assert {"hidden", "optimizer", "lr", "batch-size", "dropout", "l2", "epochs", "schedule", "seed"} <= set(best)
+    assert best["epochs"] == 2 and best["tuning"]["study"] == "x"
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert [r["trial"] for r in rows] == ["0", "1", "2", "3"]
+    assert max(float(r["val_accuracy"]) for r in rows if r["state"] == "complete") == best["tuning"]["val_accuracy"]
+    for plot in ("optimization_history.png", "param_importances.png"):
+        assert (out / plot).read_bytes().startswith(b"\x89PNG")
+
+
+def test_train_config_trains_the_best_trial_again_and_the_command_line_wins(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(tune_cli(tiny_dir, out)) == 0
+    best = json.loads((out / "best.json").read_text())
+    model = tmp_path / "best.npz"
+    assert main(["train", "--config", str(out / "best.json"), "--data-dir", str(tiny_dir), "-o", str(model)]) == 0
+    net = Network.load(model)
+    assert net.metadata["history"]["epochs"][-1]["val_accuracy"] == best["tuning"]["val_accuracy"]
+    assert net.metadata["config"]["learning_rate"] == best["lr"] and net.metadata["config"]["epochs"] == 2
+    given = ["train", "--config", str(out / "best.json"), "--data-dir", str(tiny_dir), "-o", str(model)]
+    assert main([*given, "--epochs", "1", "--seed", "0", "--hidden", "5:tanh"]) == 0
+    net = Network.load(model)
+    assert net.metadata["config"]["epochs"] == 1 and net.spec == "16-5:tanh-3:softmax"
+    assert net.metadata["config"]["learning_rate"] == best["lr"]  # the rest still from the file
+    # a network given on the command line replaces the file's whole (its hidden layers do not clash with --spec)
+    assert main([*given, "--epochs", "1", "--spec", "16-7:relu-3"]) == 0
+    assert Network.load(model).spec == "16-7:relu-3:softmax"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"lr": 0.001, "colour": "red"}', "unknown option 'colour'; a config may set preset, spec, hidden"),
+        ('{"lr": -1}', "lr: expected a positive number, got '-1'"),
+        ('{"optimizer": "rmsprop"}', "optimizer: expected one of sgd, momentum, nesterov, adam"),
+        ('{"epochs": [3]}', "epochs must be a number or a string"),
+        ("[1, 2]", "must hold a JSON object"),
+        ("{lr: 1}", "is not valid JSON"),
+    ],
+)
+def test_a_bad_config_file_is_one_line_and_trains_nothing(tiny_dir, tmp_path, capsys, content, message):
+    config = tmp_path / "c.json"
+    config.write_text(content)
+    model = tmp_path / "m.npz"
+    assert main(["train", "--config", str(config), "--data-dir", str(tiny_dir), "-o", str(model)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("nnscratch train: error: ") and message in err and err.count("\n") == 1
+    assert not model.exists()
+
+
+def test_tuning_never_sees_the_test_set(tmp_path, rng):
+    """Two data sets with the same training files and different test files give the same trials."""
+    write_tiny_mnist(tmp_path / "a", np.random.default_rng(1), n_train=300, n_test=40)
+    write_tiny_mnist(tmp_path / "b", np.random.default_rng(1), n_train=300, n_test=40)
+    write_tiny_mnist(tmp_path / "other", np.random.default_rng(2), n_train=300, n_test=40)
+    for stem in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / "b" / stem).write_bytes((tmp_path / "other" / stem).read_bytes())
+    tables = []
+    for name in ("a", "b"):
+        assert main(tune_cli(tmp_path / name, tmp_path / f"out-{name}")) == 0
+        rows = list(csv.DictReader((tmp_path / f"out-{name}" / "trials.csv").open()))
+        tables.append([(r["trial"], r["state"], r["val_accuracy"], r["hidden"], r["lr"]) for r in rows])
+    assert tables[0] == tables[1]
+
+
+def test_space_options_narrow_the_search(tiny_dir, tmp_path):
+    out = tmp_path / "out"
+    args = tune_cli(
+        tiny_dir,
+        out,
+        "--activations",
+        "tanh",
+        "--optimizers",
+        "adam",
+        "--depth",
+        "2",
+        "--batch-sizes",
+        "64",
+        "--l2",
+        "0",
+        "--lr",
+        "1e-3:1e-2",
+    )
+    assert main(args) == 0
+    for row in csv.DictReader((out / "trials.csv").open()):
+        assert row["optimizer"] == "adam" and row["batch-size"] == "64" and float(row["l2"]) == 0.0
+        assert [layer.split(":")[1] for layer in row["hidden"].split(",")] == ["tanh", "tanh"]
+        assert 1e-3 <= float(row["lr"]) <= 1e-2
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--lr", "1e-2:1e-3"], "learning rate range"),
+        (["--activations", "relu,swish"], "activations must be some of"),
+        (["--study-name", "s", "--storage", "STORAGE", "--trials", "5"], "study 's' was run with epochs=1"),
+        (["--storage", "sqlite:////no/such/dir/t.db"], "cannot open the study storage 'sqlite:////no/such/dir/t.db'"),
+    ],
+)
+def test_tune_command_errors_are_one_line(tiny_dir, tmp_path, capsys, extra, message):
+    storage = f"sqlite:///{tmp_path / 't.db'}"
+    assert main(tune_cli(tiny_dir, tmp_path / "o", "--epochs", "1", "--study-name", "s", "--storage", storage)) == 0
+    capsys.readouterr()
+    extra = [storage if e == "STORAGE" else e for e in extra]
+    assert main(tune_cli(tiny_dir, tmp_path / "o2", *extra)) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after "loading data..." where it got that far
+    assert last.startswith("nnscratch tune: error: ") and message in last
+
+
+def test_ctrl_c_keeps_the_finished_trials_and_writes_them(tiny_dir, tmp_path, monkeypatch, capsys):
+    calls = []
+    real = tuning.run_trial
+
+    def interrupted_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tuning, "run_trial", interrupted_third)
+    storage = f"sqlite:///{tmp_path / 't.db'}"
+    out = tmp_path / "out"
+    assert main(tune_cli(tiny_dir, out, "--storage", storage)) == 130
+    printed = capsys.readouterr()
+    assert f"interrupted; the finished trials are kept in {storage}: run the same command again" in printed.err
+    assert json.loads((out / "best.json").read_text())["tuning"]["trials"] == {"complete": 2, "fail": 1}
+    monkeypatch.setattr(tuning, "run_trial", real)
+    assert main(tune_cli(tiny_dir, out, "--storage", storage)) == 0  # the same command goes on
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert [r["state"] for r in rows].count("complete") + [r["state"] for r in rows].count("pruned") == 4
+
+
+def test_tune_without_optuna_says_how_to_install_it(tiny_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "optuna", None)
+    assert main(tune_cli(tiny_dir, tmp_path / "o")) == 1
+    assert "pip install 'nnscratch[tune]'" in capsys.readouterr().err
