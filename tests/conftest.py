@@ -60,22 +60,35 @@ def digit_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def live_server(digit_model):
-    """The real uvicorn server for ``digit_model`` on a free port of 127.0.0.1; yields its base URL."""
+def digit_cnn_model(tmp_path_factory):
+    """A small 1×28×28 convnet (random weights), saved to a file: two conv and two pool layers."""
+    from nnscratch.network import Network
+
+    net = Network.from_spec("1x28x28-conv4k3-relu-maxpool2-conv6k3-relu-maxpool2-flatten-10:softmax", seed=0)
+    net.metadata = {"test_accuracy": 0.8}
+    return net.save(tmp_path_factory.mktemp("model") / "digits-cnn.npz")
+
+
+@pytest.fixture(scope="session")
+def live_server(digit_model, digit_cnn_model):
+    """The real uvicorn server for ``digit_model`` and ``digit_cnn_model`` side by side, as
+    ``nnscratch serve`` runs it, on a free port of 127.0.0.1; yields its base URL."""
     import socket
     import threading
     import time
 
     import uvicorn
 
-    from nnscratch.network import Network
     from nnscratch.web import create_app
+    from nnscratch.web.served import load_models
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app(Network.load(digit_model)), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(load_models([digit_model, digit_cnn_model])), host="127.0.0.1", port=port, log_level="warning"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

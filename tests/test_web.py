@@ -5,16 +5,22 @@ from __future__ import annotations
 import base64
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from nnscratch.cli import main
+from nnscratch.errors import ModelFileError
 from nnscratch.network import Network
 from nnscratch.web import create_app
-from nnscratch.web.app import MAX_BODY_BYTES
+from nnscratch.web.app import MAX_BODY_BYTES, MODELS_VARIABLE, app_from_environment
+from nnscratch.web.served import LEVELS, ServedModel, load_models
 from tests.conftest import bomb_png
+
+CNN_SPEC = "1x28x28-conv4k3-bn-relu-maxpool2-conv6k3p1-relu-maxpool2-flatten-12:tanh-10:softmax"
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +33,19 @@ def net():
 @pytest.fixture(scope="module")
 def client(net):
     return TestClient(create_app(net, model_name="tiny.npz"))
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    net = Network.from_spec(CNN_SPEC, seed=0)
+    net.state[:] = np.random.default_rng(0).uniform(0.5, 1.5, net.state.size)  # batch norm statistics that matter
+    return net
+
+
+@pytest.fixture(scope="module")
+def both(net, cnn):
+    """The app serving the MLP (the default) and the convnet side by side."""
+    return TestClient(create_app([ServedModel("tiny.npz", net), ServedModel("conv.npz", cnn)]))
 
 
 def data_url(image: Image.Image, fmt="PNG") -> str:
@@ -147,7 +166,6 @@ def test_a_model_of_the_wrong_input_size_is_refused():
 @pytest.mark.parametrize("kind", ["pixels", "image"])
 def test_bounded_load_on_a_live_server_has_no_errors(digit_model, kind):
     import sys
-    from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     import load_test
@@ -155,3 +173,172 @@ def test_bounded_load_on_a_live_server_has_no_errors(digit_model, kind):
     result = load_test.run(str(digit_model), requests=200, concurrency=20, kind=kind, timeout=60)
     assert result["requests"] == 200 and result["errors"] == 0, result["error_kinds"]
     assert result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+
+
+# -- several models, feature maps ----------------------------------------------------------------
+
+
+def seven_pixels() -> list[float]:
+    array = np.zeros((28, 28))
+    array[6:8, 8:20] = 1.0
+    for row in range(8, 24):
+        array[row, 19 - (row - 8) // 2] = 0.8
+    return array.ravel().tolist()
+
+
+def test_models_are_listed_with_the_first_as_default(both, net, cnn):
+    catalogue = both.get("/api/models").json()
+    assert catalogue["default"] == "tiny.npz"
+    listed = {model["name"]: model for model in catalogue["models"]}
+    assert list(listed) == ["tiny.npz", "conv.npz"]
+    assert listed["tiny.npz"]["spec"] == net.spec and listed["tiny.npz"]["test_accuracy"] == 0.875
+    assert listed["conv.npz"]["spec"] == cnn.spec and listed["conv.npz"]["parameters"] == cnn.n_params
+    assert listed["conv.npz"]["test_accuracy"] is None
+    assert both.get("/api/model").json() == listed["tiny.npz"]  # the first model, as before
+
+
+def test_a_convnet_lists_its_conv_and_pool_layers_with_their_shapes(both):
+    info = both.get("/api/models").json()["models"][1]
+    assert info["feature_maps"] == [
+        {"layer": "conv4k3", "after": ["bn", "relu"], "shape": [4, 26, 26]},
+        {"layer": "maxpool2", "after": [], "shape": [4, 13, 13]},
+        {"layer": "conv6k3p1", "after": ["relu"], "shape": [6, 13, 13]},
+        {"layer": "maxpool2", "after": [], "shape": [6, 6, 6]},
+    ]
+    assert info["layers"] == [{"units": 12, "activation": "tanh"}, {"units": 10, "activation": "softmax"}]
+
+
+def test_predict_asks_the_named_model_and_the_first_by_default(both, net, cnn):
+    pixels = np.array(seven_pixels(), dtype=np.float32)
+    for name, model in (("tiny.npz", net), ("conv.npz", cnn)):
+        result = both.post("/api/predict", json={"pixels": pixels.tolist(), "model": name}).json()
+        assert result["model"] == name
+        np.testing.assert_allclose(result["probabilities"], model.predict_proba(pixels)[0], rtol=1e-5, atol=1e-7)
+    default = both.post("/api/predict", json={"pixels": pixels.tolist()}).json()
+    assert default["model"] == "tiny.npz" and default["feature_maps"] == []
+
+
+def test_feature_maps_are_the_layer_outputs_in_255_steps_of_their_scale(both, cnn):
+    pixels = np.array(seven_pixels(), dtype=np.float32)
+    result = both.post("/api/predict", json={"pixels": pixels.tolist(), "model": "conv.npz"}).json()
+    outputs = cnn.layer_outputs(pixels.reshape(1, -1))
+    shown = {"conv4k3": outputs[2], "conv6k3p1": outputs[5]}  # each convolution after its bn and relu
+    pools = iter([outputs[3], outputs[6]])
+    for maps in result["feature_maps"]:
+        expected = (shown[maps["layer"]] if maps["layer"] in shown else next(pools))[0]  # (C, H, W)
+        values = np.array(maps["values"])
+        assert list(expected.shape) == maps["shape"] and values.size == expected.size
+        assert maps["scale"] == pytest.approx(np.abs(expected).max(), rel=1e-6)
+        assert np.abs(values).max() == LEVELS and values.dtype.kind == "i"
+        # row-major (channel, row, column), each value within half a step of the truth
+        np.testing.assert_allclose(
+            values.reshape(expected.shape) * maps["scale"] / LEVELS, expected, atol=0.51 * maps["scale"] / LEVELS
+        )
+    assert [len(a) for a in result["activations"]] == [12]  # the dense part is shown as before
+
+
+@pytest.mark.parametrize(
+    "model, got", [("nope.npz", "'nope.npz'"), (7, "not a string"), (["tiny.npz"], "not a string")]
+)
+def test_an_unknown_model_gets_a_422_that_lists_the_models(both, model, got):
+    response = both.post("/api/predict", json={"pixels": seven_pixels(), "model": model})
+    assert response.status_code == 422
+    assert response.json()["detail"] == f'"model" must name a served model: tiny.npz, conv.npz; got {got}'
+
+
+def test_blank_pixels_get_the_same_answer_as_a_blank_image(client):
+    image = client.post("/api/predict", json={"image": data_url(Image.new("L", (280, 280), 255))})
+    pixels = client.post("/api/predict", json={"pixels": [0] * 784})
+    assert pixels.status_code == image.status_code == 422
+    assert pixels.json() == image.json() and "blank" in pixels.json()["detail"]
+
+
+def test_predicting_runs_off_the_event_loop(net, monkeypatch):
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    started, release = threading.Event(), threading.Event()
+    loops = []
+    read = ServedModel.read
+
+    def slow_read(self, pixels):
+        try:
+            loops.append(asyncio.get_running_loop())
+        except RuntimeError:  # no event loop runs in this thread
+            loops.append(None)
+        started.set()
+        release.wait(10)
+        return read(self, pixels)
+
+    monkeypatch.setattr(ServedModel, "read", slow_read)
+    timer = threading.Timer(10, release.set)  # never hangs, even if the loop were blocked
+    timer.start()
+    with TestClient(create_app(net)) as client, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(client.post, "/api/predict", json={"pixels": seven_pixels()})
+        assert started.wait(10)
+        assert client.get("/api/model").status_code == 200  # answered while the prediction is still running
+        assert not pending.done()
+        release.set()
+        assert pending.result(10).status_code == 200
+    timer.cancel()
+    assert loops == [None]
+
+
+def test_two_model_files_of_one_name_are_refused(tmp_path, net):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    paths = [net.save(tmp_path / "a" / "model.npz"), net.save(tmp_path / "b" / "model.npz")]
+    with pytest.raises(ModelFileError, match="two models are named model.npz"):
+        load_models(paths)
+    with pytest.raises(ValueError, match="a name of its own"):
+        create_app([ServedModel("x", net), ServedModel("x", net)])
+
+
+def test_serve_reports_a_bad_model_file_in_one_line(tmp_path, net, capsys):
+    good = net.save(tmp_path / "good.npz")
+    assert main(["serve", str(good), str(tmp_path / "missing.npz")]) == 1
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("nnscratch serve: error:") and "missing.npz" in message and "\n" not in message
+
+
+def test_each_worker_builds_its_app_from_the_model_paths(tmp_path, net, cnn, monkeypatch):
+    paths = [str(net.save(tmp_path / "mlp.npz")), str(cnn.save(tmp_path / "cnn.npz"))]
+    monkeypatch.setenv(MODELS_VARIABLE, json.dumps(paths))
+    client = TestClient(app_from_environment())
+    assert [m["name"] for m in client.get("/api/models").json()["models"]] == ["mlp.npz", "cnn.npz"]
+    assert client.post("/api/predict", json={"pixels": seven_pixels(), "model": "cnn.npz"}).status_code == 200
+
+
+@pytest.mark.timeout(60)
+def test_serve_with_two_workers_answers_for_every_model(tmp_path, net, cnn):
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from load_test import free_port
+
+    paths = [str(net.save(tmp_path / "mlp.npz")), str(cnn.save(tmp_path / "cnn.npz"))]
+    port = free_port()
+    command = [sys.executable, "-m", "nnscratch.cli", "serve", *paths, "--port", str(port), "--workers", "2"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            try:
+                names = [m["name"] for m in httpx.get(url + "/api/models", timeout=2).json()["models"]]
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()
+                time.sleep(0.1)
+        assert names == ["mlp.npz", "cnn.npz"]
+        for name in names:
+            answer = httpx.post(url + "/api/predict", json={"pixels": seven_pixels(), "model": name}, timeout=10)
+            assert answer.status_code == 200 and answer.json()["model"] == name
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

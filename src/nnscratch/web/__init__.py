@@ -1,4 +1,4 @@
-"""The draw-a-digit web app: ``create_app(net)`` builds it, ``nnscratch serve MODEL`` runs it."""
+"""The draw-a-digit web app: ``create_app(net)`` builds it, ``nnscratch serve MODEL [MODEL...]`` runs it."""
 
 from nnscratch.web.app import create_app
 

@@ -1,38 +1,51 @@
-"""A FastAPI app that serves one page to draw a digit on, and a JSON API that reads it.
+"""A FastAPI app that serves one page to draw a digit on, and a JSON API that reads it with one or more models.
 
-    POST /api/predict   {"image": "data:image/png;base64,..."} or {"pixels": [784 numbers in 0..1]}
-                        → {"label", "probabilities", "activations", "pixels"}
-    GET  /api/model     → the architecture and its recorded test accuracy
+    GET  /api/models    → {"default": NAME, "models": [the description of every model, as /api/model]}
+    GET  /api/model     → the first model: its name, spec, dense layers, feature-map layers, parameter
+                          count and recorded test accuracy
+    POST /api/predict   {"image": "data:image/png;base64,..."} or {"pixels": [784 numbers in 0..1]},
+                        and optionally "model": NAME (default: the first model)
+                        → {"model", "label", "probabilities", "activations", "feature_maps", "pixels"}
 
-"activations" holds, for each hidden dense layer, its units' values after the layers that follow it
-up to the next layer with weights (its activation, batch norm, ...): what the page draws as cells.
-A convolutional model's dense part is shown the same way.
+What "activations" and "feature_maps" hold is described in ``nnscratch.web.served``.
 
 Every malformed request gets a 4xx answer with a JSON ``detail`` message; bodies over
 ``MAX_BODY_BYTES`` are refused with 413 before they are parsed.
+
+Predicting never runs on the event loop: parsing the body, decoding the image, the forward pass and
+encoding the answer run in the app's one prediction thread, so the loop keeps accepting connections
+and serving the page while a convnet reads a drawing.  The answer is encoded with orjson, which
+writes NumPy arrays directly.  ``nnscratch serve --workers N`` runs N processes, each building its
+app with :func:`app_from_environment`.  bench/README.md has the figures behind these choices.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
-import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from nnscratch.images import SIDE, ImageError, load_digit
-from nnscratch.layers import Conv2D, Dense
-from nnscratch.losses import softmax
 from nnscratch.network import Network
+from nnscratch.web.served import ServedModel, load_models
 
 MAX_BODY_BYTES = 1_000_000  # a 280×280 canvas as PNG is ~10-30 kB; this leaves ample room
 STATIC = files("nnscratch.web") / "static"
+MODELS_VARIABLE = "NNSCRATCH_SERVE_MODELS"  # the model paths, as a JSON list, for each worker process
+# the answer a blank image gets from load_digit (a test keeps the two the same)
+BLANK = "image: no digit found: the image is blank (draw or photograph a digit on plain paper)"
 
 
 class BadRequest(Exception):
@@ -41,10 +54,20 @@ class BadRequest(Exception):
         self.status, self.detail = status, detail
 
 
-def create_app(net: Network, *, model_name: str = "model") -> FastAPI:
-    """The web app for ``net``, which must take 28×28 = 784 inputs."""
-    if net.n_in != SIDE * SIDE:
-        raise ValueError(f"the web app needs a model with {SIDE * SIDE} inputs (28×28 images); this one has {net.n_in}")
+def create_app(models: Network | Sequence[ServedModel], *, model_name: str = "model") -> FastAPI:
+    """The web app for one network (named ``model_name``) or for several served models, the first the default.
+
+    Every network must take 28×28 = 784 inputs.
+    """
+    served = [ServedModel(model_name, models)] if isinstance(models, Network) else list(models)
+    if not served:
+        raise ValueError("the web app needs at least one model")
+    by_name = {model.name: model for model in served}
+    if len(by_name) != len(served):
+        raise ValueError("every served model needs a name of its own")
+    infos = [orjson.dumps(model.info()) for model in served]
+    catalogue = b'{"default":%s,"models":[%s]}' % (orjson.dumps(served[0].name), b",".join(infos))
+
     app = FastAPI(title="nnscratch", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
@@ -60,64 +83,54 @@ def create_app(net: Network, *, model_name: str = "model") -> FastAPI:
     async def index() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"), media_type="text/html")
 
-    blocks = dense_blocks(net)
+    @app.get("/api/models")
+    async def list_models() -> Response:
+        return Response(catalogue, media_type="application/json")
 
     @app.get("/api/model")
-    async def model() -> dict[str, Any]:
-        accuracy = net.metadata.get("test_accuracy")
-        hidden = [{"units": units, "activation": activation} for units, activation, _ in blocks]
-        return {
-            "name": model_name,
-            "spec": net.spec,
-            "layers": [*hidden, {"units": net.n_classes, "activation": "softmax"}],
-            "parameters": net.n_params,
-            "test_accuracy": float(accuracy) if isinstance(accuracy, int | float) else None,
-        }
+    async def model() -> Response:
+        return Response(infos[0], media_type="application/json")
+
+    def answer(body: bytes) -> bytes:
+        """Parse, predict and encode: the CPU-bound part of a request, run in the prediction thread."""
+        name, pixels = parse_request(body, by_name, default=served[0].name)
+        return orjson.dumps(by_name[name].read(pixels), option=orjson.OPT_SERIALIZE_NUMPY)
+
+    # One thread per process: the work holds the GIL most of the time, so more threads only contend
+    # for it with each other and with the event loop (bench/README.md: Starlette's pool of 40 costs a
+    # third more CPU per request and raises the p99); processes (--workers) are what use more cores.
+    predictor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nnscratch-predict")
 
     @app.post("/api/predict")
-    async def predict(request: Request) -> dict[str, Any]:
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-            raise BadRequest(413, f"the request body must be at most {MAX_BODY_BYTES:,} bytes")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                raise BadRequest(413, f"the request body must be at most {MAX_BODY_BYTES:,} bytes")
-        pixels = parse_request(bytes(body))
-        outputs = net.layer_outputs(pixels.reshape(1, -1))
-        probabilities = softmax(outputs[-1])[0].astype(float)
-        return {
-            "label": int(probabilities.argmax()),
-            "probabilities": probabilities.tolist(),
-            "activations": [outputs[shown][0].astype(float).tolist() for _, _, shown in blocks],
-            "pixels": pixels.astype(float).tolist(),
-        }
+    async def predict(request: Request) -> Response:
+        body = await read_body(request)
+        result = await asyncio.get_running_loop().run_in_executor(predictor, answer, body)
+        return Response(result, media_type="application/json")
 
     return app
 
 
-def dense_blocks(net: Network) -> list[tuple[int, str, int]]:
-    """(units, activation, index of the layer output to show) for every hidden dense layer of ``net``.
-
-    A dense layer's units are shown after everything up to the next layer with weights: its own
-    activation, or the batch norm and activation layers that follow it.
-    """
-    blocks = []
-    weighted = [i for i, layer in enumerate(net.layers) if isinstance(layer, Dense | Conv2D)]
-    for i, following in zip(weighted[:-1], weighted[1:], strict=True):
-        layer = net.layers[i]
-        if not isinstance(layer, Dense):
-            continue
-        activation = layer.activation.name
-        for between in net.layers[i + 1 : following]:
-            activation = getattr(between, "activation", None) and between.activation.name or activation
-        blocks.append((layer.units, activation, following - 1))
-    return blocks
+def app_from_environment() -> FastAPI:
+    """The app for the model paths in ``$NNSCRATCH_SERVE_MODELS`` (a JSON list): the factory each of
+    ``nnscratch serve --workers N``'s worker processes builds its own app with."""
+    return create_app(load_models(json.loads(os.environ[MODELS_VARIABLE])))
 
 
-def parse_request(body: bytes) -> np.ndarray:
-    """The (784,) float32 pixels a request body describes; raises BadRequest for anything malformed."""
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed MAX_BODY_BYTES."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        raise BadRequest(413, f"the request body must be at most {MAX_BODY_BYTES:,} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BadRequest(413, f"the request body must be at most {MAX_BODY_BYTES:,} bytes")
+    return bytes(body)
+
+
+def parse_request(body: bytes, models: dict[str, Any], *, default: str) -> tuple[str, np.ndarray]:
+    """(model name, (784,) float32 pixels) from a request body; raises BadRequest for anything malformed."""
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
@@ -126,9 +139,13 @@ def parse_request(body: bytes) -> np.ndarray:
         ) from None
     if not isinstance(payload, dict) or ("image" in payload) == ("pixels" in payload):
         raise BadRequest(422, 'send exactly one of "image" (a data URL) or "pixels" (784 numbers in 0..1)')
+    name = payload.get("model", default)
+    if not isinstance(name, str) or name not in models:
+        got = repr(name[:100]) if isinstance(name, str) else "not a string"
+        raise BadRequest(422, f'"model" must name a served model: {", ".join(models)}; got {got}')
     if "image" in payload:
-        return decode_image(payload["image"])
-    return decode_pixels(payload["pixels"])
+        return name, decode_image(payload["image"])
+    return name, decode_pixels(payload["pixels"])
 
 
 def decode_image(value: Any) -> np.ndarray:
@@ -148,9 +165,18 @@ def decode_pixels(value: Any) -> np.ndarray:
     n = SIDE * SIDE
     if not isinstance(value, list) or len(value) != n:
         raise BadRequest(422, f'"pixels" must be a list of {n} numbers (28×28, row by row)')
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+    # The set of the values' types is found in C, ten times faster than isinstance on each value;
+    # bool is a subclass of int, so testing exact types also refuses true/false.
+    if not set(map(type, value)) <= {int, float}:
         raise BadRequest(422, '"pixels" must hold only finite numbers')
-    pixels = np.asarray(value, dtype=np.float32)
+    try:
+        pixels = np.asarray(value, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64's range
+        raise BadRequest(422, '"pixels" must hold only finite numbers') from None
+    if not np.isfinite(pixels).all():
+        raise BadRequest(422, '"pixels" must hold only finite numbers')
     if pixels.min() < 0.0 or pixels.max() > 1.0:
         raise BadRequest(422, '"pixels" must lie in 0..1 (0 = background, 1 = ink)')
-    return pixels
+    if not pixels.any():
+        raise BadRequest(422, BLANK)
+    return pixels.astype(np.float32)
