@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 ENV_THREADS = "NNSCRATCH_THREADS"
-GRAIN = 1 << 18  # values: below this, an operation runs on the calling thread
+GRAIN = 1 << 19  # values: below this, an operation runs on the calling thread
 GEMM_COST = 40  # a matrix product's multiply-adds per value of elementwise work, for the GRAIN test
 
 

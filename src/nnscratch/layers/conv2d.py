@@ -173,18 +173,25 @@ class Conv2D(Layer):
     def backward(self, dY: Array, cache: ConvCache, grads: Views, *, need_dX: bool = True) -> Array | None:
         """dW and db into ``grads`` (as one product), and dX (m, H, W, C) from dY (m, Ho, Wo, F).
 
-        [dW; db] = Xcᵀ dY is split over the threads by its rows (the K + 1 columns of Xc), so each value
-        stays one sum over the whole batch; dX by samples, each chunk its own products and col2im.
+        [dW; db] = Xcᵀ dY is split over the threads by the batch's rows, each a partial sum; dX by
+        samples, each chunk its own products and col2im.
         """
         assert self.input_shape is not None and self.output_shape is not None
         F, Ho, Wo = self.output_shape
         dY2 = dY.reshape(-1, F)
-        columns, dWb = cache.columns, grads["Wb"]
-        self.pool.run(
-            lambda start, stop: np.matmul(columns[:, start:stop].T, dY2, out=dWb[start:stop]),
-            columns.shape[1],
-            size=dY2.size // GEMM_COST,
+        # Split over the rows of the batch, each thread's product summing its own rows; then the
+        # partial [dW; db] are added in chunk order.  (Split by the K + 1 rows of dW instead, a first
+        # layer's 10 rows make two skinny products that measured 2.2× slower.)
+        columns = cache.columns
+        parts = self.pool.run(
+            lambda start, stop: columns[start:stop].T @ dY2[start:stop],
+            columns.shape[0],
+            size=columns.shape[1] * F // GEMM_COST,
         )
+        dWb = grads["Wb"]
+        dWb[...] = parts[0]
+        for part in parts[1:]:
+            dWb += part
         if not need_dX:
             return None
         C, H, W = self.input_shape
