@@ -125,8 +125,10 @@ class Threads:
     def run(self, fn: Callable[[int, int], Any], n: int, *, size: int = 1) -> list[Any]:
         """Call ``fn(start, stop)`` for each chunk of range(n) (see :meth:`chunks`), at the same time;
         return the results in chunk order.  An exception in any chunk is raised here."""
+        if self.n == 1 or n * size < GRAIN:  # one chunk (an empty batch too gets its one call)
+            return [fn(0, n)]
         pieces = self.chunks(n, size=size)
-        if len(pieces) <= 1:  # one chunk (or none at all: an empty batch still gets its one call)
+        if len(pieces) == 1:
             return [fn(0, n)]
         with self._lock:
             if not self._inboxes:

@@ -158,7 +158,7 @@ class Layer:
         new buffer once (a padding border, a column of ones) for parts that later steps never write.
         """
         buffers: dict[tuple[Any, ...], Array] = self.__dict__.setdefault("_scratch", {})
-        key = (name, shape, np.dtype(dtype).str)
+        key = (name, shape, dtype)
         array = buffers.get(key)
         if array is None:
             if len(buffers) > 32:  # many batch sizes: keep memory bounded
