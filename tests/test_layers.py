@@ -12,7 +12,17 @@ import pytest
 from nnscratch.activations import ACTIVATIONS
 from nnscratch.errors import SpecError
 from nnscratch.gradcheck import check_layer
-from nnscratch.layers import ActivationLayer, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
+from nnscratch.layers import (
+    ActivationLayer,
+    AlphaDropout,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    MaxPool2D,
+)
 
 LAYER_CASES = [
     (lambda: Dense(4, "tanh"), (5,)),
@@ -28,6 +38,7 @@ LAYER_CASES = [
     (lambda: BatchNorm(), (3, 5, 4)),
     (lambda: Dropout(0.4), (3, 4, 4)),
     (lambda: Dropout(0.5), (9,)),
+    (lambda: AlphaDropout(0.3), (2, 3, 5)),
     (lambda: Flatten(), (2, 3, 5)),
     *[(lambda name=name: ActivationLayer(name), (3, 4, 5)) for name in ACTIVATIONS],
     *[(lambda name=name: ActivationLayer(name), (6,)) for name in ACTIVATIONS],

@@ -83,6 +83,7 @@ def check_gradients(
     y: npt.ArrayLike,
     *,
     l2: float = 0.0,
+    l1: float = 0.0,
     dropout: float = 0.0,
     max_entries: int | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
@@ -105,9 +106,9 @@ def check_gradients(
 
     def loss() -> float:  # forward only (half the cost), drawing the same masks as the analytic pass
         Z, _, _ = net.forward(X, training=True, rng=np.random.default_rng(seed), dropout=dropout)
-        return softmax_cross_entropy(Z, y)[0] + net.l2_term(l2)
+        return softmax_cross_entropy(Z, y)[0] + net.penalty(l2=l2, l1=l1)
 
-    net.loss_and_flat_grad(X, y, flat, l2=l2, dropout=dropout, rng=np.random.default_rng(seed))
+    net.loss_and_flat_grad(X, y, flat, l2=l2, l1=l1, dropout=dropout, rng=np.random.default_rng(seed))
     analytic = flat.copy()
     results = []
     for slot in net.layout.slots:

@@ -2,7 +2,8 @@
 
 Legend: m = batch size, k = number of classes.
 
-    L = (1/m) Σ_i -log P[i, y_i]  +  (λ/2) Σ_layers ||W||²         P = softmax(Z), Z (m, k) the logits
+    L = (1/m) Σ_i -log P[i, y_i]  +  (λ₂/2) Σ_layers ||W||²  +  λ₁ Σ_layers Σ |W|
+                                                     P = softmax(Z), Z (m, k) the logits
 
 A network ends in logits Z; the loss owns the output softmax (``softmax`` below is what
 ``Network.predict_proba`` applies), and fuses it with the cross-entropy: with Y the one-hot labels,
@@ -11,7 +12,8 @@ A network ends in logits Z; the loss owns the output softmax (``softmax`` below 
 
 because ∂(-log P_y)/∂Z_j = P_j - [j = y] (the softmax Jacobian a_j(δ_ij - a_i) collapses against the
 1/P_y of the logarithm).  So no layer ever back-propagates through the output softmax.  The L2 term
-adds λ W to each dW (biases, batch-norm scales and shifts are not penalised).
+adds λ₂ W to each dW and the L1 term λ₁ sign(W) (a subgradient, 0 at W = 0); biases, batch-norm
+scales and shifts are not penalised.
 """
 
 from __future__ import annotations
@@ -60,3 +62,10 @@ def l2_penalty(weights: list[Array], l2: float) -> float:
     if l2 == 0.0:
         return 0.0
     return 0.5 * l2 * float(sum(np.vdot(W, W) for W in weights))
+
+
+def l1_penalty(weights: list[Array], l1: float) -> float:
+    """λ Σ |W| over the given weight matrices; its (sub)gradient with respect to W is λ sign(W)."""
+    if l1 == 0.0:
+        return 0.0
+    return l1 * float(sum(np.abs(W).sum(dtype=np.float64) for W in weights))

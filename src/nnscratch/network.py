@@ -30,8 +30,8 @@ from nnscratch.errors import ModelFileError, SpecError
 from nnscratch.io import load_npz, save_npz
 from nnscratch.layers import LAYERS, ActivationLayer, Conv2D, Dense, Layer, Layout, MaxPool2D
 from nnscratch.layers.base import Shape, Views, shape_text
-from nnscratch.layers.dropout import dropout_mask
-from nnscratch.losses import l2_penalty, softmax, softmax_cross_entropy
+from nnscratch.layers.dropout import alpha_dropout_mask, dropout_mask
+from nnscratch.losses import l1_penalty, l2_penalty, softmax, softmax_cross_entropy
 from nnscratch.parallel import default_threads, single_threaded_blas
 from nnscratch.parallel import pool as parallel_pool
 from nnscratch.spec import LayerSpec, format_spec, output_layer, parse_hidden, parse_layer, parse_spec
@@ -286,8 +286,9 @@ class Network:
 
         ``training`` runs batch norm on batch statistics and, given ``rng``, draws dropout masks;
         ``dropout`` p > 0 also drops each hidden dense layer's outputs with probability p (the
-        trainer's ``--dropout``), returning those masks; ``update_state`` folds the batch statistics
-        into the running ones (a training step does; a gradient check must not).
+        trainer's ``--dropout``; alpha-dropout after a SELU layer), returning each layer's factor on
+        dA for backward; ``update_state`` folds the batch statistics into the running ones (a training
+        step does; a gradient check must not).
         """
         caches: list[Any] = [None] * len(self.layers)
         masks: list[Array | None] = [None] * len(self.layers)
@@ -298,8 +299,14 @@ class Network:
             if update_state:
                 layer.update_state(caches[i])
             if dropout and self._hidden_dense[i] and rng is not None:
-                masks[i] = dropout_mask(A.shape, dropout, rng, self.dtype)
-                A = A * masks[i]  # a new array: the cache keeps the undropped A for the derivative
+                # a new array: the cache keeps the undropped A for the derivative
+                if layer.activation.name == "selu":  # type: ignore[attr-defined]
+                    masks[i], shift = alpha_dropout_mask(A.shape, dropout, rng, self.dtype)
+                    A = A * masks[i]
+                    A += shift
+                else:
+                    masks[i] = dropout_mask(A.shape, dropout, rng, self.dtype)
+                    A = A * masks[i]
         return A, caches, masks
 
     def backward(self, dZ: Array, caches: list[Any], masks: list[Array | None], grad: Array) -> None:
@@ -370,8 +377,10 @@ class Network:
                 outputs.append(A.transpose(0, 3, 1, 2) if A.ndim == 4 else A)
         return outputs
 
-    def loss(self, X: npt.ArrayLike, y: npt.ArrayLike, *, l2: float = 0.0, training: bool = False) -> float:
-        """Mean cross-entropy (+ L2 term) on X, y (m,), forward only.
+    def loss(
+        self, X: npt.ArrayLike, y: npt.ArrayLike, *, l2: float = 0.0, l1: float = 0.0, training: bool = False
+    ) -> float:
+        """Mean cross-entropy (+ L2 and L1 terms) on X, y (m,), forward only.
 
         ``training=True`` computes the loss the gradient is of: batch norm on batch statistics
         (dropout stays off); the default is prediction mode.
@@ -381,13 +390,19 @@ class Network:
         with single_threaded_blas():
             Z, _, _ = self.forward(X, training=training)
         loss, _ = softmax_cross_entropy(Z, y)
-        return loss + self.l2_term(l2)
+        return loss + self.penalty(l2=l2, l1=l1)
 
-    def l2_term(self, l2: float) -> float:
-        """(λ/2) Σ ||W||² over the weights of every dense and convolutional layer."""
-        return l2_penalty([self._slot(self.params, s) for s in self._decayed], l2)
+    @property
+    def decayed_ranges(self) -> list[tuple[int, int]]:
+        """The (start, stop) runs of ``params`` that are weights (what L2, L1 and weight decay apply to)."""
+        return [(slot.offset, slot.offset + slot.size) for slot in self._decayed]
 
-    def gradient(self, X: npt.ArrayLike, y: npt.ArrayLike, *, l2: float = 0.0) -> tuple[float, Array]:
+    def penalty(self, *, l2: float = 0.0, l1: float = 0.0) -> float:
+        """(λ₂/2) Σ ||W||² + λ₁ Σ |W| over the weights of every dense and convolutional layer."""
+        weights = [self._slot(self.params, s) for s in self._decayed]
+        return l2_penalty(weights, l2) + l1_penalty(weights, l1)
+
+    def gradient(self, X: npt.ArrayLike, y: npt.ArrayLike, *, l2: float = 0.0, l1: float = 0.0) -> tuple[float, Array]:
         """(loss, g): the training-mode loss on (X, y) without dropout, and its gradient laid out like ``params``.
 
         Nothing in the network changes (batch norm's running statistics included).
@@ -395,15 +410,17 @@ class Network:
         X = self.check_input(X)
         y = self.check_labels(y, X.shape[0])
         g = np.empty_like(self.params)
-        loss, _ = self.loss_and_flat_grad(X, y, g, l2=l2)
+        loss, _ = self.loss_and_flat_grad(X, y, g, l2=l2, l1=l1)
         return loss, g
 
-    def loss_and_grads(self, X: npt.ArrayLike, y: npt.ArrayLike, *, l2: float = 0.0) -> tuple[float, Grads]:
+    def loss_and_grads(
+        self, X: npt.ArrayLike, y: npt.ArrayLike, *, l2: float = 0.0, l1: float = 0.0
+    ) -> tuple[float, Grads]:
         """Mean cross-entropy (+ L2 term) on (X, y) and its gradient, one tuple per layer with parameters.
 
         For an MLP that is ``(loss, [(dW, db), ...])``, each pair shaped like that layer's (W, b).
         """
-        loss, g = self.gradient(X, y, l2=l2)
+        loss, g = self.gradient(X, y, l2=l2, l1=l1)
         return loss, self.grad_views(g)
 
     def loss_and_flat_grad(
@@ -413,6 +430,7 @@ class Network:
         grad: Array,
         *,
         l2: float = 0.0,
+        l1: float = 0.0,
         dropout: float = 0.0,
         rng: np.random.Generator | None = None,
         update_state: bool = False,
@@ -422,7 +440,8 @@ class Network:
         Inputs are trusted (the trainer checked them once).  Returns (loss, Z) with Z (m, k) the logits,
         from which the trainer reads the batch accuracy without another forward pass.  ``rng`` draws
         the dropout masks (dropout layers, and ``dropout`` on every hidden dense layer: each unit kept
-        with probability 1 - p and scaled by 1/(1 - p), so nothing changes at prediction time).
+        with probability 1 - p and scaled by 1/(1 - p), so nothing changes at prediction time; a SELU
+        layer gets alpha-dropout instead, which keeps its self-normalising mean and variance).
         """
         with single_threaded_blas():
             # forward, keeping what backward needs
@@ -431,10 +450,14 @@ class Network:
             loss, dZ = softmax_cross_entropy(Z, y)
             # backward, from the last layer to the first
             self.backward(dZ, caches, masks, grad)
-        if l2:
-            loss += self.l2_term(l2)
+        if l2 or l1:
+            loss += self.penalty(l2=l2, l1=l1)
             for slot in self._decayed:
-                self._slot(grad, slot)[...] += l2 * self._slot(self.params, slot)
+                W, dW = self._slot(self.params, slot), self._slot(grad, slot)
+                if l2:
+                    dW += l2 * W
+                if l1:
+                    dW += l1 * np.sign(W)
         return loss, Z
 
     @staticmethod

@@ -9,6 +9,8 @@ that do not depend on their number.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -163,11 +165,40 @@ class Adam(Optimizer):
             self.M = self.V = self._tmp = None
 
 
-OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adam")
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization").
+
+    θ ← θ (1 - η λ)  for the weights,  then Adam's step (as above)
+
+    The decay shrinks the weights directly instead of being added to the gradient: added to the
+    gradient (L2), Adam divides it by sqrt(v̂) like everything else, so weights with large gradients
+    would be decayed less.  ``decayed`` lists the (start, stop) runs of the flat vector that are
+    weights (dense and convolutional W); biases and batch norm's γ and β are not decayed.  PyTorch's
+    ``AdamW`` applies the same factor, before the Adam step.
+    """
+
+    name = "adamw"
+
+    def __init__(self, weight_decay: float, decayed: Sequence[tuple[int, int]] = (), **adam: float) -> None:
+        super().__init__(**adam)
+        if not (weight_decay >= 0 and math.isfinite(weight_decay)):
+            raise SpecError(f"weight decay must be a number >= 0, got {weight_decay!r}")
+        self.weight_decay, self.decayed = weight_decay, list(decayed)
+
+    def step(self, params: Array, grad: Array, lr: float) -> None:
+        shrink = 1.0 - lr * self.weight_decay
+        for start, stop in self.decayed:
+            params[start:stop] *= shrink
+        super().step(params, grad, lr)
 
 
-def make_optimizer(name: str, *, momentum: float = 0.9) -> Optimizer:
-    """An optimiser by name: sgd, momentum, nesterov or adam."""
+OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adam", "adamw")
+
+
+def make_optimizer(
+    name: str, *, momentum: float = 0.9, weight_decay: float = 0.0, decayed: Sequence[tuple[int, int]] = ()
+) -> Optimizer:
+    """An optimiser by name: sgd, momentum, nesterov, adam or adamw (which decays the ``decayed`` runs)."""
     key = name.strip().lower()
     if key == "sgd":
         return SGD()
@@ -177,4 +208,6 @@ def make_optimizer(name: str, *, momentum: float = 0.9) -> Optimizer:
         return Momentum(momentum, nesterov=True)
     if key == "adam":
         return Adam()
+    if key == "adamw":
+        return AdamW(weight_decay, decayed)
     raise SpecError(f"unknown optimiser {name!r}; choose one of: {', '.join(OPTIMIZER_NAMES)}")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from nnscratch.augment import Augmentation, augment
 from nnscratch.diagnostics import gradient_norms, hidden_positions, histograms
 from nnscratch.layers import Conv2D, Dense, Layer, MaxPool2D, shape_text
 from nnscratch.network import Network
@@ -213,3 +214,15 @@ def measure(net: Network, X: npt.ArrayLike, y: npt.ArrayLike) -> ModelPlotData:
         histograms=tuple(histogram_panels(net, X[:probe], y[:probe])) if probe else (),
         probe=probe,
     )
+
+
+def augmented_variants(
+    X: npt.ArrayLike, side: tuple[int, int], augmentation: Augmentation, *, n: int = 6, k: int = 7, seed: int = 0
+) -> tuple[Array, Array]:
+    """(originals (n, H, W), variants (n, k, H, W)): the first n images of X (flat rows or images),
+    each augmented k times with a generator seeded by ``seed``."""
+    H, W = side
+    originals = np.asarray(X)[:n].reshape(-1, H, W)
+    rng = np.random.default_rng(seed)
+    variants = np.stack([augment(originals, augmentation, rng) for _ in range(k)], axis=1)
+    return originals, variants

@@ -420,6 +420,25 @@ def feature_maps(
     return _save(fig, path)
 
 
+def augmented_examples(originals: npt.ArrayLike, variants: npt.ArrayLike, path: PathLike, *, title: str = "") -> Path:
+    """Each original image (n, H, W) in the first column, its augmented variants (n, k, H, W) beside it."""
+    originals, variants = np.asarray(originals), np.asarray(variants)
+    n, k = variants.shape[:2]
+    fig = _figure(figsize=(1.1 * (k + 1), 1.15 * n + 0.5))
+    axes = fig.subplots(n, k + 1, squeeze=False)
+    for i in range(n):
+        for j, image in enumerate([originals[i], *variants[i]]):
+            ax = axes[i, j]
+            ax.imshow(image, cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title("original" if j == 0 else f"variant {j}", fontsize=8)
+    fig.suptitle(title or "Training images and augmented variants of them", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _make_directory(directory: PathLike) -> Path:
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():

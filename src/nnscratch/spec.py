@@ -6,6 +6,7 @@ Tokens are joined by ``-``:
 * ``conv{F}k{K}`` with optional ``s{S}`` (stride) and ``p{P}`` (zero padding): ``conv32k3``,
   ``conv32k3p1``, ``conv16k5s2p2``;
 * ``maxpool{K}`` (window and stride K); ``bn`` (batch norm); ``flatten``; ``dropout{P}`` (``dropout0.25``);
+  ``alphadropout{P}`` (alpha-dropout, for SELU networks);
 * an activation name alone is a layer: ``relu``, ``sigmoid``, ``tanh``, ``selu``, ``softmax``, ...;
 * a dense layer is ``UNITS:ACTIVATION[:INIT]`` (``128:relu``) or ``UNITS``.  A bare ``UNITS`` is ReLU,
   as in ``784-128-10``, unless batch norm or an activation follows it (``784-256-bn-relu-10``), when
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from nnscratch.activations import ACTIVATIONS
 from nnscratch.errors import SpecError
 from nnscratch.initializers import INITIALIZERS
-from nnscratch.layers import ActivationLayer, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
+from nnscratch.layers import ActivationLayer, AlphaDropout, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
 from nnscratch.layers.base import Shape, shape_text
 
 EXAMPLES = "784-128:relu-10:softmax or 1x28x28-conv32k3-relu-maxpool2-10:softmax"
@@ -103,7 +104,7 @@ def parse_token(token: str) -> Layer | None:
         return BatchNorm()
     if word == "flatten":
         return Flatten()
-    for cls in (Conv2D, MaxPool2D, Dropout):
+    for cls in (Conv2D, MaxPool2D, Dropout, AlphaDropout):
         layer = cls.parse(word)
         if layer is not None:
             return layer
@@ -125,7 +126,8 @@ def parse_spec(spec: str) -> tuple[Shape, list[Layer]]:
             if not token.strip()[:1].isdigit():
                 raise SpecError(
                     f"unknown layer {token.strip()!r} in {spec!r}; write conv{{F}}k{{K}}[s{{S}}][p{{P}}], "
-                    f"maxpool{{K}}, bn, flatten, dropout{{P}}, an activation ({', '.join(ACTIVATIONS)}) "
+                    f"maxpool{{K}}, bn, flatten, dropout{{P}}, alphadropout{{P}}, an activation "
+                    f"({', '.join(ACTIVATIONS)}) "
                     "or UNITS:ACTIVATION"
                 )
             following = parse_token(hidden[i + 1]) if i + 1 < len(hidden) else None

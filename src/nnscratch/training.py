@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from nnscratch.augment import Augmentation, Augmenter
 from nnscratch.data import split_indices
 from nnscratch.errors import DivergenceError, ModelFileError, SpecError
 from nnscratch.io import load_npz, save_npz
@@ -40,6 +41,12 @@ class TrainConfig:
     is the number of training samples held out for validation; ``None`` (the default) holds out
     5,000, or 10% of the training set when that is smaller; 0 holds out none.  ``shuffle=False``
     takes the batches in the data's order every epoch instead of a fresh random order.
+
+    Regularisation: ``l2`` adds (λ/2) Σ‖W‖² to the loss, ``l1`` adds λ Σ|W|, ``weight_decay`` is
+    AdamW's decoupled decay (``optimizer="adamw"`` only), ``dropout`` drops hidden dense units
+    (alpha-dropout after SELU).  ``augment`` transforms every training batch afresh (``"shift"``,
+    ``"affine"`` or ``"elastic"``, see ``nnscratch.augment``), scaled by ``augment_strength``; the
+    validation images are never transformed.
     """
 
     epochs: int = 10
@@ -51,7 +58,11 @@ class TrainConfig:
     step_every: float = 10.0
     step_gamma: float = 0.1
     l2: float = 0.0
+    l1: float = 0.0
+    weight_decay: float = 0.0
     dropout: float = 0.0
+    augment: str = "none"
+    augment_strength: float = 1.0
     validation_size: int | None = None
     early_stopping: int | None = None
     seed: int | None = 0
@@ -68,8 +79,15 @@ class TrainConfig:
             raise SpecError(f"learning rate must be a positive number, got {self.learning_rate!r}")
         if self.schedule not in SCHEDULES:
             raise SpecError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
-        if self.l2 < 0:
-            raise SpecError(f"l2 must be >= 0, got {self.l2}")
+        for name in ("l2", "l1", "weight_decay"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and value >= 0 and math.isfinite(value)):
+                raise SpecError(f"{name} must be a number >= 0, got {value!r}")
+        if self.weight_decay and self.optimizer != "adamw":
+            raise SpecError(
+                "weight decay is AdamW's decoupled decay: use optimizer 'adamw' with it, or l2 with the others"
+            )
+        self.augmentation()  # names a bad kind or strength
         if not 0.0 <= self.dropout < 1.0:
             raise SpecError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.validation_size is not None and self.validation_size < 0:
@@ -91,6 +109,9 @@ class TrainConfig:
 
     def make_schedule(self) -> Schedule:
         return Schedule(self.schedule, self.epochs, self.step_every, self.step_gamma)
+
+    def augmentation(self) -> Augmentation:
+        return Augmentation(self.augment, self.augment_strength)
 
 
 @dataclass(frozen=True)
@@ -198,6 +219,21 @@ def resume(
     return trainer.net, history
 
 
+def image_side(net: Network) -> tuple[int, int]:
+    """(H, W) of the single-channel images ``net`` reads, for augmentation: a 1×H×W input, or a flat one
+    whose size is a square (784 is 28×28)."""
+    shape = net.input_shape
+    if len(shape) == 3 and shape[0] == 1:
+        return shape[1], shape[2]
+    side = math.isqrt(shape[0]) if len(shape) == 1 else 0
+    if len(shape) == 1 and side * side == shape[0]:
+        return side, side
+    raise SpecError(
+        f"augmentation transforms single-channel images, but this network's input is {shape}; "
+        "train without augment, or on square images such as MNIST's 784 = 28×28"
+    )
+
+
 CHECKPOINT_NAME = "checkpoint.npz"
 CHECKPOINT_FORMAT = "nnscratch-checkpoint"
 CHECKPOINT_VERSION = 2  # 2 adds the network's state buffer (batch norm's running statistics)
@@ -216,6 +252,7 @@ class TrainState:
     history: History = field(default_factory=History)
     optimizer: Optimizer | None = None
     rng: np.random.Generator | None = None  # shuffling and dropout masks
+    augment_rng: np.random.Generator | None = None  # the augmentation's own draws
     best_loss: float = math.inf  # early stopping: the best validation loss so far, its weights and state
     best_params: Array | None = None
     best_state: Array | None = None
@@ -261,7 +298,18 @@ class Trainer:
         if self.state.rng is None:
             self.state.rng = rng
         if self.state.optimizer is None:
-            self.state.optimizer = make_optimizer(config.optimizer, momentum=config.momentum)
+            self.state.optimizer = make_optimizer(
+                config.optimizer,
+                momentum=config.momentum,
+                weight_decay=config.weight_decay,
+                decayed=net.decayed_ranges,
+            )
+        self.augmenter = None
+        augmentation = config.augmentation()
+        if augmentation.active:
+            if self.state.augment_rng is None:
+                self.state.augment_rng = rng.spawn(1)[0]  # its own stream: shuffling stays as without it
+            self.augmenter = Augmenter(augmentation, image_side(net), self.state.augment_rng)
         self.saved_epoch: int | None = None  # the epoch of the last checkpoint written
 
     @property
@@ -299,17 +347,23 @@ class Trainer:
             order = self.train_idx if full_batch or not config.shuffle else rng.permutation(self.train_idx)
             loss_sum = correct = 0.0
             lr = config.learning_rate
-            for b in range(n_batches):
-                # gather the batch (no copy of the whole training set)
+
+            def gather(b: int, order: np.ndarray = order) -> tuple[Array, np.ndarray]:
+                """Batch b of this epoch's order (no copy of the whole training set)."""
                 if full_batch:
-                    xb, yb = X_full, y_full
-                else:
-                    idx = order[b * batch_size : (b + 1) * batch_size]
-                    # A fresh array: np.take into a reused buffer (out=) measured ~3x slower here.
-                    xb, yb = X.take(idx, axis=0), y[idx]
+                    return X_full, y_full
+                idx = order[b * batch_size : (b + 1) * batch_size]
+                # A fresh array: np.take into a reused buffer (out=) measured ~3x slower here.
+                return X.take(idx, axis=0), y[idx]
+
+            # With augmentation, a background thread prepares each batch while the one before trains.
+            batches = (gather(b) for b in range(n_batches))
+            if self.augmenter is not None:
+                batches = self.augmenter.batches(gather, n_batches)
+            for b, (xb, yb) in enumerate(batches):
                 # forward, loss, backward
                 loss, Z = net.loss_and_flat_grad(
-                    xb, yb, grad, l2=config.l2, dropout=config.dropout, rng=rng, update_state=True
+                    xb, yb, grad, l2=config.l2, l1=config.l1, dropout=config.dropout, rng=rng, update_state=True
                 )
                 if not math.isfinite(loss):
                     raise DivergenceError(
@@ -374,6 +428,7 @@ class Trainer:
             "config": asdict(self.config),
             "epoch": state.epoch,
             "rng": state.rng.bit_generator.state,
+            "augment_rng": None if state.augment_rng is None else state.augment_rng.bit_generator.state,
             "history": state.history.to_dict(),
             "best_loss": None if math.isinf(state.best_loss) else state.best_loss,
             "waited": state.waited,
@@ -410,17 +465,27 @@ class Trainer:
                 header["network"], {}, source=str(path), params=arrays["params"], state=arrays.get("state")
             )
             config = TrainConfig(**header["config"])
-            optimizer = make_optimizer(config.optimizer, momentum=config.momentum)
+            optimizer = make_optimizer(
+                config.optimizer,
+                momentum=config.momentum,
+                weight_decay=config.weight_decay,
+                decayed=net.decayed_ranges,
+            )
             optimizer_state = dict(header["optimizer"])
             optimizer_state.update({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("optimizer.")})
             optimizer.load_state(optimizer_state)
             rng = np.random.default_rng()
             rng.bit_generator.state = header["rng"]
+            augment_rng = None
+            if header.get("augment_rng") is not None:
+                augment_rng = np.random.default_rng()
+                augment_rng.bit_generator.state = header["augment_rng"]
             state = TrainState(
                 epoch=int(header["epoch"]),
                 history=History.from_dict(header["history"]),
                 optimizer=optimizer,
                 rng=rng,
+                augment_rng=augment_rng,
                 best_loss=math.inf if header["best_loss"] is None else float(header["best_loss"]),
                 best_params=arrays.get("best_params"),
                 best_state=arrays.get("best_state"),

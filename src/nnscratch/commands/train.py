@@ -13,10 +13,12 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from nnscratch.augment import KINDS as AUGMENTATIONS
 from nnscratch.commands.common import (
     _number,
     add_data_dir,
     add_network_options,
+    add_threads,
     build_network,
     check_network_options,
     chosen_preset,
@@ -29,6 +31,7 @@ from nnscratch.commands.common import (
     positive_float,
     positive_int,
     probability,
+    use_threads,
 )
 from nnscratch.errors import SpecError
 from nnscratch.initializers import INITIALIZERS
@@ -66,12 +69,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=argparse.SUPPRESS,
         help="mini-batch size, or 'full' for full-batch gradient descent (default: from the preset)",
     )
-    group.add_argument("--l2", type=non_negative_float, default=0.0, help="L2 weight decay λ (default: 0)")
+    group.add_argument(
+        "--l2", type=non_negative_float, metavar="λ", help="L2 penalty: adds (λ/2)·Σ‖W‖² to the loss (default: 0)"
+    )
+    group.add_argument(
+        "--l1", type=non_negative_float, metavar="λ", help="L1 penalty: adds λ·Σ|W| to the loss (default: 0)"
+    )
+    group.add_argument(
+        "--weight-decay",
+        type=non_negative_float,
+        metavar="λ",
+        help="decoupled weight decay of --optimizer adamw: each step shrinks the weights by lr·λ (default: 0)",
+    )
     group.add_argument(
         "--dropout",
         type=probability,
         metavar="P",
-        help="drop each hidden unit with probability P while training (default: from the preset, else 0)",
+        help="drop each hidden dense unit with probability P while training; alpha-dropout after a SELU layer "
+        "(default: from the preset, else 0)",
+    )
+    group.add_argument(
+        "--augment",
+        choices=AUGMENTATIONS,
+        help="transform every training batch afresh: shift (up to 2 whole pixels), affine (shift, rotation, "
+        "scaling, shear) or elastic (affine plus an elastic distortion); default: from the preset, else none",
+    )
+    group.add_argument(
+        "--augment-strength",
+        type=non_negative_float,
+        metavar="S",
+        help="scale every augmentation range by S (default: from the preset, else 1; 0 turns it off)",
     )
     group.add_argument(
         "--validation-size",
@@ -104,6 +131,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--plots", metavar="DIR", help="also write plots of the run and the model (PNG) into DIR")
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the final result")
+    add_threads(parser)
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -142,7 +170,11 @@ CONFIG_OPTIONS: dict[str, tuple[str, Any]] = {
     "epochs": ("epochs", positive_int),
     "batch-size": ("batch_size", batch_size),
     "l2": ("l2", non_negative_float),
+    "l1": ("l1", non_negative_float),
+    "weight-decay": ("weight_decay", non_negative_float),
     "dropout": ("dropout", probability),
+    "augment": ("augment", _choice(AUGMENTATIONS)),
+    "augment-strength": ("augment_strength", non_negative_float),
     "validation-size": ("validation_size", non_negative_int),
     "early-stopping": ("early_stopping", positive_int),
 }
@@ -210,7 +242,12 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
         "learning_rate": args.lr,
         "schedule": args.schedule,
         "epochs": args.epochs,
+        "l2": args.l2,
+        "l1": args.l1,
+        "weight_decay": args.weight_decay,
         "dropout": args.dropout,
+        "augment": args.augment,
+        "augment_strength": args.augment_strength,
     }
     recipe.update({key: value for key, value in given.items() if value is not None})
     if hasattr(args, "batch_size"):
@@ -218,7 +255,6 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         **recipe,
         momentum=args.momentum,
-        l2=args.l2,
         validation_size=args.validation_size,
         early_stopping=args.early_stopping,
         seed=args.seed,
@@ -277,10 +313,10 @@ def run(args: argparse.Namespace) -> int:
             callback = ProgressCallback(progress) if not args.quiet else None
             if args.resume:
                 trainer = Trainer.from_checkpoint(args.resume, data.X_train, data.y_train)
-                net, config = trainer.net, trainer.config
+                net, config = use_threads(trainer.net, args), trainer.config
                 _describe(args, net, config, data, resumed_at=trainer.state.epoch)
             else:
-                net = build_network(args, data.n_features, data.n_classes)
+                net = use_threads(build_network(args, data.n_features, data.n_classes), args)
                 _describe(args, net, config, data)
                 trainer = Trainer(net, data.X_train, data.y_train, config, checkpoint_dir=checkpoint_dir)
             history = trainer.run(callback or Callback())
@@ -318,6 +354,19 @@ def run(args: argparse.Namespace) -> int:
         from nnscratch.plots import save_training_plots
 
         made = save_training_plots(measure(net, data.X_test, data.y_test), history, args.plots)
+        augmentation = config.augmentation()
+        if augmentation.active:
+            from nnscratch.plotdata import augmented_variants
+            from nnscratch.plots import augmented_examples
+            from nnscratch.training import image_side
+
+            originals, variants = augmented_variants(data.X_train, image_side(net), augmentation, seed=args.seed)
+            title = (
+                f"{augmentation.kind} augmentation at strength {augmentation.strength:g}: training images, each varied"
+            )
+            made.append(
+                augmented_examples(originals, variants, Path(args.plots) / "augmented_examples.png", title=title)
+            )
         out.print(f"wrote {len(made)} plots to {args.plots}")
     return 0
 
@@ -339,8 +388,22 @@ def _describe(args, net: Network, config: TrainConfig, data, *, resumed_at: int 
     batch = "full" if config.batch_size is None else config.batch_size
     n_train = data.X_train.shape[0] - config.validation_count(data.X_train.shape[0])
     resumed = f", resuming after epoch {resumed_at}" if resumed_at is not None else ""
+    extras = [
+        f"{name} {value:g}"
+        for name, value in (
+            ("l2", config.l2),
+            ("l1", config.l1),
+            ("weight decay", config.weight_decay),
+            ("dropout", config.dropout),
+        )
+        if value
+    ]
+    augmentation = config.augmentation()
+    if augmentation.active:
+        extras.append(f"{augmentation.kind} augmentation ×{augmentation.strength:g}")
+    more = "".join(f", {extra}" for extra in extras)
     out.print(
-        f"network {net.spec} ({net.n_params:,} parameters, {net.dtype.name})\n"
+        f"network {net.spec} ({net.n_params:,} parameters, {net.dtype.name}, {net.threads} threads)\n"
         f"training {config.epochs} epochs, {config.optimizer} lr {config.learning_rate:g} "
-        f"({config.schedule}), batch {batch}, on {n_train:,} images{resumed}"
+        f"({config.schedule}), batch {batch}{more}, on {n_train:,} images{resumed}"
     )

@@ -9,17 +9,18 @@ from nnscratch.layers.base import Layer, Layout, Slot, shape_text
 from nnscratch.layers.batchnorm import BatchNorm
 from nnscratch.layers.conv2d import Conv2D
 from nnscratch.layers.dense import Dense, DenseCache
-from nnscratch.layers.dropout import Dropout
+from nnscratch.layers.dropout import AlphaDropout, Dropout
 from nnscratch.layers.flatten import Flatten
 from nnscratch.layers.pool import MaxPool2D
 
 LAYERS: dict[str, type[Layer]] = {
-    cls.kind: cls for cls in (Dense, Conv2D, MaxPool2D, BatchNorm, Dropout, Flatten, ActivationLayer)
+    cls.kind: cls for cls in (Dense, Conv2D, MaxPool2D, BatchNorm, Dropout, AlphaDropout, Flatten, ActivationLayer)
 }
 
 __all__ = [
     "LAYERS",
     "ActivationLayer",
+    "AlphaDropout",
     "BatchNorm",
     "Conv2D",
     "Dense",

@@ -1,9 +1,19 @@
-"""Inverted dropout, forward beside backward.
+"""Inverted dropout and alpha-dropout, forward beside backward.
 
 forward (training):  Y = X ⊙ M,   M = [U >= p] / (1 - p),  U ~ Uniform[0, 1) drawn per element
 forward (predicting): Y = X       (the 1/(1 - p) scaling while training keeps E[Y] = X, so nothing
                                     needs rescaling afterwards)
 backward:            dX = dY ⊙ M  (the same mask: a dropped unit passes no gradient)
+
+Alpha-dropout (Klambauer et al. 2017, "Self-Normalizing Neural Networks", section 4) is the dropout
+for SELU networks.  Setting a unit to 0 would shift a SELU layer's mean and variance away from the
+0 and 1 its self-normalisation keeps; instead a dropped unit takes SELU's negative saturation value
+α' = -λα ≈ -1.7581, and an affine map a·x + b restores mean 0 and variance 1:
+
+forward (training):  Y = a (X ⊙ M + α' (1 - M)) + b,   M = [U >= p]
+                     a = ((1 - p)(1 + p α'²))^(-1/2),   b = -a p α'
+backward:            dX = a M ⊙ dY
+forward (predicting): Y = X
 
 The masks come from the generator the training loop passes in, so a seeded run drops the same units
 every time, and a checkpoint resumes bit for bit.  Without a generator (gradient checks, a
@@ -17,10 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from nnscratch.activations import SELU_ALPHA, SELU_LAMBDA
 from nnscratch.errors import SpecError
 from nnscratch.layers.base import Array, Layer, Views
 
 TOKEN = re.compile(r"^dropout(\d*\.?\d+)$")
+ALPHA_TOKEN = re.compile(r"^alphadropout(\d*\.?\d+)$")
+SELU_SATURATION = -SELU_LAMBDA * SELU_ALPHA  # α' = lim SELU(z) as z → -∞
 
 
 def dropout_mask(
@@ -37,6 +50,22 @@ def dropout_mask(
     np.greater_equal(out, rate, out=out)
     out *= dtype.type(1.0 / (1.0 - rate))
     return out
+
+
+def alpha_dropout_mask(
+    shape: tuple[int, ...], rate: float, rng: np.random.Generator, dtype: np.dtype
+) -> tuple[Array, Array]:
+    """(a M, a α' (1 - M) + b) of ``shape``: Y = X ⊙ (a M) + that shift, and dX = dY ⊙ (a M).
+
+    The same draws as :func:`dropout_mask`, so both kinds consume the generator alike.
+    """
+    keep = rng.random(shape, dtype=dtype) >= rate
+    a = (1.0 - rate) * (1.0 + rate * SELU_SATURATION**2)
+    a = a**-0.5
+    b = -a * rate * SELU_SATURATION
+    factor = keep * dtype.type(a)
+    shift = np.where(keep, dtype.type(b), dtype.type(a * SELU_SATURATION + b))
+    return factor, shift
 
 
 class Dropout(Layer):
@@ -80,3 +109,30 @@ class Dropout(Layer):
         if cache is not None:
             self.pool.run(lambda a, b: np.multiply(dY[a:b], cache[a:b], out=dY[a:b]), dY.shape[0], size=dY[0].size)
         return dY
+
+
+class AlphaDropout(Dropout):
+    """Alpha-dropout (for SELU networks): drop each input to SELU's saturation value with probability
+    ``rate`` while training, then restore mean 0 and variance 1; the identity when predicting."""
+
+    kind = "alphadropout"
+
+    @classmethod
+    def parse(cls, token: str) -> AlphaDropout | None:
+        match = ALPHA_TOKEN.match(token)
+        return cls(float(match.group(1))) if match else None
+
+    @property
+    def token(self) -> str:
+        return f"alphadropout{self.rate:g}"
+
+    def forward(
+        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
+    ) -> tuple[Array, Array | None]:
+        if not training or rng is None or self.rate == 0.0:
+            return X, None
+        factor, shift = alpha_dropout_mask(X.shape, self.rate, rng, X.dtype)
+        Y = self.scratch("Y", X.shape, X.dtype)
+        np.multiply(X, factor, out=Y)
+        Y += shift
+        return Y, factor
