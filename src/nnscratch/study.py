@@ -442,10 +442,13 @@ def run_study(
     n_jobs: int = -1,
     backend: str | None = None,
     on_result: Callable[[RunResult, bool, int, int], None] | None = None,
+    threads: int | None = None,
 ) -> list[RunResult]:
     """Every (variant, seed, learning rate) run, from the cache where present; the rest in parallel.
 
-    Runs go through joblib: ``backend`` is any joblib backend name (``"loky"`` by default; ``"dask"``
+    ``threads`` is how many threads each run computes with (default: the cores divided between the runs
+    that go at once on this machine, and all of a Dask worker's).  Runs go through joblib: ``backend`` is
+    any joblib backend name (``"loky"`` by default; ``"dask"``
     inside a ``dask.distributed.Client`` context runs on that cluster).  Only this process reads and
     writes ``cache_dir``, each result as soon as it arrives, so workers need no shared disk and an
     interrupted study keeps every run that finished.  ``on_result(run, cached, done, total)`` is called
@@ -482,9 +485,8 @@ def run_study(
             record(job, run, True)
     # The arrays are top-level arguments so that joblib's Dask backend scatters them to the workers
     # once, rather than shipping them with every task.
-    # Runs side by side on this machine share its cores: each computes with its share of them.
-    threads = None
-    if backend in (None, "loky", "threading", "multiprocessing") and todo:
+    # Runs side by side on this machine share its cores: unless told, each computes with its share of them.
+    if threads is None and backend in (None, "loky", "threading", "multiprocessing") and todo:
         at_once = min(len(todo), available_cores() if n_jobs == -1 else n_jobs)
         threads = max(1, available_cores() // at_once)
     tasks = [delayed(run_one)(*job, settings, X_train, y_train, X_test, y_test, threads) for job in todo]

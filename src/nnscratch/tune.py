@@ -92,7 +92,7 @@ class SearchSpace:
     dropout: tuple[float, float] = (0.0, 0.5)
     l2: tuple[float, float] = (1e-6, 1e-3)
     batch_sizes: tuple[int, ...] = (32, 64, 128, 256)
-    optimizers: tuple[str, ...] = OPTIMIZER_NAMES
+    optimizers: tuple[str, ...] = ("sgd", "momentum", "nesterov", "adam")  # adamw: adam, as no decay is tuned
 
     def __post_init__(self) -> None:
         _check_range("learning rate", self.learning_rate, low=0.0, low_open=True)

@@ -91,6 +91,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output", "-o", default="compare", metavar="DIR", help="results directory (default: compare)")
     add_data_dir(parser)
+    where.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="threads each run computes with (default: the cores shared out between the runs at a time)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -146,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
             source = f"{run.seconds_per_epoch:.2f} s/epoch"
         err.print(f"[{done}/{total}] {run.variant} seed {run.seed} lr {run.learning_rate:g}: {outcome} ({source})")
 
-    study = dict(cache_dir=output / "cache", variants=variants, n_jobs=args.jobs, on_result=report_progress)
+    study = dict(
+        cache_dir=output / "cache", variants=variants, n_jobs=args.jobs, on_result=report_progress, threads=args.threads
+    )
     arrays = (data.X_train, data.y_train, data.X_test, data.y_test)
     try:
         if backend == "dask":

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from nnscratch.commands.common import err, positive_int
+from nnscratch.commands.common import add_threads, err, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,11 +39,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "some 2,300 requests/s for the default model on 2 cores, two some 4,200: more processes help only "
         "with cores to spare (bench/README.md)",
     )
+    add_threads(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
+
+    from nnscratch.parallel import ENV_THREADS
+
+    if args.threads:  # through the environment, so that worker processes compute with it too
+        os.environ[ENV_THREADS] = str(args.threads)
 
     from nnscratch.web.app import MODELS_VARIABLE, create_app
     from nnscratch.web.served import load_models

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import time
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from nnscratch.commands.common import _number, add_data_dir, err, load_data, out, positive_int
+from nnscratch.commands.common import _number, add_data_dir, add_threads, err, load_data, out, positive_int
 from nnscratch.errors import SpecError
+from nnscratch.parallel import ENV_THREADS
 
 jobs = _number(int, lambda v: v >= 1 or v == -1, "a positive number of parallel trials or -1 (one per core)")
 
@@ -50,6 +52,7 @@ def _sizes(text: str) -> tuple[int, ...]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     from nnscratch.activations import ACTIVATIONS, STUDY_ACTIVATIONS
     from nnscratch.optimizers import OPTIMIZER_NAMES
+    from nnscratch.tune import SearchSpace
 
     parser = subparsers.add_parser(
         "tune",
@@ -107,7 +110,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="L2 weight decay, log scale; 0 turns it off (default: 1e-6:1e-3)",
     )
     space.add_argument("--batch-sizes", type=_sizes, metavar="B1,B2,...", help="default: 32,64,128,256")
-    space.add_argument("--optimizers", type=_names, metavar="O1,O2,...", help=f"default: {','.join(OPTIMIZER_NAMES)}")
+    space.add_argument(
+        "--optimizers",
+        type=_names,
+        metavar="O1,O2,...",
+        help=f"from {','.join(OPTIMIZER_NAMES)} (default: {','.join(SearchSpace().optimizers)})",
+    )
     where = parser.add_argument_group("where the trials run")
     where.add_argument(
         "--n-jobs",
@@ -124,6 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output", "-o", default="tune", metavar="DIR", help="results directory (default: tune)")
     add_data_dir(parser)
+    add_threads(parser)
     parser.set_defaults(run=run)
 
 
@@ -147,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
     from nnscratch.tune import TuneSettings, require_optuna, trial_rows, write_results
 
     optuna = require_optuna()
+    if args.threads:  # through the environment, so that trials in worker processes compute with it too
+        os.environ[ENV_THREADS] = str(args.threads)
     space = search_space(args)  # names a bad range before any data is read
     settings = TuneSettings(epochs=args.epochs, seed=args.seed, dtype=args.dtype, pruning=not args.no_pruning)
     output = Path(args.output)
