@@ -54,6 +54,8 @@ class Preset:
         return Network.from_spec(self.spec(n_features, n_classes), seed=seed, dtype=dtype, init=init or self.init)
 
 
+CNN_LAYERS = "conv16k3-bn-relu-maxpool2-conv32k3-bn-relu-maxpool2-flatten-dropout0.3-128:relu"
+_ELASTIC = {"augment": "elastic", "augment_strength": 0.5}
 _ADAM_WSD = {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 128, "schedule": "wsd"}
 
 PRESETS: dict[str, Preset] = {
@@ -73,10 +75,22 @@ PRESETS: dict[str, Preset] = {
         training={**_ADAM_WSD, "epochs": 20, "dropout": 0.3},
     ),
     "cnn": Preset(
-        layers="conv16k3-bn-relu-maxpool2-conv32k3-bn-relu-maxpool2-flatten-dropout0.3-128:relu",
+        layers=CNN_LAYERS,
         description="a convnet with batch norm, Adam at 3e-3 with a cosine schedule, 10 epochs: the quick CNN "
         "(99.3% in under 3 minutes on 2 cores)",
         training={**_ADAM_WSD, "learning_rate": 3e-3, "schedule": "cosine", "epochs": 10},
+    ),
+    "cnn-best": Preset(
+        layers=CNN_LAYERS,
+        description="the cnn preset's network on elastic distortions at strength 0.5, 75 epochs: the most "
+        "accurate convnet in 10 minutes on 2 cores",
+        training={**_ADAM_WSD, "learning_rate": 3e-3, "schedule": "cosine", "epochs": 75, **_ELASTIC},
+    ),
+    "mlp-best": Preset(
+        layers="800:relu-800:relu",
+        description="784-800-800-10 ReLU with dropout 0.2 on elastic distortions at strength 0.5, 90 epochs: the "
+        "most accurate MLP in 10 minutes on 2 cores",
+        training={**_ADAM_WSD, "schedule": "cosine", "epochs": 90, "dropout": 0.2, **_ELASTIC},
     ),
 }
 
