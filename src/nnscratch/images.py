@@ -38,6 +38,9 @@ class ImageError(NNScratchError):
     """An image file cannot be read, is too large, or holds no digit."""
 
 
+BLANK = "no digit found: the image is blank (draw or photograph a digit on plain paper)"
+
+
 def open_image(source: str | os.PathLike[str] | bytes) -> Image.Image:
     """Open and fully decode an image (the first frame of an animation) from a path or bytes.
 
@@ -133,7 +136,7 @@ def preprocess(image: Image.Image) -> npt.NDArray[np.float32]:
     """Any image → (784,) float32 in [0, 1], as MNIST digits are.  Raises ImageError if blank."""
     strokes = ink(grayscale(image))
     if strokes is None:
-        raise ImageError("no digit found: the image is blank (draw or photograph a digit on plain paper)")
+        raise ImageError(BLANK)
     return fit_and_centre(strokes).reshape(-1)
 
 

@@ -37,15 +37,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from nnscratch.images import SIDE, ImageError, load_digit
+from nnscratch.images import BLANK, SIDE, ImageError, load_digit
 from nnscratch.network import Network
 from nnscratch.web.served import ServedModel, load_models
 
 MAX_BODY_BYTES = 1_000_000  # a 280×280 canvas as PNG is ~10-30 kB; this leaves ample room
 STATIC = files("nnscratch.web") / "static"
 MODELS_VARIABLE = "NNSCRATCH_SERVE_MODELS"  # the model paths, as a JSON list, for each worker process
-# the answer a blank image gets from load_digit (a test keeps the two the same)
-BLANK = "image: no digit found: the image is blank (draw or photograph a digit on plain paper)"
+BLANK_ANSWER = f"image: {BLANK}"  # what a blank image gets from load_digit (bytes are named "image")
 
 
 class BadRequest(Exception):
@@ -178,5 +177,5 @@ def decode_pixels(value: Any) -> np.ndarray:
     if pixels.min() < 0.0 or pixels.max() > 1.0:
         raise BadRequest(422, '"pixels" must lie in 0..1 (0 = background, 1 = ink)')
     if not pixels.any():
-        raise BadRequest(422, BLANK)
+        raise BadRequest(422, BLANK_ANSWER)
     return pixels.astype(np.float32)
