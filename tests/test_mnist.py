@@ -66,5 +66,5 @@ def test_fast_preset_reaches_98_5_percent(mnist):
 @pytest.mark.timeout(900)
 def test_cnn_preset_reaches_99_3_percent(mnist):
     net, history, test_accuracy = train_preset(mnist, "cnn")
-    assert len(history) == 10 and not net.is_mlp
+    assert len(history) == 12 and not net.is_mlp
     assert test_accuracy >= 0.993

@@ -55,6 +55,7 @@ class Preset:
 
 
 CNN_LAYERS = "conv16k3-bn-relu-maxpool2-conv32k3-bn-relu-maxpool2-flatten-dropout0.3-128:relu"
+CNN_BEST_LAYERS = "conv32k3-bn-relu-maxpool2-conv64k3-bn-relu-maxpool2-flatten-dropout0.4-256:relu-dropout0.4"
 _ELASTIC = {"augment": "elastic", "augment_strength": 0.5}
 _ADAM_WSD = {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 128, "schedule": "wsd"}
 
@@ -76,15 +77,16 @@ PRESETS: dict[str, Preset] = {
     ),
     "cnn": Preset(
         layers=CNN_LAYERS,
-        description="a convnet with batch norm, Adam at 3e-3 with a cosine schedule, 10 epochs: the quick CNN "
-        "(99.3% in under 3 minutes on 2 cores)",
-        training={**_ADAM_WSD, "learning_rate": 3e-3, "schedule": "cosine", "epochs": 10},
+        description="a convnet with batch norm, Adam at 3e-3 with a cosine schedule, batches of 64, 12 epochs: "
+        "the quick CNN (99.3% in under 3 minutes on 2 cores)",
+        training={**_ADAM_WSD, "learning_rate": 3e-3, "schedule": "cosine", "batch_size": 64, "epochs": 12},
     ),
     "cnn-best": Preset(
-        layers=CNN_LAYERS,
-        description="the cnn preset's network on elastic distortions at strength 0.5, 75 epochs: the most "
-        "accurate convnet in 10 minutes on 2 cores",
-        training={**_ADAM_WSD, "learning_rate": 3e-3, "schedule": "cosine", "epochs": 75, **_ELASTIC},
+        layers=CNN_BEST_LAYERS,
+        description="a wider convnet (32 and 64 filters, a 256-unit dense layer, dropout 0.4) on elastic "
+        "distortions at strength 0.5, Adam at 2e-3 with a cosine schedule, 36 epochs: the most accurate "
+        "convnet in 10 minutes on 2 cores",
+        training={**_ADAM_WSD, "learning_rate": 2e-3, "schedule": "cosine", "epochs": 36, **_ELASTIC},
     ),
     "mlp-best": Preset(
         layers="800:relu-800:relu",
