@@ -123,3 +123,12 @@ def test_unknown_activation_names_the_choices():
     with pytest.raises(SpecError, match="unknown activation 'swish'.*relu"):
         get_activation("swish")
     assert get_activation(" ReLU ").name == "relu"
+
+
+def test_derivatives_at_zero_follow_the_documented_side():
+    # At z = 0 exactly: ReLU and leaky ReLU take the left slope (0 and s), SELU the left one too
+    # (a + λα = λα there, since a = 0), as their docstrings say; a >= in place of > changes these.
+    z, ones = np.zeros((1, 3)), np.ones((1, 3))
+    for name, slope in (("relu", 0.0), ("leaky_relu", 0.01), ("selu", SELU_LAMBDA * SELU_ALPHA)):
+        act = get_activation(name)
+        np.testing.assert_allclose(act.backward(z, act.forward(z), ones.copy()), slope, rtol=1e-12, err_msg=name)

@@ -84,11 +84,18 @@ def test_unreachable_mirror_gives_a_one_line_error(tmp_path):
     assert "\n" not in str(info.value)
 
 
-def test_existing_files_are_not_downloaded_again(tmp_path):
+def test_existing_files_are_not_downloaded_again(server, tmp_path):
+    root, url = server
+    publish(root, "good", "small-file", b"the right content")
     dest = tmp_path / "c"
     dest.mkdir()
-    (dest / "small-file.gz").write_bytes(gzip.compress(b"anything"))
-    download_mnist(dest, mirrors=["http://127.0.0.1:9/"], files=FILES)  # no request is made
+    existing = gzip.compress(b"anything")
+    (dest / "small-file.gz").write_bytes(existing)
+    logged = []
+    assert download_mnist(dest, mirrors=[f"{url}/good/"], files=FILES, log=logged.append) == dest
+    assert logged == []  # no mirror was even tried, though one was there to serve the file
+    assert [p.name for p in dest.iterdir()] == ["small-file.gz"]
+    assert (dest / "small-file.gz").read_bytes() == existing  # kept as it was, not replaced by the mirror's
 
 
 @pytest.mark.timeout(120)

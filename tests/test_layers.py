@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnscratch.activations import ACTIVATIONS
+from nnscratch.activations import ACTIVATIONS, Activation
 from nnscratch.errors import SpecError
 from nnscratch.gradcheck import check_layer
 from nnscratch.layers import (
@@ -290,3 +290,154 @@ def test_every_layer_kind_is_registered():
 
     assert set(LAYERS.values()) == {type(make()) for make, _ in LAYER_CASES}
     assert all(issubclass(cls, Layer) for cls in LAYERS.values())
+
+
+LAYER_IDS = [f"{make()!r}-{'x'.join(map(str, shape))}" for make, shape in LAYER_CASES]
+
+
+@pytest.mark.parametrize("make, shape", LAYER_CASES, ids=LAYER_IDS)
+def test_a_prediction_is_never_overwritten_by_the_next(make, shape, rng):
+    layer = make().materialize(shape, seed=0)
+    X1, X2 = channels_last(rng, shape), channels_last(rng, shape)
+    Y1 = layer.forward(X1)[0]
+    kept = Y1.copy()
+    layer.forward(X2)
+    layer.forward(X2, training=True, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(Y1, kept)
+
+
+# and dense layers whose activation's derivative reads Z, not only A
+THREAD_CASES = [*LAYER_CASES, (lambda: Dense(4, "relu"), (5,)), (lambda: Dense(4, "selu"), (5,))]
+
+
+@pytest.mark.parametrize("make, shape", THREAD_CASES, ids=[*LAYER_IDS, "Dense(5, 4, relu)-5", "Dense(5, 4, selu)-5"])
+def test_split_over_threads_every_layer_computes_what_one_thread_does(make, shape, monkeypatch):
+    import nnscratch.parallel
+    from nnscratch.parallel import pool
+
+    monkeypatch.setattr(nnscratch.parallel, "GRAIN", 1)  # every operation split, however small
+    results = []
+    for n in (1, 3):
+        layer = make().materialize(shape, seed=0)
+        layer.flat[...] = np.random.default_rng(1).uniform(0.5, 1.5, layer.flat.size)  # biases and shifts too
+        layer.pool = pool(n)
+        X = channels_last(np.random.default_rng(2), shape, m=7)  # 7 rows: chunks of 2, 2 and 3
+        Y, cache = layer.forward(X, training=True, rng=np.random.default_rng(3))
+        Y = Y.copy()
+        dY = np.random.default_rng(4).standard_normal(Y.shape)
+        grad = np.zeros_like(layer.flat)
+        dX = np.array(layer.backward(dY, cache, layer.views(grad)))
+        results.append((Y, dX, grad, layer.forward(X)[0]))
+    for one, three in zip(*results, strict=True):
+        np.testing.assert_allclose(three, one, rtol=1e-10, atol=1e-12)
+
+
+class Doubling(Activation):
+    """a = 2z, an activation whose backward returns a new array instead of overwriting da (allowed)."""
+
+    name = "doubling"
+    default_init = "glorot"
+
+    def forward(self, z, out=None):
+        return np.multiply(z, 2.0, out=out)
+
+    def backward(self, z, a, da):
+        return 2.0 * da
+
+
+@pytest.mark.parametrize(
+    "make, shape", [(lambda: ActivationLayer(Doubling()), (3, 4, 2)), (lambda: Dense(3, Doubling()), (5,))]
+)
+def test_an_activation_that_does_not_work_in_place_still_backpropagates(make, shape, rng):
+    layer = make().materialize(shape, seed=0)
+    results = check_layer(layer, channels_last(rng, shape))
+    assert all(r.passed for r in results), results
+
+
+def test_a_one_unit_dense_layer_is_allowed():
+    layer = Dense(1, "sigmoid").materialize((3,))
+    assert layer.W.shape == (3, 1) and layer.forward(np.ones((2, 3)))[0].shape == (2, 1)
+
+
+def test_convolution_refuses_a_kernel_too_wide_or_too_tall_for_the_padded_image():
+    assert Conv2D(8, 5, padding=1).build((1, 3, 9)) == (8, 1, 7)  # 3 + 2 = 5 rows: just enough
+    for shape in ((1, 9, 2), (1, 2, 9)):  # 2 + 2 = 4 < 5 in one direction only
+        with pytest.raises(SpecError, match="kernel is larger than"):
+            Conv2D(8, 5, padding=1).build(shape)
+
+
+@pytest.mark.parametrize("init, std", [("he", np.sqrt(2 / (4 * 9))), ("glorot", np.sqrt(2 / (4 * 9 + 64 * 9)))])
+def test_convolution_weights_are_drawn_from_fan_in_c_k_k_and_fan_out_f_k_k(init, std):
+    # He: N(0, 2/fan_in), fan_in = C·k·k = 36; Glorot: U(±sqrt(6/(fan_in + fan_out))), fan_out = F·k·k = 576,
+    # whose standard deviation is sqrt(2/(fan_in + fan_out))
+    layer = Conv2D(64, 3, init=init).materialize((4, 8, 8), seed=0)
+    assert layer.W.std() == pytest.approx(std, rel=0.03)
+    assert np.all(layer.b == 0)
+    if init == "glorot":
+        assert np.abs(layer.W).max() <= np.sqrt(3) * std
+
+
+def test_batch_norm_running_statistics_are_moving_averages_from_two_rows_on(rng):
+    layer = BatchNorm().materialize((3,))
+    first, second = rng.normal(1.0, 2.0, (2, 3)), rng.normal(-4.0, 0.5, (5, 3))  # two rows: the smallest batch
+    for X in (first, second):
+        layer.update_state(layer.forward(X, training=True)[1])
+    # from (0, 1): mean 0.9·(0.9·0 + 0.1·m1) + 0.1·m2, variance likewise with the unbiased batch variances
+    np.testing.assert_allclose(layer.state["running_mean"], 0.09 * first.mean(0) + 0.1 * second.mean(0))
+    expected_var = 0.81 + 0.09 * first.var(0, ddof=1) + 0.1 * second.var(0, ddof=1)
+    np.testing.assert_allclose(layer.state["running_var"], expected_var)
+
+
+def test_scratch_buffers_stay_few_however_many_batch_sizes_a_layer_meets(rng):
+    layer = Dense(4, "relu").materialize((3,))
+    for m in range(1, 60):
+        layer.forward(rng.random((m, 3)), training=True)
+    assert len(layer.__dict__["_scratch"]) <= 33  # dropped and started again past 32, not one set per size
+
+
+def test_pool_windows_from_1_to_15_are_accepted_and_must_fit_both_sides():
+    assert MaxPool2D(1).build((2, 3, 4)) == (2, 3, 4) and MaxPool2D(15).build((1, 15, 30)) == (1, 1, 2)
+    for size in (0, 16, True, 2.0):
+        with pytest.raises(SpecError, match="max-pool window must be an integer from 1 to 15"):
+            MaxPool2D(size)
+    for shape in ((1, 8, 3), (1, 3, 8)):  # too narrow, or too short, for a 4×4 window
+        with pytest.raises(SpecError, match="the 4×4 window is larger"):
+            MaxPool2D(4).build(shape)
+
+
+def test_dropout_rates_from_0_up_to_but_not_1_are_accepted():
+    assert Dropout(0.0).rate == 0.0 and Dropout(0.999).rate == 0.999
+    for rate in (1.0, -0.1, True, "0.5"):
+        with pytest.raises(SpecError, match=r"dropout rate must be a probability in \[0, 1\)"):
+            Dropout(rate)
+
+
+@pytest.mark.parametrize("kind", [Dropout, AlphaDropout])
+def test_a_zero_rate_dropout_layer_is_the_identity_and_draws_nothing(kind, rng):
+    layer = kind(0.0).materialize((5,))
+    X = rng.standard_normal((4, 5))
+    generator = np.random.default_rng(0)
+    Y, cache = layer.forward(X, training=True, rng=generator)
+    np.testing.assert_array_equal(Y, X)
+    assert generator.random() == np.random.default_rng(0).random()  # the stream is where it was
+    np.testing.assert_array_equal(layer.backward(np.ones_like(X), cache, {}), np.ones_like(X))
+
+
+def test_alpha_dropout_sets_dropped_units_to_selus_floor_then_restores_mean_and_variance(rng):
+    from nnscratch.activations import get_activation
+    from nnscratch.layers.dropout import SELU_SATURATION
+
+    floor = get_activation("selu").forward(np.array([[-1000.0]]))[0, 0]  # α' = lim SELU(z), z → -∞
+    assert SELU_SATURATION == pytest.approx(floor, rel=1e-12) and floor < -1.75
+    p = 0.3
+    a = ((1 - p) * (1 + p * floor**2)) ** -0.5
+    b = -a * p * floor
+    layer = AlphaDropout(p).materialize((50,))
+    X = rng.standard_normal((400, 50))
+    Y, factor = layer.forward(X, training=True, rng=np.random.default_rng(1))
+    dropped = factor == 0
+    assert dropped.mean() == pytest.approx(p, abs=0.01)
+    np.testing.assert_allclose(Y[dropped], a * floor + b, rtol=1e-12)  # Y = a (X M + α' (1 - M)) + b
+    np.testing.assert_allclose(Y[~dropped], a * X[~dropped] + b, rtol=1e-12)
+    assert abs(Y.mean()) < 0.02 and Y.var() == pytest.approx(1.0, abs=0.03)  # N(0, 1) in, about N(0, 1) out
+    assert layer.forward(X)[0] is X  # predicting: the identity

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from nnscratch.errors import ModelFileError, SpecError
+from nnscratch.io import load_npz, save_npz
+from nnscratch.layers import Dense
+from nnscratch.layers.dropout import SELU_SATURATION
 from nnscratch.network import LayerSpec, Network, parse_hidden, parse_spec
 
 SEED_SPEC = "784-32:relu-32:sigmoid-64:selu-64:tanh-10:softmax"
@@ -161,3 +166,200 @@ def test_copy_is_independent():
     twin = net.copy()
     twin.layers[0].W[0, 0] += 1
     assert net.layers[0].W[0, 0] != twin.layers[0].W[0, 0]
+
+
+def test_from_layers_builds_the_mlp_its_specs_describe(rng):
+    specs = [LayerSpec(5, "tanh"), LayerSpec(4, "relu", "uniform"), LayerSpec(3, "softmax", "lecun")]
+    net = Network.from_layers(6, specs, seed=2, dtype="float64")
+    assert net.spec == "6-5:tanh-4:relu-3:softmax" and net.dtype == np.float64
+    assert [layer.init for layer in net.layers] == ["glorot", "uniform", "lecun"]
+    same = Network.from_spec("6-5:tanh-4:relu:uniform-3:softmax:lecun", seed=2, dtype="float64")
+    np.testing.assert_array_equal(net.params, same.params)
+    with pytest.raises(SpecError, match="at least an output layer"):
+        Network.from_layers(6, [])
+    with pytest.raises(SpecError, match="output layer must use softmax .* not 'relu'"):
+        Network.from_layers(6, [LayerSpec(3, "relu")])
+
+
+def test_a_softmax_output_layer_given_directly_produces_logits(rng):
+    net = Network(4, [Dense(8, "tanh"), Dense(3, "softmax")], seed=0, dtype="float64")
+    assert net.layers[-1].activation.name == "identity"  # the loss owns the softmax: not applied twice
+    X = rng.random((5, 4))
+    Z = np.tanh(X @ net.layers[0].W + net.layers[0].b) @ net.layers[1].W + net.layers[1].b
+    np.testing.assert_allclose(net.predict_proba(X), np.exp(Z) / np.exp(Z).sum(axis=1, keepdims=True), rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (0,), (3, 0, 4), (4.0,), ()])
+def test_an_input_shape_that_is_not_n_or_c_h_w_is_refused(shape):
+    with pytest.raises(SpecError, match=r"input shape must be \(n,\) or \(C, H, W\)"):
+        Network(shape, [Dense(2)])
+
+
+def test_is_mlp_only_for_dense_layers_on_flat_input():
+    assert Network.from_spec("6-5:tanh-3").is_mlp
+    assert not Network.from_spec("6-5-bn-tanh-3").is_mlp  # flat, but a batch-norm layer
+    assert not Network.from_spec("1x4x4-flatten-3").is_mlp  # dense only, but on images
+
+
+def test_copy_keeps_metadata_and_state_of_its_own():
+    net = Network.from_spec("4-3-bn-relu-2", seed=0)
+    net.metadata = {"note": "x"}
+    net.state[...] = 0.5
+    twin = net.copy()
+    assert twin.metadata == {"note": "x"} and twin.spec == net.spec
+    np.testing.assert_array_equal(twin.state, net.state)
+    twin.state[...] = 2.0
+    twin.metadata["note"] = "y"
+    assert np.all(net.state == 0.5) and net.metadata == {"note": "x"}
+
+
+def test_inputs_are_checked_and_converted_to_the_networks_dtype(rng):
+    net = Network.from_spec("12-3:softmax", seed=0)
+    with pytest.raises(ValueError, match=r"shape \(m, 12\)"):
+        net.predict(rng.random((2, 6)))  # twelve values, but two rows of six
+    with pytest.raises(ValueError, match=r"shape \(m, 12\)"):
+        net.predict(rng.random(11))
+    assert net.check_input(rng.integers(0, 2, (3, 12))).dtype == np.float32
+    cnn = Network.from_spec("2x3x3-conv2k2-flatten-3", seed=0)
+    images = cnn.check_input(rng.integers(0, 2, (4, 2, 3, 3)).astype(np.uint8))
+    assert images.dtype == np.float32 and images.shape == (4, 3, 3, 2) and images.flags.c_contiguous
+    for bad in (rng.random((4, 3, 3, 2)), rng.random((4, 2, 3, 3, 1)), rng.random((4, 17))):
+        with pytest.raises(ValueError, match=r"X must have shape \(m, 18\), \(m, 2, 3, 3\) for this network"):
+            cnn.predict(bad)
+
+
+def test_labels_must_be_integers_in_range():
+    net = Network.from_spec("4-3:softmax", seed=0)
+    assert net.check_labels([0, 2, 1], 3).dtype == np.intp
+    for bad in ([0, -1, 2], [0, 3, 1], [0.0, 1.0, 2.0]):
+        with pytest.raises(ValueError, match=r"labels must be integers in \[0, 3\)"):
+            net.check_labels(bad, 3)
+
+
+def test_training_dropout_never_drops_the_output_logits(rng):
+    net = Network.from_spec("6-50:relu-4:softmax", seed=0, dtype="float64")
+    net.layers[1].b[...] = 1.0  # a logit is 0 only if its unit were dropped
+    Z, _, masks = net.forward(rng.random((30, 6)), training=True, rng=rng, dropout=0.5)
+    assert masks[-1] is None and np.count_nonzero(Z == 0) == 0
+    assert masks[0] is not None and np.mean(masks[0] == 0) == pytest.approx(0.5, abs=0.05)
+
+
+def test_backward_stops_at_the_lowest_layer_with_weights(rng, monkeypatch):
+    net = Network.from_spec("1x6x6-maxpool2-flatten-4:relu-3", seed=0, dtype="float64")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a layer below the first with weights was asked for a gradient")
+
+    monkeypatch.setattr(net.layers[0], "backward", refuse)
+    monkeypatch.setattr(net.layers[1], "backward", refuse)
+    asked, real = [], net.layers[2].backward
+
+    def first_trained(dY, cache, grads, *, need_dX=True):
+        asked.append(need_dX)
+        return real(dY, cache, grads, need_dX=need_dX)
+
+    monkeypatch.setattr(net.layers[2], "backward", first_trained)
+    loss, grads = net.loss_and_grads(rng.random((3, 36)), [0, 1, 2])
+    assert [g.shape for g in grads[0]] == [(9, 4), (4,)]
+    assert asked == [False]  # and it skips its own dX, which nothing would read
+
+
+def test_a_wide_convnet_predicts_in_default_chunks_as_row_by_row(rng):
+    # 26·26 positions of 3·3 + 1 columns: more values per row than a chunk of MAX_PREDICT_ROWS rows allows
+    net = Network.from_spec("1x28x28-conv4k3-flatten-3", seed=0)
+    X = rng.random((3, 784), dtype=np.float32)
+    np.testing.assert_allclose(net.predict_proba(X), net.predict_proba(X, batch_size=1), rtol=1e-5)
+    np.testing.assert_array_equal(net.predict(X), net.predict(X, batch_size=1))
+
+
+def test_model_files_are_written_as_format_2(tmp_path):
+    path = Network.from_spec("4-3:softmax", seed=0).save(tmp_path / "m.npz")
+    header, _ = load_npz(path)
+    assert header["format"] == "nnscratch-model" and header["version"] == 2
+
+
+def test_penalties_reach_the_weights_and_never_the_biases(rng):
+    net = Network.from_spec("5-4:tanh-3:softmax", seed=0, dtype="float64")
+    for layer in net.layers:
+        layer.b[...] = rng.normal(size=layer.b.shape)  # nonzero: a penalised bias would show
+    net.layers[0].W[0, 0] = 0.0  # L1's subgradient there is 0
+    X, y = rng.random((6, 5)), rng.integers(0, 3, 6)
+    _, plain = net.loss_and_grads(X, y)
+    loss, penalised = net.loss_and_grads(X, y, l2=0.3, l1=0.2)
+    weights = [layer.W for layer in net.layers]
+    expected = net.loss(X, y) + 0.15 * sum(np.sum(W**2) for W in weights) + 0.2 * sum(np.abs(W).sum() for W in weights)
+    assert loss == pytest.approx(expected, rel=1e-12)
+    for W, (dW, db), (dW_p, db_p) in zip(weights, plain, penalised, strict=True):
+        np.testing.assert_allclose(dW_p, dW + 0.3 * W + 0.2 * np.sign(W), rtol=1e-12)
+        np.testing.assert_array_equal(db_p, db)
+
+
+def test_flat_buffers_given_to_from_header_are_checked_and_copied():
+    bn = Network.from_spec("4-3-bn-relu-2", seed=0)
+    header, params, state = bn.header(), bn.params.copy(), bn.state.copy()
+    loaded = Network.from_header(header, {}, source="ckpt", params=params, state=state)
+    np.testing.assert_array_equal(loaded.params, params)
+    loaded.params[...] = 0.0
+    loaded.state[...] = 0.0
+    assert np.all(params == bn.params) and np.all(state == bn.state)  # the network owns its buffers
+    for bad_params, bad_state in ((params, None), (params[:-1], state), (params, np.full_like(state, np.nan))):
+        with pytest.raises(ModelFileError, match="do not fit the architecture"):
+            Network.from_header(header, {}, source="ckpt", params=bad_params, state=bad_state)
+    mlp = Network.from_spec("4-2:softmax", seed=0)  # no state at all: none needed
+    assert Network.from_header(mlp.header(), {}, source="ckpt", params=mlp.params, state=None).state.size == 0
+
+
+def test_buffers_of_the_wrong_size_or_dtype_are_refused():
+    with pytest.raises(ValueError, match="params must be a flat float32 array of 10 values"):
+        Network(4, [Dense(2)], params=np.zeros(9, dtype=np.float32))
+    with pytest.raises(ValueError, match="params must be a flat float32 array of 10 values"):
+        Network(4, [Dense(2)], params=np.zeros(10, dtype=np.float64))
+    with pytest.raises(SpecError, match="initialiser"):  # a bad name is refused even when weights are given
+        Network(4, [Dense(2)], params=np.zeros(10, dtype=np.float32), init="zeros")
+
+
+def test_a_format_1_file_with_an_extra_array_still_loads(tmp_path):
+    original = Path(__file__).parent / "data" / "format1_uniform64.npz"
+    header, arrays = load_npz(original)
+    path = save_npz(tmp_path / "extra.npz", {**arrays, "bias_note": np.zeros(2), "W": np.zeros(1)}, header)
+    np.testing.assert_array_equal(Network.load(path).params, Network.load(original).params)
+
+
+@pytest.mark.parametrize(
+    "spec, init",
+    [
+        ("1x6x6-conv2k3-relu-flatten-3", "he"),
+        ("1x6x6-conv2k3-tanh-flatten-3", "glorot"),
+        ("1x6x6-conv2k3-selu-flatten-3", "lecun"),
+        ("1x6x6-conv2k3-flatten-3", "glorot"),  # feeds the linear output
+        ("6-4-bn-selu-3", "lecun"),  # through batch norm to the activation
+    ],
+)
+def test_a_layer_without_an_activation_takes_the_init_of_the_activation_it_feeds(spec, init):
+    assert Network.from_spec(spec).layers[0].init == init
+
+
+def test_a_layers_own_initialiser_wins_over_the_networks():
+    net = Network.from_spec("6-5:tanh:uniform-4:relu-3", init="lecun")
+    assert [layer.init for layer in net.layers] == ["uniform", "lecun", "lecun"]
+
+
+def test_the_decayed_ranges_are_the_weights_in_the_flat_buffer():
+    net = Network.from_spec("6-5:tanh-4-bn-relu-3", seed=0)
+    # W0 (6·5) at 0, b0 (5) at 30, W1 (5·4) at 35, b1 at 55, γ and β (4 each) at 59, W2 (4·3) at 67, b2 at 79
+    assert net.decayed_ranges == [(0, 30), (35, 55), (67, 79)]
+    for (start, stop), layer in zip(net.decayed_ranges, [net.layers[0], net.layers[1], net.layers[4]], strict=True):
+        assert np.shares_memory(net.params[start:stop], layer.W) and stop - start == layer.W.size
+
+
+def test_hidden_dropout_on_a_selu_layer_is_alpha_dropout(rng):
+    net = Network.from_spec("6-40:selu-3:softmax", seed=0, dtype="float64")
+    X, p = rng.random((25, 6)), 0.3
+    Z, _, masks = net.forward(X, training=True, rng=np.random.default_rng(2), dropout=p)
+    a = ((1 - p) * (1 + p * SELU_SATURATION**2)) ** -0.5
+    b = -a * p * SELU_SATURATION
+    A = net.layers[0].forward(X)[0]
+    dropped = masks[0] == 0
+    assert dropped.mean() == pytest.approx(p, abs=0.05)
+    seen = np.where(dropped, a * SELU_SATURATION + b, a * A + b)  # what the output layer is given
+    np.testing.assert_allclose(Z, seen @ net.layers[1].W + net.layers[1].b, rtol=1e-12)

@@ -7,8 +7,10 @@ import math
 import numpy as np
 import pytest
 
+import nnscratch.parallel
 from nnscratch.errors import SpecError
-from nnscratch.optimizers import SGD, Adam, Momentum, make_optimizer
+from nnscratch.optimizers import SGD, Adam, AdamW, Momentum, make_optimizer
+from nnscratch.parallel import pool
 from nnscratch.schedules import Schedule
 
 
@@ -86,3 +88,65 @@ def test_schedules_follow_their_formulas():
 def test_unknown_schedule_is_refused():
     with pytest.raises(SpecError, match="unknown schedule 'linear'"):
         Schedule("linear")
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "adamw"])
+def test_every_optimiser_steps_the_same_on_one_thread_and_on_three(name, monkeypatch):
+    monkeypatch.setattr(nnscratch.parallel, "GRAIN", 1)  # split however small: 10 values in chunks of 3, 3, 4
+    finals = []
+    for n in (1, 3):
+        optimizer = make_optimizer(name, weight_decay=0.1, decayed=[(0, 6)])
+        optimizer.pool = pool(n)
+        params = np.linspace(-1.0, 1.0, 10)
+        for step in range(3):
+            optimizer.step(params, np.random.default_rng(step).standard_normal(10), 0.1)
+        finals.append(params)
+    np.testing.assert_array_equal(finals[1], finals[0])
+    assert not np.array_equal(finals[0], np.linspace(-1.0, 1.0, 10))
+
+
+def test_optimiser_state_is_empty_before_the_first_step_and_restores_to_fresh():
+    for name in ("momentum", "adam"):
+        fresh = make_optimizer(name)
+        assert fresh.state() in ({}, {"t": 0})
+        stepped = make_optimizer(name)
+        stepped.step(np.ones(3), np.ones(3), 0.1)
+        stepped.load_state(fresh.state())  # back to the start: the next step is a first step again
+        a, b = np.ones(3), np.ones(3)
+        stepped.step(a, np.full(3, 0.5), 0.1)
+        make_optimizer(name).step(b, np.full(3, 0.5), 0.1)
+        np.testing.assert_array_equal(a, b)
+
+
+def test_settings_at_the_edges_of_their_ranges():
+    assert Momentum(0.0).momentum == 0.0 and Adam(beta1=0.0, beta2=0.0).beta1 == 0.0
+    for bad in (1.0, -0.1):
+        with pytest.raises(SpecError, match=r"momentum must be in \[0, 1\)"):
+            Momentum(bad)
+        with pytest.raises(SpecError, match=r"beta1 must be in \[0, 1\)"):
+            Adam(beta1=bad)
+        with pytest.raises(SpecError, match=r"beta2 must be in \[0, 1\)"):
+            Adam(beta2=bad)
+    with pytest.raises(SpecError, match="eps must be positive"):
+        Adam(eps=0.0)
+
+
+@pytest.mark.parametrize("name", ["momentum", "adam"])
+def test_state_is_a_snapshot_that_later_steps_leave_alone(name):
+    optimizer = make_optimizer(name)
+    optimizer.step(np.ones(3), np.ones(3), 0.1)
+    saved = optimizer.state()
+    frozen = {key: np.copy(value) for key, value in saved.items()}
+    optimizer.step(np.ones(3), np.full(3, 2.0), 0.1)
+    other = make_optimizer(name)
+    other.load_state(saved)
+    other.step(np.ones(3), np.full(3, 3.0), 0.1)
+    for key, value in frozen.items():
+        np.testing.assert_array_equal(saved[key], value)  # neither optimiser wrote into the saved arrays
+
+
+def test_adamw_takes_a_finite_decay_from_zero_up():
+    assert AdamW(0.0).weight_decay == 0.0
+    for bad in (-0.1, float("inf"), float("nan")):
+        with pytest.raises(SpecError, match="weight decay must be a number >= 0"):
+            AdamW(bad)

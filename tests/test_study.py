@@ -110,7 +110,9 @@ def test_summary_reports_every_variant(tmp_path, data):
     assert [s.variant for s in summary] == list(VARIANTS)
     for s in summary:
         stats = s.statistics
-        assert 0.0 <= stats.test_accuracy_mean <= 1.0 and s.seeds == 2 and s.diverged == 0
+        accuracies = [r.test_accuracy for r in runs if r.variant == s.variant]
+        assert stats.test_accuracy_mean == pytest.approx(np.mean(accuracies)) and s.seeds == 2 and s.diverged == 0
+        assert stats.test_accuracy_std == pytest.approx(np.std(accuracies, ddof=1))
         assert len(stats.dead) == 2 and len(stats.grad_norm_last_epoch) == 3
         assert s.hidden_layers == (1, 2) and s.fed_by == (0, 1)
         assert s.weight_layers == ("layer 1 (dense 8)", "layer 2 (dense 6)", "layer 3 (output)")

@@ -188,7 +188,10 @@ def test_dropout_trains_reproducibly_and_leaves_prediction_alone(tiny_data):
     train(b, X, y, config)
     np.testing.assert_array_equal(a.params, b.params)
     assert history["val_accuracy"][-1] > 0.9
-    np.testing.assert_array_equal(a.predict_proba(X), a.predict_proba(X))  # no randomness at prediction
+    # prediction is the whole network, no unit dropped and none scaled by 1/(1 - p): softmax(relu(X W0 + b0) W1 + b1)
+    Z = np.maximum(X @ a.layers[0].W + a.layers[0].b, 0.0) @ a.layers[1].W + a.layers[1].b
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(a.predict_proba(X), P / P.sum(axis=1, keepdims=True), rtol=1e-4, atol=1e-6)
     with pytest.raises(SpecError, match="dropout"):
         TrainConfig(dropout=1.0)
 

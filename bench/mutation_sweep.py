@@ -1,0 +1,823 @@
+"""A mutation sweep over the engine: one small deliberate bug at a time, and do the fast tests notice it?
+
+Not part of CI: a full sweep of about 1,900 mutants takes half an hour on two cores.  Run it from the
+repository root, at low priority on a shared machine:
+
+    nice -n 19 python bench/mutation_sweep.py --json sweep.json      # every engine module
+    nice -n 19 python bench/mutation_sweep.py losses.py metrics.py    # some modules (paths under src/nnscratch)
+    python bench/mutation_sweep.py --list training.py                 # only print the mutants
+    nice -n 19 python bench/mutation_sweep.py --again sweep.json      # after adding tests: rerun the survivors
+
+It needs nothing beyond the test extra (``pip install -e ".[test]"``): no mutmut, no coverage.py.
+
+How it works
+------------
+1. The package and the tests are copied to a temporary directory, so that the working tree is never
+   touched and other work on it during a sweep changes nothing.
+2. The fast engine tests (``TEST_FILES``) run once on the unmutated copy with a line tracer
+   (``sys.settrace``), which records which test executes which line of the modules under test, and
+   how long each test takes.  A test that fails here is left out of the sweep (it says nothing).
+3. Each module is parsed with ``ast`` and mutated at one place at a time (``Mutator`` lists the
+   operators: comparison boundaries and negations, arithmetic swaps, constants n → n + 1 and
+   True ↔ False, ``and`` ↔ ``or``, a dropped ``not`` or minus sign, min ↔ max, a call replaced by its
+   argument (``rng.permutation(idx)`` → ``idx``, ``x.copy()`` → ``x``), two arguments swapped, a slice
+   bound moved by one, an in-place statement or call deleted).  Docstrings, strings, f-strings,
+   type annotations, default argument values, ``assert`` and ``raise`` statements and ``__repr__``
+   are not mutated: their mutants change messages or what callers pass anyway, not behaviour.
+4. The mutated module is written into the copy and only the tests that execute the mutated lines run,
+   fastest first, with ``pytest -x`` and a timeout (three times their unmutated time, plus 20 s).  A
+   failing run kills the mutant; a run past its timeout counts as killed too (the bug hangs training)
+   and is reported apart; a mutant on a line no test executes survives without a run.
+5. Survivors judged equivalent (no input can tell them from the original) are listed in
+   ``EQUIVALENT`` with the reason, keyed by module, a piece of the source line and the mutation, so
+   line numbers may move; mutants of the ``size=`` hint of ``pool.run`` are equivalent by rule.
+   The score is (killed + timed out) / (mutants - equivalent).
+
+The report prints each module's counts, the score and every survivor as ``module:line  mutation  |
+source line``; ``--json PATH`` also writes them as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "src" / "nnscratch"
+
+MODULES = [
+    "activations.py",
+    "layers/__init__.py",
+    "layers/_im2col.py",
+    "layers/activation.py",
+    "layers/base.py",
+    "layers/batchnorm.py",
+    "layers/conv2d.py",
+    "layers/dense.py",
+    "layers/dropout.py",
+    "layers/flatten.py",
+    "layers/pool.py",
+    "losses.py",
+    "network.py",
+    "optimizers.py",
+    "schedules.py",
+    "training.py",
+    "metrics.py",
+    "data.py",
+]
+
+# The fast tests of the engine (no real-MNIST training, browser, study, tuning, web or CLI runs).
+TEST_FILES = [
+    "tests/test_activations.py",
+    "tests/test_layers.py",
+    "tests/test_losses.py",
+    "tests/test_metrics.py",
+    "tests/test_schedules.py",
+    "tests/test_optimizers.py",
+    "tests/test_network.py",
+    "tests/test_gradcheck.py",
+    "tests/test_convnet.py",
+    "tests/test_training.py",
+    "tests/test_training_loop.py",
+    "tests/test_parallel.py",
+    "tests/test_data.py",
+    "tests/test_download.py",
+    "tests/test_idx_roundtrip.py",
+    "tests/test_hardening.py",
+    "tests/test_regularisers.py",
+    "tests/test_augment.py",
+]
+
+SIZE_HINT = "the size= hint of pool.run only decides whether work is split over threads, not its answer"
+# Survivors that no test can kill, one a row: module | a piece of the source line | the mutation ("*": any)
+# | which of the mutants of that line and mutation it is ("*": all) | why it changes no behaviour (a key of
+# REASONS).  Checked by hand; a row that matched a mutant some test kills would inflate the score.
+REASONS = {
+    "super": "Layer.__init__ only sets attributes that build() and bind() set again before any use",
+    "reshape": "NumPy reads any negative size in reshape as 'the rest': -2 is -1",
+    "strict": "the zipped sequences have equal lengths by construction; strict= only checks that",
+    "threads": "a default pool of 1 or 2 threads gives the same answers (pinned by the threads tests)",
+    "tie": "a uniform draw equal to p exactly has probability 2^-24 (float32) or 2^-53 per unit",
+    "im2col": "both im2col paths copy the same patches; the channel count only picks the faster",
+    "window": "index s·Ho is past the last window (s·Ho >= H + 2p - k + 1): the slice ends there anyway",
+    "hint": SIZE_HINT,
+    "buffers": "32 or 33 kept buffers: memory stays bounded either way",
+    "zeros": "the network's flat buffers are allocated as zeros",
+    "padded": "a larger padded buffer whose extra border is zero and never read (the output size comes from H + 2p)",
+    "dX": "a larger dX buffer, zeroed by col2im, of which only [p:p+H, p:p+W] is returned",
+    "speed": "only makes the work faster: the same values either way",
+    "same shape": "every window position has the same shape",
+    "tiled": "zeroing dX first is redundant when the windows tile the image: they write every position",
+    "chunks": "prediction chunk sizes change no answer (test_prediction_chunks_do_not_change_the_answers)",
+    "copy": "a copy of the labels has the same values",
+    "views": "the gradient views are made again: the same views",
+    "last pair": "the last layer is dense, so the last pair is never a ReLU before pooling",
+    "together": "M, V (and the buffer) are set and cleared together",
+    "t": "every state Adam writes has its t",
+    "symmetric": "accuracy is symmetric",
+    "flat": "the side of an image input is never read: the next test needs a flat input",
+    "first epoch": "the first epoch always beats best_loss = inf, which sets waited to 0",
+    "spawn": "the first child of spawn(2) is the child of spawn(1)",
+    "early stopping": "best_params is only ever set when early stopping is on",
+    "one dot": "the optimiser's array names hold one dot",
+    "empty": "initial only counts when both label arrays are empty, and then the other -1 wins",
+    "big-endian": "IDX_DTYPES are big-endian or one byte already: newbyteorder('>') changes none of them",
+    "one byte": "newbyteorder('>') leaves a one-byte dtype as it is",
+    "read size": "the size of a read changes no result",
+    "read 0": "a read of 0 more bytes returns b'' and ends the loop",
+    "read 2": "one extra byte is found by reading one or two",
+    "64 dims": "NumPy arrays have at most 64 dimensions",
+    "mtime": "a fixed mtime either way: the file stays reproducible",
+    "val order": "the order of the validation rows changes no mean",
+}
+EQUIVALENT_TABLE = """
+layers/activation.py | super().__init__() | delete statement: super().__init__() | * | super
+layers/batchnorm.py | super().__init__() | delete statement: super().__init__() | * | super
+layers/conv2d.py | super().__init__() | delete statement: super().__init__() | * | super
+layers/dropout.py | super().__init__() | delete statement: super().__init__() | * | super
+layers/pool.py | super().__init__() | delete statement: super().__init__() | * | super
+layers/batchnorm.py | X2 = X.reshape(-1, C) | 1 -> 2 | * | reshape
+layers/conv2d.py | dY2 = dY.reshape(-1, F) | 1 -> 2 | * | reshape
+layers/flatten.py | X.reshape(X.shape[0], -1) | 1 -> 2 | * | reshape
+network.py | X = X.reshape(1, -1) | 1 -> 2 | 1 | reshape
+network.py | X = X.reshape(-1, C, H, W) | 1 -> 2 | * | reshape
+network.py | X = X.reshape(-1, 1, H, W) | 1 -> 2 | 0 | reshape
+network.py | arrays[slot.key].reshape(-1) | 1 -> 2 | * | reshape
+data.py | X = images.reshape(images.shape[0], -1) | 1 -> 2 | * | reshape
+layers/base.py | zip(layers, self.segments, strict=True) | True -> False | * | strict
+network.py | strict=True, | True -> False | * | strict
+network.py | pairs = zip(self.layers, views, strict=True) | True -> False | * | strict
+data.py | zip(stems, found, strict=True) | True -> False | * | strict
+layers/base.py | pool: Threads = pool_of(1) | 1 -> 2 | * | threads
+optimizers.py | pool: Threads = pool_of(1) | 1 -> 2 | * | threads
+training.py | optimizer.pool = net.pool | delete statement: optimizer.pool = net.pool | * | threads
+layers/dropout.py | keep = rng.random(shape, dtype=dtype) >= rate | >= -> > (boundary) | * | tie
+layers/_im2col.py | FEW_CHANNELS = 4 | 4 -> 5 | * | im2col
+layers/_im2col.py | if Xp.shape[3] < FEW_CHANNELS: | < -> <= (boundary) | * | im2col
+layers/_im2col.py | if Xp.shape[3] < FEW_CHANNELS: | < -> >= (negation) | * | im2col
+layers/_im2col.py | sliding_window_view(Xp, (k, k), axis=(1, 2)) | slice upper bound + 1 | * | window
+layers/activation.py | values = X[0].size if X.ndim > 1 else 1 | > -> >= (boundary) | * | hint
+layers/activation.py | values = X[0].size if X.ndim > 1 else 1 | > -> <= (negation) | * | hint
+layers/activation.py | values = X[0].size if X.ndim > 1 else 1 | 1 -> 2 | * | hint
+layers/base.py | if len(buffers) > 32: | > -> >= (boundary) | * | buffers
+layers/base.py | if len(buffers) > 32: | 32 -> 33 | * | buffers
+layers/batchnorm.py | "beta"][...] = 0.0 | delete statement: self.params['beta'][...] = 0.0 | * | zeros
+layers/batchnorm.py | "running_mean"][...] = 0.0 | delete statement: self.state['running_mean'][...] = 0.0 | * | zeros
+layers/conv2d.py | Xp = buffer("padded", (m, H + 2 * p, W + 2 * p, C) | 2 -> 3 | * | padded
+layers/conv2d.py | dXp = self.scratch("dX", (m, H + 2 * p, W + 2 * p, C) | 2 -> 3 | * | dX
+layers/conv2d.py | Wt = np.ascontiguousarray( | ascontiguousarray(x) -> x | * | speed
+layers/pool.py | shape = V[:, :, 0, :, 0].shape | 0 -> 1 | * | same shape
+layers/pool.py | if H % k or W % k: | % -> // | * | tiled
+network.py | PREDICT_VALUES = 1 << 24 | 1 -> 2 | * | chunks
+network.py | PREDICT_VALUES = 1 << 24 | 24 -> 25 | * | chunks
+network.py | MAX_PREDICT_ROWS = 4096 | 4096 -> 4097 | * | chunks
+network.py | widest = max(math.prod(layer.output_shape) | max -> min | * | chunks
+network.py | widest = max(widest, Ho * Wo * (layer.n_columns + 1)) | * | * | chunks
+network.py | batch_size = max(1, min(MAX_PREDICT_ROWS, PREDICT_VALUES // widest)) | 1 -> 2 | * | chunks
+network.py | batch_size = max(1, min(MAX_PREDICT_ROWS, PREDICT_VALUES // widest)) | min -> max | * | chunks
+network.py | return y.astype(np.intp, copy=False) | False -> True | * | copy
+network.py | self._grad_views[0] is not grad | 0 -> 1 | * | views
+network.py | for i in range(len(layers) - 1): | 1 -> 2 | * | last pair
+optimizers.py | if self.M is None or self.V is None | or -> and | * | together
+optimizers.py | self.t = int(state.get("t", 0)) | 0 -> 1 | * | t
+training.py | accuracy(y, P.argmax(axis=1)) | swap the arguments of accuracy | * | symmetric
+training.py | side = math.isqrt(shape[0]) if len(shape) == 1 else 0 | 0 -> 1 | 1 | flat
+training.py | waited: int = 0 | 0 -> 1 | * | first epoch
+training.py | rng.spawn(1)[0] | 1 -> 2 | * | spawn
+training.py | early_stopping is not None and self.state.best_params is not None | and -> or | * | early stopping
+training.py | k.split(".", 1)[1] | 1 -> 2 | 0 | one dot
+metrics.py | y_true.max(initial=-1), y_pred.max(initial=-1) | 1 -> 2 | 0 | empty
+metrics.py | y_true.max(initial=-1), y_pred.max(initial=-1) | 1 -> 2 | 1 | empty
+data.py | IDX_CODES = {dtype.newbyteorder | > -> >= (boundary) | * | big-endian
+data.py | IDX_CODES = {dtype.newbyteorder | > -> <= (negation) | * | big-endian
+data.py | IDX_CODES = {dtype.newbyteorder | 1 -> 2 | * | big-endian
+data.py | dtype = array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 | > -> >= (boundary) | * | one byte
+data.py | _CHUNK = 1 << 20 | 1 -> 2 | * | read size
+data.py | _CHUNK = 1 << 20 | 20 -> 21 | * | read size
+data.py | while len(payload) < nbytes: | < -> <= (boundary) | * | read 0
+data.py | if f.read(1): | 1 -> 2 | * | read 2
+data.py | if array.ndim == 0 or array.ndim > 255: | > -> >= (boundary) | * | 64 dims
+data.py | if array.ndim == 0 or array.ndim > 255: | 255 -> 256 | * | 64 dims
+data.py | gzip.compress(payload, mtime=0) | 0 -> 1 | * | mtime
+data.py | return np.sort(order[n_val:]), np.sort(order[:n_val]) | sort(x) -> x | 1 | val order
+"""
+EQUIVALENT = [
+    (module, piece, mutation, None if nth == "*" else int(nth), REASONS[reason])
+    for module, piece, mutation, nth, reason in (
+        [cell.strip() for cell in row.split(" | ")] for row in EQUIVALENT_TABLE.strip().splitlines()
+    )
+]
+
+MEMORY_LIMIT = 6 << 30  # bytes of address space per test run: a mutant that allocates wildly fails, not the machine
+
+# -- mutants ------------------------------------------------------------------------------------------
+
+BINOP = {
+    ast.Add: ast.Sub,
+    ast.Sub: ast.Add,
+    ast.Mult: ast.Div,
+    ast.Div: ast.Mult,
+    ast.FloorDiv: ast.Div,
+    ast.Mod: ast.FloorDiv,
+    ast.Pow: ast.Mult,
+    ast.LShift: ast.RShift,
+    ast.RShift: ast.LShift,
+}
+BOUNDARY = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt}
+NEGATION = {
+    ast.Lt: ast.GtE,
+    ast.LtE: ast.Gt,
+    ast.Gt: ast.LtE,
+    ast.GtE: ast.Lt,
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is,
+    ast.In: ast.NotIn,
+    ast.NotIn: ast.In,
+}
+SWAPPED_NAMES = {
+    "min": "max",
+    "max": "min",
+    "minimum": "maximum",
+    "maximum": "minimum",
+    "argmin": "argmax",
+    "argmax": "argmin",
+    "floor": "ceil",
+    "ceil": "floor",
+}
+# Calls whose removal (the call replaced by its only argument, or a method call by its object) is a
+# bug someone could write: a forgotten shuffle, sort, square root, exponential, or copy.
+IDENTITY_CALLS = {
+    "permutation",
+    "sort",
+    "sorted",
+    "reversed",
+    "sqrt",
+    "exp",
+    "expm1",
+    "log",
+    "abs",
+    "tanh",
+    "sign",
+    "floor",
+    "ceil",
+    "copy",
+    "ascontiguousarray",
+    "transpose",
+}
+
+# Calls of two arguments are mutated by swapping them, except these: commutative ones (a swap changes
+# nothing) and ones whose arguments differ in kind (a swap only raises a TypeError).
+NO_SWAP = {
+    "maximum",
+    "minimum",
+    "multiply",
+    "add",
+    "max",
+    "min",
+    "isinstance",
+    "issubclass",
+    "getattr",
+    "hasattr",
+    "setattr",
+    "setdefault",
+    "get",
+    "join",
+    "replace",
+    "map",
+    "zip",
+    "run",
+    "split",
+    "copy_location",
+}
+
+
+def symbol(op: type) -> str:
+    return {
+        ast.Add: "+",
+        ast.Sub: "-",
+        ast.Mult: "*",
+        ast.Div: "/",
+        ast.FloorDiv: "//",
+        ast.Mod: "%",
+        ast.Pow: "**",
+        ast.LShift: "<<",
+        ast.RShift: ">>",
+        ast.Lt: "<",
+        ast.LtE: "<=",
+        ast.Gt: ">",
+        ast.GtE: ">=",
+        ast.Eq: "==",
+        ast.NotEq: "!=",
+        ast.Is: "is",
+        ast.IsNot: "is not",
+        ast.In: "in",
+        ast.NotIn: "not in",
+        ast.And: "and",
+        ast.Or: "or",
+    }[op]
+
+
+def call_name(node: ast.Call) -> str | None:
+    func = node.func
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+
+
+@dataclass
+class Mutant:
+    module: str
+    index: int  # the index-th mutation site of the module, in Mutator's visiting order
+    line: int
+    end_line: int
+    description: str
+    source_line: str = ""
+    status: str = ""  # killed, timeout, survived, uncovered, equivalent
+    reason: str = ""  # why an equivalent mutant is one
+    tests_run: int = 0
+    seconds: float = 0.0
+
+
+class Mutator(ast.NodeTransformer):
+    """Visits a module in a fixed order, numbering every place it could mutate.
+
+    With ``target=None`` it only lists them (``found``); with ``target=i`` it applies the i-th.
+    """
+
+    def __init__(self, target: int | None = None) -> None:
+        self.target = target
+        self.count = 0
+        self.found: list[tuple[int, int, str, bool]] = []
+        self.applied: str | None = None
+        self.hint = 0  # > 0 inside the size= hint of a pool.run call
+
+    def site(self, node: ast.AST, description: str) -> bool:
+        """Number one possible mutation at ``node``; True if it is the one to apply now."""
+        index = self.count
+        self.count += 1
+        if self.target is None:
+            end = getattr(node, "end_lineno", node.lineno) or node.lineno
+            self.found.append((node.lineno, end, description, self.hint > 0))
+            return False
+        if index == self.target:
+            self.applied = description
+            return True
+        return False
+
+    # -- what is never mutated ------------------------------------------------------------------
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        if node.name == "__repr__":
+            return node
+        node.body = self.visit_body(node.body)  # not the arguments: annotations, and defaults callers override
+        return node
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        node.body = self.visit_body(node.body)
+        return node
+
+    def visit_Module(self, node: ast.Module) -> ast.AST:
+        node.body = self.visit_body(node.body)
+        return node
+
+    def visit_body(self, body: list[ast.stmt]) -> list[ast.stmt]:
+        out = []
+        for i, stmt in enumerate(body):
+            if i == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+                out.append(stmt)  # a docstring
+                continue
+            if isinstance(stmt, ast.Assign | ast.AugAssign | ast.AnnAssign) and _targets_name(stmt, "__all__"):
+                out.append(stmt)
+                continue
+            replaced = self.visit_statement(stmt)
+            out.append(replaced)
+        return out
+
+    def visit_statement(self, stmt: ast.stmt) -> ast.stmt:
+        if self.deletable(stmt) and self.site(stmt, f"delete statement: {ast.unparse(stmt)[:60]}"):
+            return ast.copy_location(ast.Pass(), stmt)
+        return self.visit(stmt)
+
+    @staticmethod
+    def deletable(stmt: ast.stmt) -> bool:
+        """In-place work whose loss is a real bug (not a definition, whose loss is a NameError)."""
+        if isinstance(stmt, ast.Expr):
+            return isinstance(stmt.value, ast.Call)
+        if isinstance(stmt, ast.AugAssign):
+            return True
+        if isinstance(stmt, ast.Assign):
+            return all(isinstance(t, ast.Subscript | ast.Attribute) for t in stmt.targets)
+        return isinstance(stmt, ast.Break | ast.Continue)
+
+    def visit_Assert(self, node: ast.Assert) -> ast.AST:
+        return node
+
+    def visit_Raise(self, node: ast.Raise) -> ast.AST:
+        return node
+
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> ast.AST:
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
+        if node.value is not None:
+            node.value = self.visit(node.value)
+        return node
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        # statement lists inside if/for/while/with/try get the statement-level mutations too
+        for field in ("body", "orelse", "finalbody"):
+            value = getattr(node, field, None)
+            if isinstance(value, list) and value and isinstance(value[0], ast.stmt):
+                setattr(node, field, [self.visit_statement(s) for s in value])
+        for field, value in ast.iter_fields(node):
+            if field in ("body", "orelse", "finalbody") and isinstance(value, list) and value:
+                if isinstance(value[0], ast.stmt):
+                    continue
+            if isinstance(value, list):
+                setattr(node, field, [self.visit(v) if isinstance(v, ast.AST) else v for v in value])
+            elif isinstance(value, ast.AST):
+                setattr(node, field, self.visit(value))
+        return node
+
+    # -- the mutations --------------------------------------------------------------------------
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        new = BINOP.get(type(node.op))
+        if new and self.site(node, f"{symbol(type(node.op))} -> {symbol(new)}"):
+            node.op = new()
+            return node
+        return self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
+        new = BINOP.get(type(node.op))
+        if new and self.site(node, f"{symbol(type(node.op))}= -> {symbol(new)}="):
+            node.op = new()
+            return node
+        node.value = self.visit(node.value)
+        if isinstance(node.target, ast.Subscript):
+            node.target.slice = self.visit(node.target.slice)
+        return node
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        for i, op in enumerate(node.ops):
+            for table, kind in ((BOUNDARY, "boundary"), (NEGATION, "negation")):
+                new = table.get(type(op))
+                if new and self.site(node, f"{symbol(type(op))} -> {symbol(new)} ({kind})"):
+                    node.ops[i] = new()
+                    return node
+        return self.generic_visit(node)
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
+        new = ast.Or if isinstance(node.op, ast.And) else ast.And
+        if self.site(node, f"{symbol(type(node.op))} -> {symbol(new)}"):
+            node.op = new()
+            return node
+        return self.generic_visit(node)
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
+        if isinstance(node.op, ast.Not) and self.site(node, "drop not"):
+            return node.operand
+        if isinstance(node.op, ast.USub) and self.site(node, "drop unary minus"):
+            return node.operand
+        return self.generic_visit(node)
+
+    def visit_If(self, node: ast.If) -> ast.AST:
+        if not isinstance(node.test, ast.Compare | ast.UnaryOp | ast.BoolOp) and self.site(
+            node.test, "negate if condition"
+        ):
+            node.test = ast.UnaryOp(ast.Not(), node.test)
+            return node
+        return self.generic_visit(node)
+
+    def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
+        if not isinstance(node.test, ast.Compare | ast.UnaryOp | ast.BoolOp) and self.site(
+            node.test, "negate conditional expression"
+        ):
+            node.test = ast.UnaryOp(ast.Not(), node.test)
+            return node
+        return self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        value = node.value
+        if isinstance(value, bool):
+            if self.site(node, f"{value} -> {not value}"):
+                return ast.copy_location(ast.Constant(not value), node)
+        elif isinstance(value, int | float) and not isinstance(value, complex):
+            if self.site(node, f"{value!r} -> {value + 1!r}"):
+                return ast.copy_location(ast.Constant(value + 1), node)
+        return node
+
+    def visit_Slice(self, node: ast.Slice) -> ast.AST:
+        for bound in ("lower", "upper"):
+            value = getattr(node, bound)
+            if value is not None and self.site(value, f"slice {bound} bound + 1"):
+                setattr(node, bound, ast.BinOp(value, ast.Add(), ast.Constant(1)))
+                return node
+        return self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        name = call_name(node)
+        if name in SWAPPED_NAMES and self.site(node, f"{name} -> {SWAPPED_NAMES[name]}"):
+            if isinstance(node.func, ast.Name):
+                node.func = ast.Name(SWAPPED_NAMES[name], ast.Load())
+            else:
+                node.func = ast.Attribute(node.func.value, SWAPPED_NAMES[name], ast.Load())  # type: ignore[union-attr]
+            return node
+        if name in IDENTITY_CALLS:
+            if len(node.args) == 1 and not isinstance(node.args[0], ast.Starred):
+                if self.site(node, f"{name}(x) -> x"):
+                    return node.args[0]
+            elif not node.args and isinstance(node.func, ast.Attribute) and name in ("copy", "sort", "transpose"):
+                if self.site(node, f"x.{name}() -> x"):
+                    return node.func.value
+        if len(node.args) == 2 and name not in NO_SWAP and not any(isinstance(a, ast.Starred) for a in node.args):
+            if ast.dump(node.args[0]) != ast.dump(node.args[1]) and self.site(node, f"swap the arguments of {name}"):
+                node.args = [node.args[1], node.args[0]]
+                return node
+        # as generic_visit would, but noting the size= hint of pool.run (how much work a call is, which
+        # only decides whether it is split over the threads: the answers are the same either way)
+        node.func = self.visit(node.func)
+        node.args = [self.visit(a) for a in node.args]
+        for keyword in node.keywords:
+            hint = name == "run" and keyword.arg == "size"
+            self.hint += hint
+            keyword.value = self.visit(keyword.value)
+            self.hint -= hint
+        return node
+
+
+def _targets_name(stmt: ast.stmt, name: str) -> bool:
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]  # type: ignore[attr-defined]
+    return any(isinstance(t, ast.Name) and t.id == name for t in targets)
+
+
+def list_mutants(module: str, source: str) -> list[Mutant]:
+    lister = Mutator()
+    lister.visit(ast.parse(source))
+    lines = source.splitlines()
+    mutants, seen = [], {}
+    for i, (line, end, description, hint) in enumerate(lister.found):
+        mutant = Mutant(module, i, line, end, description, lines[line - 1].strip())
+        nth = seen[line, description] = seen.get((line, description), -1) + 1
+        reason = SIZE_HINT if hint else equivalence(mutant, nth)
+        if reason:
+            mutant.status, mutant.reason = "equivalent", reason
+        mutants.append(mutant)
+    return mutants
+
+
+def equivalence(mutant: Mutant, nth: int) -> str | None:
+    """Why ``mutant`` (the nth of its line and description) is equivalent, if ``EQUIVALENT`` says so."""
+    for module, piece, description, which, reason in EQUIVALENT:
+        if module == mutant.module and description in ("*", mutant.description) and piece in mutant.source_line:
+            if which is None or which == nth:
+                return reason
+    return None
+
+
+def mutated_source(source: str, index: int) -> str:
+    mutator = Mutator(index)
+    tree = mutator.visit(ast.parse(source))
+    assert mutator.applied is not None, f"mutation {index} not found"
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
+# -- which test runs which line ---------------------------------------------------------------------
+
+TRACE_PLUGIN = """
+import json, os, sys, threading
+ROOT = os.environ["SWEEP_PACKAGE"]
+hits, outcomes = {}, {}
+current = ["<import>"]
+
+def local(frame, event, arg):
+    if event == "line":
+        hits.setdefault(current[0], set()).add((frame.f_code.co_filename[len(ROOT) + 1:], frame.f_lineno))
+    return local
+
+def tracer(frame, event, arg):
+    if frame.f_code.co_filename.startswith(ROOT):
+        hits.setdefault(current[0], set()).add((frame.f_code.co_filename[len(ROOT) + 1:], frame.f_lineno))
+        return local
+    return None
+
+sys.settrace(tracer)
+threading.settrace(tracer)
+
+def pytest_runtest_setup(item):
+    current[0] = item.nodeid
+
+def pytest_runtest_logreport(report):
+    seconds, passed = outcomes.get(report.nodeid, (0.0, True))
+    outcomes[report.nodeid] = (seconds + report.duration, passed and not report.failed)
+
+def pytest_sessionfinish(session):
+    sys.settrace(None)
+    out = {"hits": {k: sorted(v) for k, v in hits.items()}, "outcomes": outcomes}
+    with open(os.environ["SWEEP_TRACE_OUT"], "w") as f:
+        json.dump(out, f)
+"""
+
+
+def pytest_command(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *args]
+
+
+def environment(work: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=f"{work / 'src'}{os.pathsep}{work}",
+        PYTHONDONTWRITEBYTECODE="1",  # a mutant written within the same second must never meet a stale .pyc
+        PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",  # 1 s less per run; the tests need no plugin
+        NNSCRATCH_THREADS=env.get("NNSCRATCH_THREADS", "2"),
+        **extra,
+    )
+    return env
+
+
+def limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def trace_tests(work: Path, tests: list[str]) -> tuple[dict[str, set[tuple[str, int]]], dict[str, tuple[float, bool]]]:
+    (work / "sweep_trace_plugin.py").write_text(TRACE_PLUGIN)
+    out = work / "trace.json"
+    env = environment(work, SWEEP_PACKAGE=str(work / "src" / "nnscratch"), SWEEP_TRACE_OUT=str(out))
+    subprocess.run(
+        pytest_command(["-p", "sweep_trace_plugin", *tests]), cwd=work, env=env, capture_output=True, text=True
+    )
+    data = json.loads(out.read_text())
+    hits = {test: {(f, line) for f, line in lines} for test, lines in data["hits"].items()}
+    outcomes = {test: (seconds, passed) for test, (seconds, passed) in data["outcomes"].items()}
+    return hits, outcomes
+
+
+def tests_for(
+    mutant: Mutant, hits: dict[str, set[tuple[str, int]]], outcomes: dict[str, tuple[float, bool]]
+) -> list[str]:
+    """The passing tests that execute the mutated lines, fastest first (all the module's tests for a line
+    that runs only at import time, such as a constant's definition)."""
+    lines = {(mutant.module, n) for n in range(mutant.line, mutant.end_line + 1)}
+    chosen = {test for test, seen in hits.items() if test != "<import>" and seen & lines}
+    if not chosen and hits.get("<import>", set()) & lines:
+        chosen = {
+            test for test, seen in hits.items() if test != "<import>" and any(f == mutant.module for f, _ in seen)
+        }
+    good = [t for t in chosen if outcomes.get(t, (0.0, False))[1]]
+    return sorted(good, key=lambda t: (outcomes[t][0], t))
+
+
+def run_mutant(work: Path, mutant: Mutant, source: str, tests: list[str], budget: float) -> str:
+    target = work / "src" / "nnscratch" / mutant.module
+    target.write_text(mutated_source(source, mutant.index))
+    try:
+        done = subprocess.run(
+            pytest_command(["-x", *tests]),
+            cwd=work,
+            env=environment(work),
+            capture_output=True,
+            timeout=budget,
+            preexec_fn=limit_memory,
+        )
+    except subprocess.TimeoutExpired:
+        return "timeout"
+    finally:
+        target.write_text(source)
+    if done.returncode == 0:
+        return "survived"
+    if done.returncode == 5:
+        raise RuntimeError(f"no tests collected for {mutant}: {done.stdout[-2000:]!r}")
+    return "killed"
+
+
+def summarise(mutants: list[Mutant]) -> str:
+    rows, lines = {}, []
+    for m in mutants:
+        row = rows.setdefault(m.module, dict.fromkeys(("mutants", "killed", "timeout", "survived", "equivalent"), 0))
+        row["mutants"] += 1
+        row["survived" if m.status == "uncovered" else m.status] += 1
+    lines.append(
+        f"{'module':24} {'mutants':>8} {'killed':>7} {'timeout':>8} {'survived':>9} {'equiv.':>7} {'score':>7}"
+    )
+    total = dict.fromkeys(("mutants", "killed", "timeout", "survived", "equivalent"), 0)
+    for module, row in rows.items():
+        for key in total:
+            total[key] += row[key]
+        lines.append(_row(module, row))
+    lines.append(_row("all", total))
+    survivors = [m for m in mutants if m.status in ("survived", "uncovered")]
+    if survivors:
+        lines.append("\nsurvivors:")
+        for m in survivors:
+            note = " (no test runs this line)" if m.status == "uncovered" else ""
+            lines.append(f"  {m.module}:{m.line}  {m.description}{note}  | {m.source_line[:90]}")
+    reasons: dict[str, list[Mutant]] = {}
+    for m in mutants:
+        if m.status == "equivalent":
+            reasons.setdefault(m.reason, []).append(m)
+    if reasons:
+        lines.append("\nequivalent (left out of the score):")
+        for reason, group in reasons.items():
+            places = ", ".join(sorted({f"{m.module}:{m.line}" for m in group}))
+            lines.append(f"  {len(group):3d}  {reason}\n         {places}")
+    return "\n".join(lines)
+
+
+def _row(name: str, row: dict[str, int]) -> str:
+    effective = row["mutants"] - row["equivalent"]
+    score = (row["killed"] + row["timeout"]) / effective if effective else 1.0
+    return (
+        f"{name:24} {row['mutants']:8d} {row['killed']:7d} {row['timeout']:8d} {row['survived']:9d} "
+        f"{row['equivalent']:7d} {100 * score:6.1f}%"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "modules", nargs="*", help=f"modules under src/nnscratch (default: {len(MODULES)} engine modules)"
+    )
+    parser.add_argument("--list", action="store_true", help="only list the mutants")
+    parser.add_argument("--json", type=Path, help="also write every mutant and its outcome to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary copy (its path is printed)")
+    parser.add_argument(
+        "--again",
+        type=Path,
+        metavar="JSON",
+        help="run only the mutants that survived in this earlier --json report (after adding tests); "
+        "the others keep their status from it",
+    )
+    args = parser.parse_args(argv)
+    modules = args.modules or MODULES
+    sources = {m: (PACKAGE / m).read_text() for m in modules}
+    mutants = [mutant for m in modules for mutant in list_mutants(m, sources[m])]
+    earlier: dict[tuple[str, str, str, int], str] = {}
+    if args.again:
+        for old in json.loads(args.again.read_text()):
+            key = (old["module"], old["source_line"], old["description"], old["index"])
+            earlier[key] = old["status"]
+    if args.list:
+        for m in mutants:
+            print(f"{m.module}:{m.line}  {m.description}  | {m.source_line[:90]}")
+        print(f"{len(mutants)} mutants")
+        return 0
+
+    work = Path(tempfile.mkdtemp(prefix="nnscratch-mutants-"))
+    try:
+        shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
+        # the sources the mutants are made from are the copy's, so the sweep is of one snapshot
+        sources = {m: (work / "src" / "nnscratch" / m).read_text() for m in modules}
+        tests = [t for t in TEST_FILES if (work / t).is_file()]
+        started = time.perf_counter()
+        print(f"tracing {len(tests)} test files ...", flush=True)
+        hits, outcomes = trace_tests(work, tests)
+        failing = sorted(t for t, (_, passed) in outcomes.items() if not passed)
+        print(f"{len(outcomes)} tests, {len(failing)} failing before any mutation (left out): {failing}", flush=True)
+        for i, mutant in enumerate(mutants, 1):
+            if mutant.status == "equivalent":
+                continue
+            before = earlier.get((mutant.module, mutant.source_line, mutant.description, mutant.index))
+            if before in ("killed", "timeout"):
+                mutant.status = before
+                continue
+            chosen = tests_for(mutant, hits, outcomes)
+            if not chosen:
+                mutant.status = "uncovered"
+            else:
+                budget = 20.0 + 3.0 * sum(outcomes[t][0] for t in chosen)
+                start = time.perf_counter()
+                mutant.status = run_mutant(work, mutant, sources[mutant.module], chosen, budget)
+                mutant.seconds, mutant.tests_run = time.perf_counter() - start, len(chosen)
+            if mutant.status in ("survived", "uncovered"):
+                print(
+                    f"[{i}/{len(mutants)}] {mutant.status}: {mutant.module}:{mutant.line} {mutant.description}",
+                    flush=True,
+                )
+        print(f"\n{len(mutants)} mutants in {time.perf_counter() - started:.0f} s\n")
+        print(summarise(mutants))
+        if args.json:
+            args.json.write_text(json.dumps([asdict(m) for m in mutants], indent=1))
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""What the training loop does batch by batch: which rows it trains on, in what order, at what rate,
+and what a resumed run keeps of early stopping.
+
+A spy on the network records every batch the loop trains on; a recording optimiser records every rate
+the schedule gave it.  Rows are told apart by their values (random floats: no two rows are equal).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+
+from nnscratch.errors import DivergenceError, ModelFileError, SpecError
+from nnscratch.io import load_npz, save_npz
+from nnscratch.network import Network
+from nnscratch.optimizers import SGD
+from nnscratch.schedules import Schedule
+from nnscratch.training import Callback, History, TrainConfig, Trainer, TrainState, image_side, resume, train
+
+
+def fresh(spec="12-16:relu-4:softmax", seed=0):
+    return Network.from_spec(spec, seed=seed, dtype="float64")
+
+
+class RecordingSGD(SGD):
+    """Plain SGD that keeps every learning rate it was asked to step with."""
+
+    def __init__(self):
+        self.rates = []
+
+    def step(self, params, grad, lr):
+        self.rates.append(lr)
+        super().step(params, grad, lr)
+
+
+def trained_rows(trainer, X):
+    """Run ``trainer``; return the row indices of X in every batch, one list of arrays per epoch."""
+    index = {row.tobytes(): i for i, row in enumerate(X)}
+    net, epochs = trainer.net, []
+    real = net.loss_and_flat_grad
+
+    def spy(xb, yb, grad, **kwargs):
+        epochs[-1].append(np.array([index[row.tobytes()] for row in xb]))
+        np.testing.assert_array_equal(yb, trainer.y[epochs[-1][-1]])  # each row keeps its own label
+        return real(xb, yb, grad, **kwargs)
+
+    class NewEpoch(Callback):
+        def on_train_begin(self, n_epochs, n_batches):
+            epochs.append([])
+
+        def on_epoch_end(self, net, record):
+            epochs.append([])
+
+    net.loss_and_flat_grad = spy
+    trainer.run(NewEpoch())
+    return epochs[:-1]
+
+
+def val_rows(trainer, X):
+    index = {row.tobytes(): i for i, row in enumerate(X)}
+    return np.array([index[row.tobytes()] for row in trainer.X_val])
+
+
+def test_the_schedule_sees_the_fraction_of_the_epoch_each_batch_reached(tiny_data):
+    X, y = tiny_data
+    # 320 training rows in batches of 80: four steps per epoch, at epochs 0, 0.25, 0.5, 0.75, 1, 1.25, ...
+    config = TrainConfig(
+        epochs=3, batch_size=80, optimizer="sgd", learning_rate=0.5, schedule="cosine", validation_size=80
+    )
+    optimizer = RecordingSGD()
+    history = Trainer(fresh(), X, y, config, state=TrainState(optimizer=optimizer)).run(Callback())
+    cosine = Schedule("cosine", epochs=3)
+    expected = [cosine.rate(0.5, epoch + batch / 4) for epoch in range(3) for batch in range(4)]
+    assert optimizer.rates == pytest.approx(expected, rel=1e-12)
+    assert len(set(optimizer.rates)) == 12  # the rate changes within an epoch, not only between epochs
+    assert history["learning_rate"] == pytest.approx(expected[3::4], rel=1e-12)  # each epoch's last rate
+
+
+def test_a_step_schedule_changes_the_rate_in_the_middle_of_an_epoch(tiny_data):
+    X, y = tiny_data
+    config = TrainConfig(
+        epochs=2, batch_size=80, optimizer="sgd", learning_rate=0.4, schedule="step", step_every=0.5, validation_size=80
+    )
+    optimizer = RecordingSGD()
+    Trainer(fresh(), X, y, config, state=TrainState(optimizer=optimizer)).run(Callback())
+    # every half epoch the rate is multiplied by the default gamma 0.1
+    assert optimizer.rates == pytest.approx([0.4, 0.4, 0.04, 0.04, 0.004, 0.004, 0.0004, 0.0004], rel=1e-12)
+
+
+@pytest.mark.parametrize("batch_size", [32, 7, None], ids=["32", "7-with-a-short-last-batch", "full"])
+def test_every_training_row_is_trained_on_once_per_epoch_and_no_validation_row_ever(tiny_data, batch_size):
+    X, y = tiny_data
+    config = TrainConfig(epochs=3, batch_size=batch_size, learning_rate=1e-2, validation_size=60, seed=3)
+    trainer = Trainer(fresh(), X, y, config)
+    epochs = trained_rows(trainer, X)
+    held_out = val_rows(trainer, X)
+    assert held_out.size == 60 and np.unique(held_out).size == 60
+    assert len(epochs) == 3
+    for batches in epochs:
+        rows = np.concatenate(batches)
+        assert rows.size == 340  # no row twice, none left out
+        assert set(rows) == set(range(400)) - set(held_out)  # disjoint from validation, together all 400
+        assert [b.size for b in batches[:-1]] == [batches[0].size] * (len(batches) - 1)
+    if batch_size == 7:
+        assert [b.size for b in epochs[0]] == [7] * 48 + [4]  # 340 = 48·7 + 4
+
+
+def test_the_validation_split_is_random_and_seeded(tiny_data):
+    X, y = tiny_data
+    config = TrainConfig(epochs=1, validation_size=50, seed=1)
+    first = val_rows(Trainer(fresh(), X, y, config), X)
+    again = val_rows(Trainer(fresh(), X, y, config), X)
+    other = val_rows(Trainer(fresh(), X, y, TrainConfig(epochs=1, validation_size=50, seed=2)), X)
+    np.testing.assert_array_equal(first, again)
+    assert set(first) != set(other)
+    assert set(first) != set(range(50)) and set(first) != set(range(350, 400))  # not just the first or last rows
+
+
+def test_the_default_validation_size_is_a_tenth_up_to_5000(tiny_data):
+    X, y = tiny_data
+    assert Trainer(fresh(), X, y, TrainConfig(epochs=1)).X_val.shape == (40, 12)
+    assert TrainConfig().validation_count(60_000) == 5000 and TrainConfig().validation_count(49_999) == 4999
+    assert TrainConfig(validation_size=0).validation_count(400) == 0
+
+
+def test_an_explicit_validation_set_leaves_every_row_for_training(tiny_data):
+    X, y = tiny_data
+    trainer = Trainer(fresh(), X[:300], y[:300], TrainConfig(epochs=2, batch_size=64), validation=(X[300:], y[300:]))
+    for batches in trained_rows(trainer, X):
+        assert sorted(np.concatenate(batches)) == list(range(300))
+    np.testing.assert_array_equal(trainer.X_val, X[300:])
+
+
+def test_each_epoch_takes_the_batches_in_a_fresh_random_order(tiny_data):
+    X, y = tiny_data
+    config = TrainConfig(epochs=3, batch_size=32, learning_rate=1e-2, validation_size=80)
+    orders = [np.concatenate(batches) for batches in trained_rows(Trainer(fresh(), X, y, config), X)]
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
+    assert not np.array_equal(orders[0], np.sort(orders[0]))  # shuffled, not in the data's order
+    assert [sorted(order) for order in orders[1:]] == [sorted(orders[0])] * 2  # the same rows each time
+
+
+def test_shuffle_false_takes_the_batches_in_the_data_order_every_epoch(tiny_data):
+    X, y = tiny_data
+    config = TrainConfig(epochs=2, batch_size=32, learning_rate=1e-2, validation_size=80, shuffle=False)
+    orders = [np.concatenate(batches) for batches in trained_rows(Trainer(fresh(), X, y, config), X)]
+    np.testing.assert_array_equal(orders[0], np.sort(orders[0]))
+    np.testing.assert_array_equal(orders[1], orders[0])
+
+
+def test_the_record_of_an_epoch_is_its_mean_training_loss_and_accuracy(tiny_data):
+    X, y = tiny_data
+    losses, sizes = [], []
+    net = fresh()
+    real = net.loss_and_flat_grad
+
+    def spy(xb, yb, grad, **kwargs):
+        loss, Z = real(xb, yb, grad, **kwargs)
+        losses.append(loss)
+        sizes.append((yb.size, int(np.count_nonzero(Z.argmax(axis=1) == yb))))
+        return loss, Z
+
+    net.loss_and_flat_grad = spy
+    history = train(net, X, y, TrainConfig(epochs=1, batch_size=48, learning_rate=1e-2, validation_size=40))
+    counts = np.array(sizes)
+    assert counts[:, 0].tolist() == [48] * 7 + [24]  # 360 rows: the short last batch weighs less
+    assert history["train_loss"][0] == pytest.approx(np.dot(losses, counts[:, 0]) / 360, rel=1e-12)
+    assert history["train_accuracy"][0] == pytest.approx(counts[:, 1].sum() / 360)
+
+
+class InterruptAt(Callback):
+    """Raises KeyboardInterrupt when the given epoch (from 0) begins its first batch, as Ctrl-C would."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_batch_end(self, epoch, batch, loss):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_the_best_epoch_still_restores_the_best_weights_and_statistics(tiny_data, tmp_path):
+    X, y = tiny_data
+    # A validation set with wrong labels: the better the network learns, the worse its validation loss,
+    # so the best epoch is the first and early stopping must restore it, batch norm's statistics included.
+    validation = (X[:100], (y[:100] + 1) % 4)
+    config = TrainConfig(epochs=10, batch_size=32, learning_rate=1e-2, early_stopping=3, seed=2)
+    snapshots = {}
+
+    class Keep(Callback):
+        def on_epoch_end(self, net, record):
+            snapshots[record.epoch] = (net.params.copy(), net.state.copy())
+
+    reference = fresh("12-16-bn-relu-4:softmax")
+    reference_history = train(reference, X, y, config, validation=validation, callback=Keep())
+    assert reference_history.best_epoch == 1 and reference_history.stopped_early and len(reference_history) == 4
+    np.testing.assert_array_equal(reference.params, snapshots[1][0])  # the first epoch's weights, restored
+    np.testing.assert_array_equal(reference.state, snapshots[1][1])  # and its running statistics
+    assert not np.array_equal(snapshots[1][1], snapshots[4][1])
+
+    net = fresh("12-16-bn-relu-4:softmax")
+    with pytest.raises(KeyboardInterrupt):  # stopped in the third epoch: the best weights are two epochs old
+        train(net, X, y, config, validation=validation, checkpoint_dir=tmp_path, callback=InterruptAt(2))
+    resumed, history = resume(tmp_path, X, y, validation=validation)
+    assert history.best_epoch == 1 and history.stopped_early and len(history) == 4
+    np.testing.assert_array_equal(resumed.params, reference.params)
+    np.testing.assert_array_equal(resumed.state, reference.state)
+    assert history.to_dict() == reference_history.to_dict() | {"epochs": history.to_dict()["epochs"]}
+    assert [r.val_loss for r in history.epochs] == [r.val_loss for r in reference_history.epochs]
+
+
+def test_resume_of_a_finished_run_changes_nothing(tiny_data, tmp_path):
+    X, y = tiny_data
+    config = TrainConfig(epochs=2, batch_size=64, learning_rate=1e-2, early_stopping=5)
+    net = fresh()
+    history = train(net, X, y, config, checkpoint_dir=tmp_path)
+    resumed, again = resume(tmp_path, X, y)
+    np.testing.assert_array_equal(resumed.params, net.params)
+    assert len(again) == 2 and again.to_dict()["epochs"] == history.to_dict()["epochs"]
+
+
+def test_without_validation_every_row_is_trained_on(tiny_data):
+    X, y = tiny_data
+    trainer = Trainer(fresh(), X, y, TrainConfig(epochs=1, batch_size=50, validation_size=0))
+    [batches] = trained_rows(trainer, X)
+    assert sorted(np.concatenate(batches)) == list(range(400)) and trainer.X_val is None
+
+
+def test_callbacks_hear_the_epochs_and_batches_in_order(tiny_data):
+    X, y = tiny_data
+    heard = []
+
+    class Listen(Callback):
+        def on_train_begin(self, n_epochs, n_batches):
+            heard.append(("begin", n_epochs, n_batches))
+
+        def on_batch_end(self, epoch, batch, loss):
+            heard.append(("batch", epoch, batch))
+
+        def on_epoch_end(self, net, record):
+            heard.append(("epoch", record.epoch))
+
+    # 340 training rows in batches of 100: three full batches and one of 40
+    train(fresh(), X, y, TrainConfig(epochs=2, batch_size=100, validation_size=60), callback=Listen())
+    batches = [[("batch", e, b) for b in range(4)] + [("epoch", e + 1)] for e in range(2)]
+    assert heard == [("begin", 2, 4), *batches[0], *batches[1]]
+
+
+def test_epoch_seconds_are_durations_within_the_run(tiny_data):
+    X, y = tiny_data
+    start = time.perf_counter()
+    history = train(fresh(), X, y, TrainConfig(epochs=3, batch_size=64))
+    elapsed = time.perf_counter() - start
+    assert all(r.seconds > 0 for r in history.epochs) and history.seconds <= elapsed
+
+
+def test_an_epoch_that_only_equals_the_best_is_no_improvement(tiny_data):
+    X, y = tiny_data
+    # a rate so small that float32 weights do not move: every epoch's validation loss is the same
+    config = TrainConfig(epochs=6, batch_size=64, optimizer="sgd", learning_rate=1e-30, early_stopping=2)
+    history = train(Network.from_spec("12-8:tanh-4", seed=0), X, y, config)
+    assert len(set(history["val_loss"])) == 1
+    assert history.best_epoch == 1 and history.stopped_early and len(history) == 3
+
+
+def test_weights_that_turn_non_finite_on_an_epochs_last_step_stop_training(tiny_data):
+    X, y = tiny_data
+    net = fresh()
+
+    class PoisonLastStep(Callback):
+        def on_batch_end(self, epoch, batch, loss):
+            if batch == 3:  # the epoch's last step: its loss was still finite
+                net.params[5] = np.inf
+
+    with pytest.raises(DivergenceError, match="diverged in epoch 1: the weights are no longer finite") as info:
+        train(net, X, y, TrainConfig(epochs=3, batch_size=80, validation_size=80), callback=PoisonLastStep())
+    assert info.value.epoch == 1
+
+
+# -- the config --------------------------------------------------------------------------------------
+
+
+def test_the_default_config_is_the_documented_recipe():
+    assert asdict(TrainConfig()) == {
+        "epochs": 10,
+        "batch_size": 128,
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "momentum": 0.9,
+        "schedule": "constant",
+        "step_every": 10.0,
+        "step_gamma": 0.1,
+        "l2": 0.0,
+        "l1": 0.0,
+        "weight_decay": 0.0,
+        "dropout": 0.0,
+        "augment": "none",
+        "augment_strength": 1.0,
+        "validation_size": None,
+        "early_stopping": None,
+        "seed": 0,
+        "shuffle": True,
+    }
+
+
+def test_the_smallest_valid_settings_are_accepted():
+    config = TrainConfig(epochs=1, batch_size=1, early_stopping=1, validation_size=1, learning_rate=1e-12)
+    assert (config.epochs, config.batch_size, config.early_stopping) == (1, 1, 1)
+    assert TrainConfig(optimizer="adamw", weight_decay=0.01).weight_decay == 0.01
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"learning_rate": 0.0}, "learning rate must be a positive number"),
+        ({"learning_rate": -1.0}, "learning rate must be a positive number"),
+        ({"learning_rate": float("inf")}, "learning rate must be a positive number"),
+        ({"l2": -0.1}, "l2 must be a number >= 0"),
+        ({"l1": -0.1}, "l1 must be a number >= 0"),
+        ({"l1": float("nan")}, "l1 must be a number >= 0"),
+        ({"optimizer": "adamw", "weight_decay": float("inf")}, "weight_decay must be a number >= 0"),
+        ({"weight_decay": 0.01}, "weight decay is AdamW's decoupled decay"),
+        ({"augment": "swirl"}, "swirl"),
+        ({"schedule": "step", "step_every": 0.0}, "every > 0"),
+        ({"batch_size": 2.5}, "batch size must be a positive integer"),
+        ({"early_stopping": 0}, "early-stopping patience must be >= 1"),
+        ({"validation_size": -1}, "validation size must be >= 0"),
+        ({"shuffle": 1}, "shuffle must be True or False"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_setting(settings, message):
+    with pytest.raises(SpecError, match=message):
+        TrainConfig(**settings)
+
+
+def test_history_from_an_older_dict_has_no_best_epoch_and_did_not_stop_early():
+    history = History.from_dict({"epochs": []})
+    assert history.best_epoch is None and history.stopped_early is False and len(history) == 0
+
+
+# -- checkpoints -------------------------------------------------------------------------------------
+
+
+def test_a_checkpoint_directory_is_created_with_its_parents_and_remembers_its_epoch(tiny_data, tmp_path):
+    X, y = tiny_data
+    directory = tmp_path / "runs" / "first"
+    trainer = Trainer(fresh(), X, y, TrainConfig(epochs=2, batch_size=64), checkpoint_dir=directory)
+    trainer.run(Callback())
+    assert trainer.saved_epoch == 2
+    header, _ = load_npz(directory / "checkpoint.npz")
+    assert header["format"] == "nnscratch-checkpoint" and header["version"] == 2 and header["epoch"] == 2
+    assert Trainer.from_checkpoint(directory, X, y).saved_epoch == 2
+
+
+def test_a_version_1_checkpoint_still_resumes_and_another_format_is_refused(tiny_data, tmp_path):
+    X, y = tiny_data
+    net = fresh()
+    train(net, X, y, TrainConfig(epochs=2, batch_size=64), checkpoint_dir=tmp_path)
+    header, arrays = load_npz(tmp_path / "checkpoint.npz")
+    arrays.pop("state")  # version 1 had no state buffer (an MLP has no state anyway)
+    save_npz(tmp_path / "checkpoint.npz", arrays, {**header, "version": 1})
+    np.testing.assert_array_equal(Trainer.from_checkpoint(tmp_path, X, y).net.params, net.params)
+    for changed in ({"version": 3}, {"format": "nnscratch-model"}):
+        save_npz(tmp_path / "checkpoint.npz", arrays, {**header, **changed})
+        with pytest.raises(ModelFileError, match="not an nnscratch checkpoint this version can read"):
+            Trainer.from_checkpoint(tmp_path, X, y)
+
+
+def test_augmentation_reads_the_image_sides_of_the_input():
+    assert image_side(Network.from_spec("1x4x6-flatten-3")) == (4, 6)
+    assert image_side(Network.from_spec("784-3")) == (28, 28)
+    for spec in ("3x4x4-flatten-3", "20-3", "2x4x4-flatten-3"):
+        with pytest.raises(SpecError, match="augmentation transforms single-channel images"):
+            image_side(Network.from_spec(spec))
