@@ -12,6 +12,7 @@ from nnscratch.augment import (
     augment,
     gaussian_matrix,
     sample_bilinear,
+    shift_whole_pixels,
     smooth_fields,
     source_positions,
 )
@@ -69,6 +70,29 @@ def test_a_shift_moves_the_digit_by_exactly_the_drawn_whole_pixels(digits):
         expected = np.roll(digits[i], (ty[i], tx[i]), axis=(0, 1))  # the blobs are far from the edges
         np.testing.assert_array_equal(out[i], expected)
     assert (ty != 0).any() or (tx != 0).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_shift_at_the_edge_drops_what_leaves_the_frame_and_reads_zeros_where_it_came_from(dtype):
+    full = np.random.default_rng(0).uniform(0.1, 1.0, (50, 6, 5)).astype(dtype)  # ink everywhere, edges too
+    rng = np.random.default_rng(4)
+    out = shift_whole_pixels(full, 2, rng)
+    replay = np.random.default_rng(4)
+    ty, tx = replay.integers(-2, 3, 50), replay.integers(-2, 3, 50)
+    assert out.dtype == dtype and {int(t) for t in ty} == {-2, -1, 0, 1, 2}
+    for i in range(50):
+        expected = np.zeros_like(full[i])
+        H, W = full[i].shape
+        expected[max(ty[i], 0) : H + min(ty[i], 0), max(tx[i], 0) : W + min(tx[i], 0)] = full[i][
+            max(-ty[i], 0) : H + min(-ty[i], 0), max(-tx[i], 0) : W + min(-tx[i], 0)
+        ]
+        np.testing.assert_array_equal(out[i], expected)  # exact: no interpolation, zeros outside
+
+
+def test_a_shift_of_at_most_zero_pixels_is_a_copy(digits):
+    out = shift_whole_pixels(digits, 0, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, digits)
+    assert out is not digits
 
 
 def test_a_known_shift_and_rotation_go_where_the_formula_says():
