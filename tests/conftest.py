@@ -116,3 +116,13 @@ def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
         + chunk(b"IEND", b"")
     )
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """A one-worker Dask cluster in this process, for the tests that send work to a cluster."""
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
+        yield cluster

@@ -221,15 +221,6 @@ def test_a_diverging_run_is_recorded_and_never_chosen(tmp_path, data):
     assert summary.diverged == 1 and summary.statistics is None
 
 
-@pytest.fixture(scope="module")
-def dask_cluster():
-    distributed = pytest.importorskip("dask.distributed")
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
-    ) as cluster:
-        yield cluster
-
-
 @pytest.mark.timeout(120)
 def test_runs_on_a_dask_cluster_through_joblib(tmp_path, data, dask_cluster):
     from dask.distributed import Client, get_task_stream

@@ -240,15 +240,6 @@ def test_parallel_processes_finish_exactly_the_trials_asked(data):
     assert len(finished(study)) == 5 == len(study.trials)
 
 
-@pytest.fixture(scope="module")
-def dask_cluster():
-    distributed = pytest.importorskip("dask.distributed")
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
-    ) as cluster:
-        yield cluster
-
-
 @pytest.mark.timeout(120)
 def test_trials_run_on_a_dask_cluster(data, dask_cluster):
     from dask.distributed import Client, get_task_stream
