@@ -126,23 +126,39 @@ def train_with(threads, X, y):
     return net, history
 
 
-def test_training_is_bit_for_bit_repeatable_for_a_thread_count_and_close_across_counts(rng, split_everything):
+def test_training_is_bit_for_bit_repeatable_for_a_thread_count_and_equally_good_across_counts(rng, split_everything):
     X = rng.random((256, 144), dtype=np.float32)
-    y = np.arange(256) % 3
-    one_a, _ = train_with(1, X, y)
+    y = np.argmax(X.reshape(256, 3, 48).sum(axis=2), axis=1)  # a rule the network can learn
+    one_a, history_one = train_with(1, X, y)
     one_b, _ = train_with(1, X, y)
     two_a, history_a = train_with(2, X, y)
     two_b, history_b = train_with(2, X, y)
+    # One machine, one thread count: the same bits, every time.
     np.testing.assert_array_equal(one_a.params, one_b.params)
     np.testing.assert_array_equal(two_a.params, two_b.params)
     np.testing.assert_array_equal(two_a.state, two_b.state)
     assert history_a["train_loss"] == history_b["train_loss"]
-    # Another count sums some products and batch norm's statistics in another order: the last bits
-    # differ, and so the answers only agree closely.  (Not the parameters themselves: a convolution's
-    # bias ahead of batch norm has a gradient of zero up to rounding, which Adam's normalised steps turn
-    # into a random walk that batch norm then cancels; it differs between any two orders of summing.)
-    gap = np.abs(two_a.predict_proba(X) - one_a.predict_proba(X))
-    assert 0 < gap.max() < 1e-2 and gap.mean() < 1e-3
+    # Another count sums some products and batch norm's statistics in another order, so the last bits
+    # differ, and training (a chaotic process: each step's rounding feeds the next) amplifies them by an
+    # amount that depends on the CPU.  What a user needs is that the counts train equally well: the same
+    # losses and accuracy, within margins far above what rounding does (measured here: 1e-7 relative in
+    # the training loss, 3e-4 in the validation loss, at most one of 256 labels changed).
+    np.testing.assert_allclose(history_a["train_loss"], history_one["train_loss"], rtol=1e-2)
+    np.testing.assert_allclose(history_a["val_loss"], history_one["val_loss"], rtol=2e-2)
+    assert np.mean(one_a.predict(X) == y) == pytest.approx(np.mean(two_a.predict(X) == y), abs=0.03)
+
+
+def test_one_gradient_agrees_across_thread_counts_within_float32_rounding(rng, split_everything):
+    X, y = rng.random((64, 144), dtype=np.float32), np.arange(64) % 3
+    (loss_one, g_one), (loss_two, g_two) = (
+        Network.from_spec(CNN, seed=0, threads=n).gradient(X, y) for n in (1, 2)
+    )
+    # The longest sums are a convolution's weight gradient: 64 examples x 12 x 12 positions.  Reordering
+    # a float32 sum of n terms moves it by at most n * 2**-24 of the sum of their magnitudes (Higham's
+    # gamma_n, 5.5e-4 for n = 9216); measured, the whole gradient moves by about 1e-6 of its norm.
+    gap = np.linalg.norm(g_two - g_one) / np.linalg.norm(g_one)
+    assert gap <= 9216 * 2.0**-24
+    assert loss_two == pytest.approx(loss_one, rel=1e-5)
 
 
 def test_predictions_agree_across_thread_counts(rng, split_everything):
