@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from nnscratch.cli import build_parser, command_names, main
 from nnscratch.data import load_dataset
 from nnscratch.network import Network
+from nnscratch.training import Trainer
 from tests.test_data import write_tiny_mnist
 
 
@@ -208,3 +210,223 @@ def test_train_and_evaluate_write_plots(tiny_dir, tmp_path, capsys):
     assert main(["evaluate", str(model), "--data-dir", str(tiny_dir), "--plots", str(tmp_path / "eval_plots")]) == 0
     assert len(list((tmp_path / "eval_plots").glob("*.png"))) == 4
     assert "wrote 4 plots" in capsys.readouterr().out
+
+
+# -- output paths are checked before the work; saves survive signals ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--output", "runs"], "--output 'runs': is a directory; give a file name such as runs/model.npz"),
+        (["--output", "runs/"], "--output 'runs/': names a directory; give a file name such as runs/model.npz"),
+        (["--output", "new/"], "--output 'new/': names a directory; give a file name such as new/model.npz"),
+        (["--output", ""], "--output '': the path is empty; give a file name such as model.npz"),
+        (["--output", "pipe"], "--output 'pipe': is a FIFO (named pipe), not a regular file"),
+        (["--plots", ""], "--plots is empty; give the name of a directory"),
+        (["--plots", "notes.txt/plots"], "--plots 'notes.txt/plots': is inside 'notes.txt', which is a file"),
+        (["--checkpoint-dir", ""], "--checkpoint-dir is empty"),
+        (["--checkpoint-dir", "runs"], "--checkpoint-dir 'runs/checkpoint.npz': is a directory"),
+    ],
+)
+def test_train_refuses_an_unwritable_output_before_any_work(tiny_dir, tmp_path, monkeypatch, capsys, options, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "checkpoint.npz").mkdir(parents=True)
+    (tmp_path / "notes.txt").write_text("notes")
+    os.mkfifo(tmp_path / "pipe")
+    code = main(["train", "--data-dir", str(tiny_dir), "--hidden", "8:tanh", "--epochs", "1", *options])
+    captured = capsys.readouterr()
+    assert code == 1 and captured.err.startswith(f"nnscratch train: error: {message}")
+    assert len(captured.err.strip().splitlines()) == 1  # not even "loading data...": nothing was done
+    assert "epoch" not in captured.out and not [p for p in tmp_path.rglob("*.npz") if p.is_file()]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["export", "missing.npz", "runs"], "OUT.onnx 'runs': is a directory; give a file name such as runs/model.onn"),
+        (
+            ["predict", "missing.npz", "seven.png", "--show-preprocessed", "runs/"],
+            "--show-preprocessed 'runs/': names a directory; give a file name such as runs/preprocessed.png",
+        ),
+        (["evaluate", "missing.npz", "--plots", ""], "--plots is empty"),
+        (["compare", "--output", "runs", "--data-dir", "nowhere"], "--output 'runs/report.html': is a directory"),
+        (["tune", "--output", "runs", "--data-dir", "nowhere"], "--output 'runs/best.json': is a directory"),
+    ],
+)
+def test_every_command_checks_its_output_paths_first(tmp_path, monkeypatch, capsys, args, message):
+    if args[0] == "tune":
+        pytest.importorskip("optuna")
+    monkeypatch.chdir(tmp_path)
+    for blocker in ("report.html", "best.json"):  # directories where the command would write a file
+        (tmp_path / "runs" / blocker).mkdir(parents=True)
+    code = main(args)  # the model and the data are missing too: the output is checked before they are read
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"nnscratch {args[0]}: error: {message}") and len(err.splitlines()) == 1
+
+
+def test_train_writes_through_a_symlinked_output_and_sweeps_its_stale_temporaries(tiny_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "model.npz").symlink_to("models/m.npz")
+    stale = tmp_path / "models" / ".m.npz.x1y2z3_4.tmp"  # beside the file the link leads to
+    stale.write_bytes(b"left by a run killed while saving")
+    assert main(["train", "--data-dir", str(tiny_dir), "--hidden", "8:tanh", "--epochs", "1", "-q"]) == 0
+    assert (tmp_path / "model.npz").is_symlink() and Network.load("model.npz").spec == "16-8:tanh-3:softmax"
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["m.npz"]
+
+
+SIGTERM_DURING_FIRST_SAVE = """
+import os, signal, sys
+import numpy as np
+from nnscratch.cli import main
+
+savez = np.savez
+
+def savez_then_sigterm(f, **arrays):  # SIGTERM lands inside the first checkpoint's save
+    np.savez = savez
+    os.kill(os.getpid(), signal.SIGTERM)
+    savez(f, **arrays)
+
+np.savez = savez_then_sigterm
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_during_a_checkpoint_save_exits_130_with_the_checkpoint_complete(tiny_dir, tmp_path):
+    checkpoints = tmp_path / "ckpt"
+    checkpoints.mkdir()
+    (checkpoints / ".checkpoint.npz.abcdefgh.tmp").write_bytes(b"left by an earlier run killed with SIGKILL")
+    args = ["train", "--hidden", "8:tanh", "--epochs", "5", "--checkpoint-dir", str(checkpoints), "-q", "-o", "m.npz"]
+    done = subprocess.run(
+        [sys.executable, "-c", SIGTERM_DURING_FIRST_SAVE, *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "NNSCRATCH_DATA": str(tiny_dir)},
+        timeout=120,
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip() == (
+        f"interrupted; the checkpoint of epoch 1 is in {checkpoints}: continue with "
+        f"'nnscratch train --resume {checkpoints}'"
+    )
+    assert [p.name for p in checkpoints.iterdir()] == ["checkpoint.npz"]  # the stale temporary swept too
+    assert not (tmp_path / "m.npz").exists()
+    data = load_dataset(tiny_dir)
+    assert Trainer.from_checkpoint(checkpoints, data.X_train, data.y_train).state.epoch == 1
+
+
+# -- option validation: each bad value is refused in one line that names the option or the file -------------
+
+
+def write_config(path, text: str | bytes) -> str:
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seed", "-1"], "argument --seed: expected a non-negative integer, got '-1'"),
+        (["--epochs", "1e23"], "argument --epochs: expected a positive integer up to 1,000,000, got '1e23'"),
+        (["--epochs", "1" + "0" * 23], "argument --epochs: expected a positive integer up to 1,000,000, got '1"),
+        (["--epochs", "1000001"], "argument --epochs: expected a positive integer up to 1,000,000, got '1000001'"),
+        (["--data-dir", "FILE"], "argument --data-dir: FILE is a file, not a directory; give a directory"),
+        (["--checkpoint-dir", "FILE"], "argument --checkpoint-dir: FILE is a file, not a directory; give a directory"),
+    ],
+)
+@pytest.mark.timeout(60)
+def test_bad_option_values_are_refused_by_the_parser_naming_the_option(args, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FILE").write_text("not a directory")
+    (tmp_path / "empty").mkdir()  # were a bad value let through, the run would stop here, not train for ages
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--data-dir", "empty", *args])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith(f"nnscratch train: error: {message}") and "Traceback" not in err
+    assert not list(tmp_path.glob("*.npz"))
+
+
+@pytest.mark.parametrize(
+    "args, config, message",
+    [
+        (["--momentum", "0.5"], None, "--momentum applies only to --optimizer momentum or nesterov, and adam would"),
+        (["--optimizer", "sgd", "--momentum", "0.95"], None, "--momentum applies only to --optimizer momentum or"),
+        (["--optimizer", "adamw", "--momentum", "0.9"], None, "--momentum applies only to --optimizer momentum or"),
+        ([], '{"optimizer": "adam", "momentum": 0.5}', "c.json: momentum applies only to --optimizer momentum or"),
+        (["--optimizer", "sgd"], '{"momentum": 0.5}', "c.json: momentum applies only to --optimizer momentum or"),
+        (["--hidden", "8:relu"], '{"spec": "784-bogus-10:softmax"}', "c.json: spec: unknown layer 'bogus'"),
+        (["--spec", "16-3:softmax"], '{"hidden": "8:swish"}', "c.json: hidden: unknown activation 'swish'"),
+        (["--epochs", "2"], '{"epochs": 100000000000000000000000}', "c.json: epochs: expected a positive integer up"),
+        (["--seed", "1"], '{"seed": -1}', "c.json: seed: expected a non-negative integer, got '-1'"),
+        ([], b'{"lr": "0.001", "note": "caf\xe9"}', "--config c.json is not UTF-8 text (byte 28 is 0xe9)"),
+        (["--config", "missing.json"], None, "cannot read --config missing.json: No such file or directory"),
+    ],
+)
+@pytest.mark.timeout(60)
+def test_contradictory_or_invalid_options_are_one_line_naming_the_option_or_file(
+    args, config, message, tiny_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    extra = ["--config", "c.json"] if config is not None else []
+    if config is not None:
+        write_config(tmp_path / "c.json", config)
+    code = main(["train", "--data-dir", str(tiny_dir), "-q", *args, *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith(f"nnscratch train: error: {message}") and "\n" not in err
+    assert not list(tmp_path.glob("*.npz"))
+
+
+def test_momentum_from_a_default_or_with_a_momentum_optimiser_is_accepted(tmp_path):
+    from nnscratch.commands.train import apply_config, make_config
+
+    def config(*args):
+        parsed = build_parser().parse_args(["train", *args])
+        apply_config(parsed)
+        return make_config(parsed)
+
+    assert config().optimizer == "adam" and config().momentum == 0.9  # the default μ, unused, is no error
+    assert config("--optimizer", "nesterov", "--momentum", "0.5").momentum == 0.5
+    assert config("--preset", "seed", "--optimizer", "momentum", "--momentum", "0.7").momentum == 0.7
+    best = write_config(tmp_path / "best.json", '{"optimizer": "nesterov", "momentum": 0.8, "lr": 0.01}')
+    assert config("--config", best).momentum == 0.8
+    # the command line's optimiser overrides the config's, and with it the config's μ
+    assert config("--config", best, "--optimizer", "adam").optimizer == "adam"
+    assert config("--epochs", "1000000").epochs == 1_000_000
+
+
+@pytest.mark.parametrize("plots", [False, True])
+def test_ctrl_c_arriving_once_the_model_is_saved_says_it_was_saved(tiny_dir, tmp_path, monkeypatch, capsys, plots):
+    # A Ctrl-C during the final save is held until the file is in place (nnscratch.io.atomic_write),
+    # then delivered: the message must not say that nothing was saved.
+    original = Network.save
+
+    def save_then_interrupt(self, path):
+        written = original(self, path)
+        os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C came at the last moment of the save
+        return written
+
+    monkeypatch.setattr(Network, "save", save_then_interrupt)
+    output = tmp_path / "m.npz"
+    args = ["train", "--data-dir", str(tiny_dir), "--hidden", "8:tanh", "--epochs", "1", "--output", str(output)]
+    assert main(args + (["--plots", str(tmp_path / "plots")] if plots else [])) == 130
+    err = capsys.readouterr().err.strip()
+    expected = f"interrupted; the trained model was saved to {output}"
+    assert err.splitlines()[-1] == expected + (", but not every plot was written" if plots else "")
+    assert "nothing was saved" not in err and "Traceback" not in err
+    assert Network.load(output).spec == "16-8:tanh-3:softmax"
+
+
+def test_a_batch_too_large_for_memory_is_refused_before_training(tiny_dir, tmp_path, monkeypatch, capsys):
+    import nnscratch.layers.base
+
+    monkeypatch.setattr(nnscratch.layers.base, "available_memory", lambda: 30_000)  # 30 kB of memory
+    args = ["train", "--data-dir", str(tiny_dir), "--hidden", "8:tanh", "--output", str(tmp_path / "m.npz")]
+    assert main([*args, "--batch-size", "full"]) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("nnscratch train: error: training on batches of 180 needs about 78.2 kB")
+    assert line.endswith("choose a smaller --batch-size or a smaller network")
+    assert not (tmp_path / "m.npz").exists()
+    assert main([*args, "--batch-size", "16", "--epochs", "1"]) == 0

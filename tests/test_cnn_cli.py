@@ -108,3 +108,77 @@ def test_the_web_page_serves_a_convnet(digit_cnn):
     answer = client.post("/api/predict", json={"pixels": pixels.tolist()}).json()
     np.testing.assert_allclose(answer["probabilities"], net.predict_proba(pixels.reshape(1, -1))[0], rtol=1e-5)
     assert [len(a) for a in answer["activations"]] == [16]
+
+
+# -- networks that cannot fit in memory ----------------------------------------------------------
+
+from tests.test_network import UNAFFORDABLE, small_machine  # noqa: E402  (this section's own helpers)
+
+UNAFFORDABLE_SPECS = [spec for spec, _ in UNAFFORDABLE]
+
+
+@pytest.mark.parametrize("command", ["train", "gradcheck"])
+@pytest.mark.parametrize("spec", UNAFFORDABLE_SPECS)
+def test_a_network_that_cannot_fit_is_one_line_from_train_and_gradcheck(
+    images_dir, tmp_path, capsys, monkeypatch, command, spec
+):
+    small_machine(monkeypatch)  # 16 GB, and no network buffers may be allocated
+    args = (
+        ["--data-dir", str(images_dir), "--epochs", "1", "-q", "-o", str(tmp_path / "m.npz")]
+        if command == "train"
+        else []
+    )
+    code = main([command, "--spec", spec, *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0].startswith(f"nnscratch {command}: error: ")
+    assert "of memory; choose" in err[0] and "Traceback" not in err[0]
+
+
+def test_a_spec_that_does_not_fit_the_data_is_refused_from_its_shapes_before_any_array(
+    images_dir, tmp_path, capsys, monkeypatch
+):
+    small_machine(monkeypatch)  # 1x300x300-conv1k1-10 fits in memory: only the data's 8x8 images refuse it
+    code = main(
+        ["train", "--spec", "1x300x300-conv1k1-10", "--data-dir", str(images_dir), "-q", "-o", str(tmp_path / "m.npz")]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert "input 1x300x300 (90000 values) does not match the data's 64 values per image" in err[0]
+
+
+@pytest.mark.parametrize("spec", ["784-999999999-10", "1x99999x99999-conv1k1-maxpool15-10"])
+def test_the_command_line_refuses_unaffordable_networks_quickly_in_one_line(images_dir, tmp_path, spec):
+    import subprocess
+    import sys
+    import time
+
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "nnscratch.cli", "train", "--spec", spec, "--data-dir", str(images_dir), "-q"]
+    result = subprocess.run([*command, "-o", str(tmp_path / "m.npz")], capture_output=True, text=True, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    # the memory it needs, or (on a machine with 160 GB to spare) the data it does not match
+    assert re.search(r"of memory; choose|does not match the data", lines[0])
+    assert time.perf_counter() - started < 30  # an interpreter's start; it used to take 20 s and 5 GB
+
+
+def test_a_memory_error_in_a_command_is_one_line(monkeypatch, capsys):
+    import nnscratch.commands.gradcheck
+
+    def run(args):
+        raise MemoryError("Unable to allocate 3.2 TiB for an array with shape (794999999215,) and data type float32")
+
+    monkeypatch.setattr(nnscratch.commands.gradcheck, "run", run)
+    assert main(["gradcheck"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "nnscratch gradcheck: error: out of memory: unable to allocate 3.2 TiB for an array with shape "
+        "(794999999215,) and data type float32; try a smaller network or --batch-size"
+    ]
+
+
+def test_gradcheck_refuses_more_samples_than_memory_holds_before_drawing_them(monkeypatch, capsys):
+    monkeypatch.setattr("nnscratch.layers.base.available_memory", lambda: 16 * 10**9)
+    assert main(["gradcheck", "--spec", "1x8x8-conv2k3-maxpool2-3", "--samples", "100000000"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "training on batches of 100,000,000 needs about" in line and "choose fewer --samples" in line

@@ -14,6 +14,7 @@ import pathlib
 import struct
 import subprocess
 import sys
+import time
 import tracemalloc
 import zipfile
 
@@ -417,8 +418,8 @@ BAD_MODELS = {
         "metadata is not a mapping",
     ),
     "input-infinite": (lambda p: edit_header(p, lambda h: h.update(input_shape=[float("inf")])), "incomplete header"),
-    "input-negative": (lambda p: edit_header(p, lambda h: h.update(input_shape=[-4])), "input size must be positive"),
-    "input-empty": (lambda p: edit_header(p, lambda h: h.update(input_shape=[])), "input size must be positive"),
+    "input-negative": (lambda p: edit_header(p, lambda h: h.update(input_shape=[-4])), "positive sizes"),
+    "input-empty": (lambda p: edit_header(p, lambda h: h.update(input_shape=[])), "of positive sizes"),
     "no-layers": (lambda p: edit_header(p, lambda h: h.update(layers=[])), "needs at least an output layer"),
     "layers-not-a-list": (lambda p: edit_header(p, lambda h: h.update(layers=7)), "has an incomplete header"),
     "units-not-a-number": (lambda p: edit_header(p, lambda h: set_layer(h, units="many")), "positive number of units"),
@@ -432,18 +433,18 @@ BAD_MODELS = {
     ),
     "lying-npy-header": (lying_npy, r"declares shape \(2147483648,\) but holds 48 bytes"),
     "lying-architecture": (
-        lambda p: edit_header(p, lambda h: h.update(input_shape=[10**12])),
-        r"array 0.W has shape \(4, 3\) but the architecture needs \(1000000000000, 3\)",
+        lambda p: edit_header(p, lambda h: h.update(input_shape=[10**6])),
+        r"array 0.W has shape \(4, 3\) but the architecture needs \(1000000, 3\)",
     ),
 }
 
 # Files of format 1 (dense layers; arrays W0, b0, ...; the input size as n_in) keep being checked as before.
 BAD_V1_MODELS = {
     "missing-array": (lambda p: edit_arrays(p, lambda a: a.pop("W1")), "is missing the array 1.W"),
-    "wrong-shape": (lambda p: edit_arrays(p, lambda a: a.update(W0=a["W0"].T)), r"array 1?0.W has shape \(7, 12\)"),
+    "wrong-shape": (lambda p: edit_arrays(p, lambda a: a.update(W0=a["W0"].T)), r"array W0 has shape \(7, 12\)"),
     "unknown-activation": (lambda p: edit_header(p, lambda h: set_layer(h, activation="swish")), "unknown activation"),
     "n-in-infinite": (lambda p: edit_header(p, lambda h: h.update(n_in=float("inf"))), "has an incomplete header"),
-    "n-in-negative": (lambda p: edit_header(p, lambda h: h.update(n_in=-4)), "input size must be positive"),
+    "n-in-negative": (lambda p: edit_header(p, lambda h: h.update(n_in=-4)), "of positive sizes"),
     "no-layers": (lambda p: edit_header(p, lambda h: h.update(layers=[])), "needs at least an output layer"),
     "units-not-a-number": (lambda p: edit_header(p, lambda h: set_layer(h, units="many")), "incomplete header"),
     "non-finite-weights": (
@@ -451,8 +452,12 @@ BAD_V1_MODELS = {
         "non-finite or non-float",
     ),
     "lying-architecture": (
+        lambda p: edit_header(p, lambda h: h.update(n_in=10**6)),
+        r"array W0 has shape \(12, 7\) but the architecture needs \(1000000, 7\)",
+    ),
+    "unaffordable-architecture": (
         lambda p: edit_header(p, lambda h: h.update(n_in=10**12)),
-        r"array 0.W has shape \(12, 7\) but the architecture needs \(1000000000000, 7\)",
+        r"sizes up to 2,147,483,647",
     ),
 }
 
@@ -540,3 +545,187 @@ def test_evaluate_on_a_pickle_in_a_real_process_prints_one_line(model, tmp_path)
     )
     assert done.returncode == 1
     assert "refuses to load for safety" in one_error_line(done.stderr, "evaluate")
+
+
+# -- zip bombs: shapes checked against the header's architecture before anything is inflated ---------
+
+BOMB_BYTES = 200 * 2**20  # deflated, 200 MiB of zeros take ~200 kB of file
+
+
+def add_bomb(path: pathlib.Path, name: str, n_bytes: int = BOMB_BYTES, descr: str = "<f4") -> None:
+    """Put member ``name``.npy into the archive at ``path`` (replacing it): ``n_bytes`` of zeros that
+    honestly declare their shape, deflated about 1000:1 as ZIP_DEFLATED does."""
+    members = members_of(path)
+    members.pop(f"{name}.npy", None)
+    npy_header = io.BytesIO()
+    itemsize = np.dtype(descr).itemsize
+    np.lib.format.write_array_header_1_0(
+        npy_header, {"descr": descr, "fortran_order": False, "shape": (n_bytes // itemsize,)}
+    )
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for member, data in members.items():
+            archive.writestr(member, data)
+        with archive.open(f"{name}.npy", "w", force_zip64=True) as f:
+            f.write(npy_header.getvalue())
+            zeros = bytes(4 * 2**20)
+            for _ in range(n_bytes // len(zeros)):
+                f.write(zeros)
+
+
+BOMBS = {  # member, its dtype, the refusal
+    "weights-of-another-shape": ("0.W", "<f4", r"array 0.W has shape \(52428800,\) but the architecture needs"),
+    "an-array-the-header-does-not-describe": ("extra", "<f4", "holds an array 'extra' that its header does not"),
+    "a-header-of-200-mb": (HEADER_KEY, "|u1", "__header__ is 209,715,200 bytes, more than the 16,777,216"),
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", list(BOMBS))
+def test_a_deflated_member_is_refused_from_its_npy_header_before_it_is_inflated(model, case):
+    name, descr, message = BOMBS[case]
+    add_bomb(model, name, descr=descr)
+    assert model.stat().st_size < BOMB_BYTES / 500  # the file is small; inflated, its member is 200 MiB
+    started = time.perf_counter()
+    raised, peak = peak_memory_of(lambda: Network.load(model))
+    seconds = time.perf_counter() - started
+    assert isinstance(raised, ModelFileError), f"{case}: {raised!r}"
+    assert pytest.raises(ModelFileError, Network.load, model).match(message)
+    assert "\n" not in str(raised)
+    # Inflating the member would allocate 200 MiB and take a good fraction of a second; reading its
+    # .npy header costs a few kB and milliseconds (the bound leaves room for a loaded machine).
+    assert peak < 2 * 2**20, f"{case}: {peak:,} bytes"
+    assert seconds < 0.5, f"{case}: {seconds:.2f} s"
+
+
+def test_an_extra_array_in_a_format_1_file_still_loads_and_is_never_inflated(model_v1):
+    add_bomb(model_v1, "notes")  # format 1 files may hold arrays nnscratch never wrote: they load, unread
+    raised, peak = peak_memory_of(lambda: Network.load(model_v1))
+    assert raised is None and peak < 2 * 2**20, (raised, peak)
+    np.testing.assert_array_equal(Network.load(model_v1).params, Network.load(DATA / "format1_uniform64.npz").params)
+
+
+def test_format_1_files_still_load_exactly_after_their_shapes_are_checked_first():
+    for stem in ("format1_mixed", "format1_uniform64"):
+        net = Network.load(DATA / f"{stem}.npz")
+        expected = np.load(DATA / f"{stem}_proba.npy")
+        np.testing.assert_array_equal(net.predict_proba(np.load(DATA / "format1_inputs.npy")), expected)
+
+
+# -- values that give NaN answers are refused at load --------------------------------------------------
+
+
+@pytest.fixture
+def bn_model(tmp_path) -> pathlib.Path:
+    """A model file with batch norm and dropout: 0 dense, 1 bn, 2 relu, 3 dropout, 4 the output."""
+    net = Network.from_spec("4-3-bn-relu-dropout0.5-2:softmax", seed=0)
+    net.state[:] = [0.1, 0.2, 0.3, 1.0, 2.0, 3.0]  # running means, then running variances
+    return net.save(tmp_path / "bn.npz")
+
+
+def set_config(index: int, **fields):
+    return lambda p: edit_header(p, lambda h: h["layers"][index].update(fields))
+
+
+NAN_MAKERS = {
+    "negative-running-variance": (
+        lambda p: edit_arrays(p, lambda a: a.update({"1.running_var": np.array([1.0, -0.5, 1.0], np.float32)})),
+        "layer 1's running variance in the state is negative",
+    ),
+    "eps-negative": (set_config(1, eps=-1e-5), "batch norm's eps must be a finite number > 0, got -1e-05"),
+    "eps-zero": (set_config(1, eps=0.0), "batch norm's eps must be a finite number > 0, got 0.0"),
+    "eps-nan": (set_config(1, eps=float("nan")), "batch norm's eps must be a finite number > 0, got nan"),
+    "eps-infinite": (set_config(1, eps=float("inf")), "batch norm's eps must be a finite number > 0, got inf"),
+    "eps-a-string": (set_config(1, eps="1e-5"), "batch norm's eps must be a finite number > 0, got '1e-5'"),
+    "bn-momentum-5": (set_config(1, momentum=5.0), r"batch norm's momentum must be a number in \[0, 1\], got 5.0"),
+    "dropout-rate-nan": (set_config(3, rate=float("nan")), "a dropout rate must be a probability in"),
+    "nan-gamma": (
+        lambda p: edit_arrays(p, lambda a: a.update({"1.gamma": np.array([1.0, np.nan, 1.0], np.float32)})),
+        "array 1.gamma holds non-finite or non-float values",
+    ),
+    "float64-beyond-float32": (
+        lambda p: edit_arrays(p, lambda a: a.update({"0.W": np.full((4, 3), 1e300)})),
+        "the parameters hold non-finite values .NaN, infinity, or beyond float32's range.",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(NAN_MAKERS))
+def test_a_model_whose_values_make_nan_answers_is_refused_at_load_naming_the_problem(bn_model, case):
+    Network.load(bn_model)  # intact, it loads
+    damage, message = NAN_MAKERS[case]
+    damage(bn_model)
+    raised = pytest.raises(ModelFileError, Network.load, bn_model)
+    assert raised.match(message) and "\n" not in str(raised.value)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", ["negative-running-variance", "eps-nan", "float64-beyond-float32"])
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export"])
+def test_commands_on_a_model_that_would_answer_nan_exit_1_with_one_line(bn_model, tmp_path, capsys, case, command):
+    damage, message = NAN_MAKERS[case]
+    damage(bn_model)
+    refusal = pytest.raises(ModelFileError, Network.load, bn_model)
+    assert refusal.match(message)
+    args = {
+        "evaluate": ["--data-dir", str(tmp_path)],
+        "predict": [str(tmp_path / "digit.png")],
+        "export": [str(tmp_path / "model.onnx")],
+    }[command]
+    assert main([command, str(bn_model), *args]) == 1
+    assert one_error_line(capsys.readouterr().err, command) == f"nnscratch {command}: error: {refusal.value}"
+    assert not (tmp_path / "model.onnx").exists()
+
+
+# -- finite weights that overflow: no NaN is ever reported as a probability ---------------------------
+
+
+@pytest.fixture
+def overflowing_model(tmp_path) -> pathlib.Path:
+    """A 784-input model whose weights are finite (3e38) but whose float32 logits overflow."""
+    net = Network.from_spec("784-8:relu-10:softmax", seed=0)
+    net.params[:] = 3e38
+    return net.save(tmp_path / "huge.npz")
+
+
+def test_a_network_whose_logits_overflow_raises_instead_of_answering_nan(overflowing_model):
+    from nnscratch.errors import NNScratchError, NonFiniteOutputError
+
+    net = Network.load(overflowing_model)  # every value is finite: the file itself is well formed
+    X = np.full((3, 784), 0.5)
+    for answer in (net.predict_proba, net.predict):
+        raised = pytest.raises(NonFiniteOutputError, answer, X)
+        assert raised.match(f"{overflowing_model} produced non-finite probabilities: its weights are too large")
+        assert raised.match("retrain it") and isinstance(raised.value, NNScratchError)
+    net.params[:] = 0.01  # the same network with sensible weights answers
+    assert np.all(np.isfinite(net.predict_proba(X)))
+
+
+def test_non_finite_inputs_are_named_as_such_not_blamed_on_the_weights():
+    net = Network.from_spec("4-3:relu-2:softmax", seed=0)
+    with pytest.raises(ValueError, match="X holds NaN or infinite values"):
+        net.predict_proba(np.array([[0.0, np.nan, 0.0, 0.0]]))
+
+
+@pytest.mark.timeout(60)
+def test_evaluate_and_predict_on_an_overflowing_model_exit_1_with_one_line(overflowing_model, tmp_path, rng, capsys):
+    from tests.test_predict_cli import digit_image
+
+    write_tiny_mnist(tmp_path / "data", rng, n_train=20, n_test=10, side=28, classes=10)
+    digit_image().save(tmp_path / "digit.png")
+    for command, args in (
+        ("evaluate", ["--data-dir", str(tmp_path / "data"), "--json"]),  # --json: no "loading data..."
+        ("predict", [str(tmp_path / "digit.png")]),
+    ):
+        assert main([command, str(overflowing_model), *args]) == 1
+        captured = capsys.readouterr()
+        assert "produced non-finite probabilities" in one_error_line(captured.err, command)
+        assert "nan" not in captured.out.lower()
+
+
+def test_export_of_an_overflowing_model_exits_1_with_one_line_and_writes_nothing(overflowing_model, tmp_path, capsys):
+    pytest.importorskip("onnx")
+    assert main(["export", str(overflowing_model), str(tmp_path / "huge.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert one_error_line(err, "export").endswith("retrain it")
+    assert "produced non-finite probabilities" in err
+    assert not (tmp_path / "huge.onnx").exists()

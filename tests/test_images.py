@@ -146,3 +146,128 @@ def test_any_image_becomes_a_valid_28x28_array_or_a_clear_error(width, height, m
     assert pixels.shape == (784,) and pixels.dtype == np.float32
     assert np.all(np.isfinite(pixels)) and pixels.min() >= 0.0 and pixels.max() <= 1.0
     assert pixels.max() > 0
+
+
+# -- EXIF orientation, accepted formats, the pixel limit ----------------------------------------------------
+
+
+def seven_image() -> Image.Image:
+    """A dark 7 on light paper: no rotation or mirror image of it looks the same."""
+    array = np.full((120, 90), 255, dtype=np.uint8)
+    array[15:27, 10:80] = 0  # the bar, at the top
+    for row in range(27, 110):
+        col = 80 - (row - 27) * 45 // 83  # the stem, down to the left
+        array[row, col - 6 : col + 6] = 0
+    return Image.fromarray(array)
+
+
+# EXIF Orientation → how a camera stored the picture it means to be seen upright (the inverse of what the
+# tag asks a viewer to do): 3 is turned 180°, 6 is stored turned a quarter anticlockwise and 8 clockwise,
+# 2 mirrored left-right.
+STORED = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    6: Image.Transpose.ROTATE_90,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def sideways(image: Image.Image, orientation: int, fmt: str = "PNG") -> bytes:
+    """``image`` stored as a camera stores it, with the EXIF Orientation tag that turns it upright."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.transpose(STORED[orientation]).save(buffer, format=fmt, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("orientation", sorted(STORED))
+def test_a_photo_saved_sideways_is_read_upright_as_its_exif_says(orientation):
+    upright = preprocess(seven_image())
+    stored = sideways(seven_image(), orientation)
+    np.testing.assert_allclose(load_digit(stored), upright, atol=1e-6)
+    ignored = preprocess(seven_image().transpose(STORED[orientation]))  # what was read before the tag was applied
+    assert np.abs(ignored - upright).max() > 0.5
+    # preprocess applies the tag to an image opened by anyone, too
+    np.testing.assert_allclose(preprocess(Image.open(io.BytesIO(stored))), upright, atol=1e-6)
+
+
+def test_a_jpeg_photo_saved_sideways_is_read_upright():
+    stored = sideways(seven_image().convert("RGB"), 6, fmt="JPEG")
+    # The reference turns the decoded pixels by hand, a quarter clockwise, as orientation 6 asks: JPEG's
+    # loss is then the same on both sides.
+    as_stored = Image.fromarray(np.asarray(Image.open(io.BytesIO(stored))))  # the pixels, without the tag
+    np.testing.assert_allclose(load_digit(stored), preprocess(as_stored.transpose(Image.Transpose.ROTATE_270)))
+    assert np.abs(load_digit(stored) - preprocess(as_stored)).max() > 0.5
+
+
+ACCEPTED = {"PNG": {}, "JPEG": {"quality": 95}, "GIF": {}, "BMP": {}, "WEBP": {"lossless": True}, "TIFF": {}}
+
+
+@pytest.mark.parametrize("fmt", sorted(ACCEPTED))
+def test_each_accepted_format_is_read(fmt, tmp_path):
+    image = seven_image().convert("RGB")
+    path = tmp_path / f"seven.{fmt.lower()}"
+    image.save(path, format=fmt, **ACCEPTED[fmt])
+    tolerance = 0.06 if fmt == "JPEG" else 1e-6
+    np.testing.assert_allclose(load_digit(path), preprocess(image), atol=tolerance)
+    np.testing.assert_allclose(load_digit(path.read_bytes()), preprocess(image), atol=tolerance)
+
+
+@pytest.mark.parametrize("fmt", ["EPS", "PPM", "ICO", "PCX"])
+def test_other_formats_are_refused_without_being_parsed(fmt, tmp_path, monkeypatch):
+    from PIL import EpsImagePlugin, IcoImagePlugin, PcxImagePlugin, PpmImagePlugin
+
+    path = tmp_path / f"seven.{fmt.lower()}"
+    seven_image().save(path, format=fmt)
+    plugins = (EpsImagePlugin.EpsImageFile, PpmImagePlugin.PpmImageFile, IcoImagePlugin.IcoImageFile)
+    for plugin in (*plugins, PcxImagePlugin.PcxImageFile):  # their parsers (and Ghostscript) must never run
+        monkeypatch.setattr(plugin, "_open", lambda self: pytest.fail("a refused format was parsed"))
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *a, **k: pytest.fail("Ghostscript ran"))
+    expected = f"{fmt} images are not accepted; send PNG, JPEG, GIF, BMP, WebP or TIFF"
+    for source in (path, path.read_bytes()):
+        with pytest.raises(ImageError) as info:
+            load_digit(source)
+        assert str(info.value).endswith(expected) and "\n" not in str(info.value)
+
+
+def wide_png() -> bytes:
+    """A real 40,000×1,000 PNG of a stroke on white: some 40 kB that decode to 40 million pixels."""
+    array = np.full((1_000, 40_000), 255, dtype=np.uint8)
+    array[300:700, 1_000:1_100] = 0
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header_before_decoding():
+    import time
+    import tracemalloc
+
+    from nnscratch.images import MAX_PIXELS
+
+    data = wide_png()
+    assert len(data) < 100_000 and MAX_PIXELS == 4_000_000
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(ImageError) as info:
+            load_digit(data)
+        seconds = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(info.value) == "image: 40,000×1,000 pixels is too large (limit 4,000,000 pixels); scale it down first"
+    # Decoding alone would take 40 MB (and the float arrays 320 MB each); refusing takes well under a megabyte.
+    assert peak < 2_000_000 and seconds < 0.5
+
+
+def test_a_phone_photo_over_the_limit_is_decoded_at_half_size():
+    photo = np.full((3_000, 4_000), 255, dtype=np.uint8)  # 12 megapixels
+    photo[500:2_500, 1_900:2_100] = 0
+    buffer = io.BytesIO()
+    Image.fromarray(photo).convert("RGB").save(buffer, format="JPEG", quality=90)
+    image = open_image(buffer.getvalue())
+    assert image.size == (2_000, 1_500)  # libjpeg's 1/2 scale: 3 million pixels, within the limit
+    reference = preprocess(Image.fromarray(photo))
+    assert np.abs(preprocess(image) - reference).max() < 0.1

@@ -58,11 +58,12 @@ def test_full_batch_gradient_descent_still_learns(mnist):
 
 
 @pytest.mark.timeout(300)
-def test_cnn_preset_passes_98_5_percent_in_two_epochs(mnist):
-    # The cnn preset's network and recipe, its cosine schedule compressed into 2 epochs (98.98% measured).
-    net, history, test_accuracy = train_preset(mnist, "cnn", epochs=2)
-    assert len(history) == 2 and not net.is_mlp
-    assert test_accuracy >= 0.985
+def test_cnn_preset_passes_98_percent_in_one_epoch(mnist):
+    # The cnn preset's network and recipe, its cosine schedule compressed into one epoch: 98.37% measured,
+    # beyond what the default MLP reaches in ten.
+    net, history, test_accuracy = train_preset(mnist, "cnn", epochs=1)
+    assert len(history) == 1 and not net.is_mlp
+    assert test_accuracy >= 0.98
 
 
 # The presets' own goals, each a full training run; the figures they reached are in the README's results

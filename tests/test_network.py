@@ -303,7 +303,7 @@ def test_flat_buffers_given_to_from_header_are_checked_and_copied():
     loaded.state[...] = 0.0
     assert np.all(params == bn.params) and np.all(state == bn.state)  # the network owns its buffers
     for bad_params, bad_state in ((params, None), (params[:-1], state), (params, np.full_like(state, np.nan))):
-        with pytest.raises(ModelFileError, match="do not fit the architecture"):
+        with pytest.raises(ModelFileError, match="do not fit the architecture|the state hold non-finite values"):
             Network.from_header(header, {}, source="ckpt", params=bad_params, state=bad_state)
     mlp = Network.from_spec("4-2:softmax", seed=0)  # no state at all: none needed
     assert Network.from_header(mlp.header(), {}, source="ckpt", params=mlp.params, state=None).state.size == 0
@@ -363,3 +363,103 @@ def test_hidden_dropout_on_a_selu_layer_is_alpha_dropout(rng):
     assert dropped.mean() == pytest.approx(p, abs=0.05)
     seen = np.where(dropped, a * SELU_SATURATION + b, a * A + b)  # what the output layer is given
     np.testing.assert_allclose(Z, seen @ net.layers[1].W + net.layers[1].b, rtol=1e-12)
+
+
+# -- networks that cannot fit in memory ----------------------------------------------------------
+
+GB = 10**9
+
+
+def small_machine(monkeypatch, memory: int = 16 * GB) -> None:
+    """Pretend this machine has ``memory`` bytes, and fail any test that makes a network's buffers."""
+    import nnscratch.network
+
+    def no_arrays(*args, **kwargs):
+        raise AssertionError("a network's buffers were allocated before it was refused")
+
+    monkeypatch.setattr("nnscratch.layers.base.available_memory", lambda: memory)
+    monkeypatch.setattr(nnscratch.network, "_buffer", no_arrays)
+
+
+UNAFFORDABLE = [
+    ("784-999999999-10", r"parameters need 3\.2 TB .* in '999999999:relu'.* has 16\.0 GB of memory; choose fewer"),
+    ("1x28x28-conv999999k3-10", r"need 27\.1 GB.* in the output layer '10:softmax' on the 999999x26x26 input"),
+    ("1x28x28-conv4k3p999999-10", r"one example needs .* TB in a forward pass, .* in 'conv4k3p999999'"),
+    ("1x99999x99999-conv1k1-maxpool15-10", r"one example needs 160\.2 GB .* 120\.0 GB of them in 'conv1k1'"),
+    ("1x28x28-conv1k1p20000-maxpool15-maxpool15-maxpool15-10", r"one example needs 25\.7 GB .* 'conv1k1p20000'"),
+]
+
+
+@pytest.mark.parametrize("spec, message", UNAFFORDABLE)
+def test_a_network_that_cannot_fit_is_refused_from_its_shapes_before_any_array(spec, message, monkeypatch):
+    import time
+    import tracemalloc
+
+    small_machine(monkeypatch)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(SpecError, match=message) as raised:
+            Network.from_spec(spec)
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 0.5 and peak < 2**20
+    assert "\n" not in str(raised.value)
+
+
+def test_the_footprint_counts_parameters_state_and_one_examples_forward_pass():
+    # 1x5x5-conv2k3p1-bn-flatten-10 in float64.  Parameters: conv 3·3·1·2 + 2 = 20, bn 2 + 2 = 4,
+    # dense 50·10 + 10 = 510; state: bn's running mean and variance, 2 + 2.  Per example: the input 25;
+    # the conv's padded input 7·7 = 49, its im2col columns 5·5·(9 + 1) = 250 and its output 2·5·5 = 50;
+    # batch norm's output 50; flatten 0 (a view); the logits 10 (no activation, so no second array).
+    net = Network.from_spec("1x5x5-conv2k3p1-bn-flatten-10", dtype="float64")
+    footprint = net.footprint
+    assert footprint.n_params == 534 == net.params.size
+    assert footprint.param_bytes == (534 + 4) * 8 == net.params.nbytes + net.state.nbytes
+    assert footprint.example_bytes == (25 + 49 + 250 + 50 + 50 + 0 + 10) * 8
+    assert footprint.init_bytes == 510 * 8  # the dense layer's weights, drawn in float64
+    assert footprint.widest == "'conv2k3p1'" and footprint.widest_bytes == 349 * 8
+
+
+def test_a_model_whose_one_example_cannot_fit_is_refused_when_it_is_loaded(tmp_path, monkeypatch):
+    spec = "1x28x28-conv1k1p20000-maxpool15-maxpool15-maxpool15-10"  # 6.6 kB on disk, 25.7 GB per example
+    monkeypatch.setattr("nnscratch.layers.base.available_memory", lambda: 64 * GB)
+    path = Network.from_spec(spec, seed=0).save(tmp_path / "tiny.npz")
+    small_machine(monkeypatch)
+    with pytest.raises(ModelFileError, match=r"tiny\.npz: one example needs 25\.7 GB .* 16\.0 GB of memory"):
+        Network.load(path)
+
+
+def test_prediction_chunks_hold_no_more_rows_than_memory_has_room_for(monkeypatch, rng):
+    net = Network.from_spec("784-32-10", seed=0)  # per example (784 + 32·2 + 10)·4 = 3,432 bytes
+    assert net.footprint.example_bytes == 3432
+    # room for 5 rows: half of what the parameters leave is 5 examples and a bit
+    memory = net.footprint.param_bytes + 2 * (5 * 3432 + 100)
+    monkeypatch.setattr("nnscratch.layers.base.available_memory", lambda: memory)
+    assert net._chunks(1000, 1000).step == 5 and net._chunks(1000, None).step == 5
+    assert net._chunks(1000, 3).step == 3  # a smaller batch size is kept
+    X = rng.random((12, 784), dtype=np.float32)
+    expected = net.predict_proba(X, batch_size=1)
+    np.testing.assert_allclose(net.predict_proba(X, batch_size=1000), expected, rtol=1e-5)  # float32 sums
+
+
+def test_a_memory_error_while_building_is_a_spec_error(monkeypatch):
+    # a machine that does not say how much memory it has: the allocation itself fails
+    monkeypatch.setattr("nnscratch.layers.base.available_memory", lambda: None)
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 3.2 TiB")
+
+    monkeypatch.setattr("nnscratch.network._buffer", no_memory)
+    with pytest.raises(SpecError, match=r"out of memory building the network: its 25,450 parameters need 101\.8 kB"):
+        Network.from_spec("784-32-10")
+
+
+def test_training_batches_are_checked_against_memory_with_four_copies_of_the_parameters():
+    footprint = Network.from_spec("784-32-10").footprint
+    # the weights, their gradient and Adam's two moments, and three times each example's forward pass
+    need = 4 * footprint.param_bytes + 3 * 64 * footprint.example_bytes
+    footprint.check_batch(64, memory=need)
+    with pytest.raises(SpecError, match=r"training on batches of 64 needs about 1\.1 MB: 407\.2 kB for the param"):
+        footprint.check_batch(64, memory=need - 1)

@@ -579,3 +579,32 @@ def test_missing_scikit_learn_gives_an_install_hint(monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ImportError, match=r"pip install 'nnscratch\[sklearn\]'"):
         import nnscratch.sklearn  # noqa: F401
+
+
+@pytest.mark.parametrize(
+    "estimator, message",
+    [
+        (MLPClassifier(hidden_layer_sizes=(10**9,)), r"parameters need 3\.2 TB"),
+        (MLPClassifier(hidden_layer_sizes=(10**10,)), "at most 2,147,483,647"),
+        (CNNClassifier(layers="conv999999k3"), r"parameters need 8\.2 GB .* the output layer '3:softmax'"),
+        (CNNClassifier(layers="conv4k3p999999-relu"), "one example needs"),
+    ],
+)
+def test_a_network_too_large_for_memory_is_a_value_error_at_fit(estimator, message, monkeypatch, rng):
+    from tests.test_network import small_machine
+
+    small_machine(monkeypatch)  # 16 GB, and no network buffers may be allocated
+    X, y = rng.random((20, 784)), np.arange(20) % 3
+    with pytest.raises(ValueError, match=message):
+        estimator.fit(X, y)
+    assert not hasattr(estimator, "network_")
+
+
+def test_training_batches_that_cannot_fit_are_a_value_error_before_the_network_is_built(monkeypatch, rng):
+    # 785,000 weights: 3.1 MB, and 6.3 MB more while drawn, fit in 10 MB; four copies for training do not
+    monkeypatch.setattr("nnscratch.layers.base.available_memory", lambda: 10**7)
+    built = []
+    monkeypatch.setattr("nnscratch.network._buffer", lambda *args: built.append(args))
+    with pytest.raises(ValueError, match=r"training on batches of 20 needs about 13\.3 MB: 12\.6 MB for the param"):
+        MLPClassifier(hidden_layer_sizes=(1000,)).fit(rng.random((20, 784)), np.arange(20) % 3)
+    assert built == []

@@ -263,7 +263,7 @@ def test_compare_command_on_a_dask_scheduler(tmp_path, rng, capsys, dask_cluster
 
 
 @pytest.mark.timeout(120)
-def test_compare_command_writes_table_results_and_report(tmp_path, rng, capsys):
+def test_compare_command_writes_table_results_and_report(tmp_path, rng, capsys, monkeypatch):
     write_tiny_mnist(tmp_path / "d", rng, n_train=300, n_test=100, side=28, classes=10)
     out = tmp_path / "out"
     assert main(_compare(tmp_path, "--jobs", "1", "--schedule", "constant", "--lr", "0.002")) == 0
@@ -284,7 +284,10 @@ def test_compare_command_writes_table_results_and_report(tmp_path, rng, capsys):
     assert report.count("data:image/png;base64,") == 19
     assert "What the columns mean" in report and "saturated units" in report
 
-    # run again: everything comes from the cache
+    # run again: every run comes from the cache (the plots, drawn from the same runs, are left out: 14 s)
+    import nnscratch.report
+
+    monkeypatch.setattr(nnscratch.report, "make_plots", lambda *args: [])
     assert main(_compare(tmp_path, "--jobs", "1", "--schedule", "constant", "--lr", "0.002")) == 0
     assert capsys.readouterr().err.count("(cached)") == 6
 

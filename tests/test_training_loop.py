@@ -7,6 +7,8 @@ the schedule gave it.  Rows are told apart by their values (random floats: no tw
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from dataclasses import asdict
 
@@ -375,3 +377,252 @@ def test_augmentation_reads_the_image_sides_of_the_input():
     for spec in ("3x4x4-flatten-3", "20-3", "2x4x4-flatten-3"):
         with pytest.raises(SpecError, match="augmentation transforms single-channel images"):
             image_side(Network.from_spec(spec))
+
+
+def test_stale_checkpoint_temporaries_are_removed_when_a_run_starts_and_when_it_resumes(tiny_data, tmp_path):
+    X, y = tiny_data
+    config = TrainConfig(epochs=2, batch_size=64)
+    stale, kept = ".checkpoint.npz.q7w_e2rt.tmp", ["notes.tmp", ".checkpoint.npz.keep.tmp"]
+    for name in [stale, *kept]:
+        (tmp_path / name).write_bytes(b"left by a run killed with SIGKILL in the middle of a save")
+    Trainer(fresh(), X, y, config, checkpoint_dir=tmp_path)  # starting sweeps them, before any epoch
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    with pytest.raises(KeyboardInterrupt):
+        train(fresh(), X, y, config, checkpoint_dir=tmp_path, callback=InterruptAt(1))
+    (tmp_path / stale).write_bytes(b"left again")
+    Trainer.from_checkpoint(tmp_path, X, y)  # and so does resuming
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["checkpoint.npz", *kept])
+
+
+def test_sigterm_during_a_checkpoint_save_arrives_after_the_checkpoint_is_complete(tiny_data, tmp_path, monkeypatch):
+    X, y = tiny_data
+    savez = np.savez
+
+    def savez_then_sigterm(f, **arrays):  # the signal lands in the middle of the first checkpoint's save
+        os.kill(os.getpid(), signal.SIGTERM)
+        monkeypatch.setattr(np, "savez", savez)
+        savez(f, **arrays)
+
+    def interrupt(signum, frame):  # as 'nnscratch train' handles SIGTERM
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", savez_then_sigterm)
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        trainer = Trainer(fresh(), X, y, TrainConfig(epochs=3, batch_size=64), checkpoint_dir=tmp_path)
+        with pytest.raises(KeyboardInterrupt):
+            trainer.run(Callback())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert trainer.saved_epoch == 1  # set before the deferred signal was delivered
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]  # no temporary file
+    resumed = Trainer.from_checkpoint(tmp_path, X, y)
+    assert resumed.state.epoch == 1
+    np.testing.assert_array_equal(resumed.net.params, trainer.net.params)
+
+
+# -- damaged and tampered checkpoints are refused, naming the field ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli_checkpoint(tmp_path_factory):
+    """A real checkpoint written by ``nnscratch train`` (Adam, 2 epochs) on tiny MNIST-shaped data, with
+    the data's directory: (checkpoint bytes, data directory)."""
+    from nnscratch.cli import main
+    from tests.test_data import write_tiny_mnist
+
+    root = tmp_path_factory.mktemp("checkpoint")
+    write_tiny_mnist(root / "data", np.random.default_rng(0), n_train=120, n_test=30)
+    args = ["train", "--data-dir", str(root / "data"), "--hidden", "8:relu", "--epochs", "3", "--batch-size", "32"]
+    assert main([*args, "--checkpoint-dir", str(root / "run"), "-o", str(root / "model.npz"), "-q"]) == 0
+    return (root / "run" / "checkpoint.npz").read_bytes(), root / "data"
+
+
+@pytest.fixture
+def checkpoint(cli_checkpoint, tmp_path):
+    """A fresh copy of the checkpoint in ``tmp_path/run``, to damage: (run directory, X, y, data directory)."""
+    from nnscratch.data import load_dataset
+
+    content, data_dir = cli_checkpoint
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.npz").write_bytes(content)
+    data = load_dataset(data_dir)
+    return tmp_path / "run", data.X_train, data.y_train, data_dir
+
+
+def tamper(directory, header=None, arrays=None):
+    path = directory / "checkpoint.npz"
+    saved_header, saved_arrays = load_npz(path)
+    if header:
+        header(saved_header)
+    if arrays:
+        arrays(saved_arrays)
+    save_npz(path, saved_arrays, saved_header)
+
+
+def set_in(*keys, value):
+    """A header change that sets header[keys[0]][keys[1]]... to ``value``."""
+
+    def change(header):
+        for key in keys[:-1]:
+            header = header[key]
+        header[keys[-1]] = value
+
+    return change
+
+
+def pcg_state(header, **changes):
+    return {**header["rng"], **changes}
+
+
+TAMPERED = {
+    "params-int32": (
+        dict(arrays=lambda a: a.update(params=(a["params"] * 100).astype(np.int32))),
+        "array params holds int32 values, not the network's float32",
+    ),
+    "params-nan": (
+        dict(arrays=lambda a: a["params"].__setitem__(0, np.nan)),
+        "the parameters hold non-finite values",
+    ),
+    "params-of-another-size": (
+        dict(arrays=lambda a: a.update(params=np.zeros(7, np.float32))),
+        r"array params has shape \(7,\) but the architecture needs",
+    ),
+    "an-array-nobody-reads": (
+        dict(arrays=lambda a: a.update(extra=np.zeros(3, np.float32))),
+        "holds an array 'extra' that its header does not describe",
+    ),
+    "epoch-negative": (dict(header=set_in("epoch", value=-1)), "epoch must be a whole number from 0 to the run's 3"),
+    "epoch-999": (dict(header=set_in("epoch", value=999)), "epoch must be a whole number from 0 to the run's 3 epochs"),
+    "epoch-2.7": (dict(header=set_in("epoch", value=2.7)), "epoch must be a whole number .*, got 2.7"),
+    "epoch-true": (dict(header=set_in("epoch", value=True)), "epoch must be a whole number .*, got True"),
+    "adam-state-empty": (
+        dict(
+            header=set_in("optimizer", value={}),
+            arrays=lambda a: [a.pop(k) for k in ("optimizer.M", "optimizer.V")],
+        ),
+        "is missing optimizer.M, optimizer.V after 3 epochs of adam",
+    ),
+    "adam-second-moment-missing": (dict(arrays=lambda a: a.pop("optimizer.V")), "is missing optimizer.V"),
+    "adam-step-negative": (
+        dict(header=set_in("optimizer", "t", value=-4)),
+        "adam's step count t must be an integer >= 0, got -4",
+    ),
+    "adam-step-missing": (dict(header=set_in("optimizer", value={})), "adam's step count t must be an integer"),
+    "adam-negative-second-moment": (
+        dict(arrays=lambda a: a["optimizer.V"].__setitem__(0, -1.0)),
+        "adam's second moment V has negative values",
+    ),
+    "adam-moment-infinite": (
+        dict(arrays=lambda a: a["optimizer.M"].__setitem__(0, np.inf)),
+        "adam's state M holds NaN or infinite values",
+    ),
+    "momentum-5": (
+        dict(header=set_in("config", "momentum", value=5.0)),
+        r"its config is invalid: momentum must be a number in \[0, 1\), got 5.0",
+    ),
+    "config-unknown-field": (dict(header=set_in("config", "colour", value="red")), "its config is invalid"),
+    "rng-of-another-kind": (
+        dict(header=lambda h: h.update(rng={**h["rng"], "bit_generator": "MT19937"})),
+        "rng is not the state of a PCG64 generator",
+    ),
+    "rng-state-negative": (
+        dict(header=lambda h: h.update(rng={**h["rng"], "state": {"state": -1, "inc": 1}})),
+        "rng is not the state of a PCG64 generator",
+    ),
+    "rng-state-a-float": (
+        dict(header=lambda h: h.update(rng={**h["rng"], "state": {"state": 1.5, "inc": 1}})),
+        "rng is not the state of a PCG64 generator",
+    ),
+    "rng-a-string": (dict(header=set_in("rng", value="seed 0")), "rng is not the state of a PCG64 generator"),
+    "waited-negative": (dict(header=set_in("waited", value=-1)), "waited must be a whole number"),
+    "best-loss-nan": (dict(header=set_in("best_loss", value=float("nan"))), "best_loss must be a finite number"),
+    "history-of-another-length": (
+        dict(header=lambda h: h["history"]["epochs"].pop()),
+        "its history records 2 epochs but epoch is 3",
+    ),
+    "network-not-a-mapping": (dict(header=set_in("network", value=[])), "is not an nnscratch model file"),
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("case", list(TAMPERED))
+def test_a_tampered_checkpoint_is_refused_by_resume_with_one_line_naming_the_field(checkpoint, case):
+    directory, X, y, _ = checkpoint
+    resume(directory, X, y, callback=None)  # intact, it resumes (a finished run: nothing to do)
+    change, message = TAMPERED[case]
+    tamper(directory, **change)
+    raised = pytest.raises(ModelFileError, resume, directory, X, y)
+    assert raised.match(message)
+    assert "\n" not in str(raised.value) and str(directory / "checkpoint.npz") in str(raised.value)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", ["params-int32", "epoch-999", "adam-state-empty", "momentum-5", "rng-state-negative"])
+def test_train_resume_from_a_tampered_checkpoint_exits_1_with_one_line(checkpoint, tmp_path, capsys, case):
+    from nnscratch.cli import main
+
+    directory, _, _, data_dir = checkpoint
+    change, message = TAMPERED[case]
+    tamper(directory, **change)
+    code = main(["train", "--resume", str(directory), "--data-dir", str(data_dir), "-o", str(tmp_path / "m.npz"), "-q"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    refusal = pytest.raises(ModelFileError, Trainer.from_checkpoint, directory, [], [])  # before the data is read
+    assert refusal.match(message)
+    assert code == 1 and lines == [f"nnscratch train: error: {refusal.value}"]
+    assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_zip_bomb_in_a_checkpoint_is_refused_from_its_npy_header(checkpoint):
+    import time
+    import tracemalloc
+
+    from tests.test_hardening import add_bomb
+
+    directory, X, y, _ = checkpoint
+    add_bomb(directory / "checkpoint.npz", "optimizer.M")  # 200 MiB of zeros, deflated to ~200 kB
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(ModelFileError, match=r"array optimizer.M has shape \(52428800,\) but the architecture"):
+            Trainer.from_checkpoint(directory, X, y)
+    finally:
+        seconds, (_, peak) = time.perf_counter() - started, tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak < 2 * 2**20 and seconds < 0.5, (peak, seconds)
+
+
+def test_a_momentum_checkpoint_without_its_velocity_is_refused(tiny_data, tmp_path):
+    X, y = tiny_data
+    train(fresh(), X, y, TrainConfig(epochs=1, batch_size=64, optimizer="momentum"), checkpoint_dir=tmp_path)
+    assert "optimizer.velocity" in load_npz(tmp_path / "checkpoint.npz")[1]
+    tamper(tmp_path, arrays=lambda a: a.pop("optimizer.velocity"))
+    with pytest.raises(ModelFileError, match="is missing optimizer.velocity after 1 epochs of momentum"):
+        Trainer.from_checkpoint(tmp_path, X, y)
+
+
+@pytest.mark.timeout(60)
+def test_resuming_on_other_data_says_the_data_does_not_fit_not_that_the_checkpoint_is_corrupted(
+    checkpoint, tmp_path, capsys
+):
+    from nnscratch.cli import main
+    from nnscratch.errors import DataError
+    from tests.test_data import write_tiny_mnist
+
+    directory, X, y, _ = checkpoint
+    write_tiny_mnist(tmp_path / "other", np.random.default_rng(1), side=5)  # 25 pixels, not 16
+    with pytest.raises(DataError, match="the data does not fit the checkpoint in .*the same --data-dir") as raised:
+        resume(directory, X[:, :9], y)
+    assert "corrupt" not in str(raised.value) and "\n" not in str(raised.value)
+    code = main(["train", "--resume", str(directory), "--data-dir", str(tmp_path / "other"), "-o", str(tmp_path / "m")])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1 and line.startswith("nnscratch train: error: the data does not fit the checkpoint")
+    assert "corrupt" not in line and "--data-dir" in line
+    resume(directory, X, y)  # the checkpoint itself is as good as before
+
+
+@pytest.mark.parametrize("momentum", [1.0, 5.0, -0.1, float("nan"), "0.9"])
+def test_momentum_outside_0_to_1_is_refused_by_the_config(momentum):
+    with pytest.raises(SpecError, match=r"momentum must be a number in \[0, 1\)"):
+        TrainConfig(momentum=momentum)

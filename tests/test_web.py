@@ -342,3 +342,107 @@ def test_serve_with_two_workers_answers_for_every_model(tmp_path, net, cnn):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# -- images the API must not decode, or must turn; the port -----------------------------------------------
+
+
+def test_an_image_over_the_pixel_limit_gets_a_422_before_it_is_decoded(client):
+    import tracemalloc
+
+    from tests.test_images import wide_png
+
+    url = "data:image/png;base64," + base64.b64encode(wide_png()).decode()
+    tracemalloc.start()
+    try:
+        response = client.post("/api/predict", json={"image": url})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == 422  # as a decompression bomb is answered
+    assert response.json()["detail"] == (
+        "image: 40,000×1,000 pixels is too large (limit 4,000,000 pixels); scale it down first"
+    )
+    assert peak < 10_000_000  # the request's JSON and base64 only: decoding would take 40 MB, then 320 MB
+
+
+def test_a_photo_saved_sideways_is_read_upright_by_the_api(client):
+    from tests.test_images import seven_image, sideways
+
+    upright = client.post("/api/predict", json={"image": data_url(seven_image())}).json()
+    url = "data:image/png;base64," + base64.b64encode(sideways(seven_image(), 6)).decode()
+    turned = client.post("/api/predict", json={"image": url}).json()
+    assert turned["pixels"] == upright["pixels"] and turned["probabilities"] == upright["probabilities"]
+
+
+def test_a_postscript_image_is_refused_by_the_api(client):
+    from tests.test_images import seven_image
+
+    buffer = io.BytesIO()
+    seven_image().save(buffer, format="EPS")
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    response = client.post("/api/predict", json={"image": url})
+    assert response.status_code == 422 and "EPS images are not accepted" in response.json()["detail"]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_reports_a_port_in_use_in_one_line(tmp_path, net, capsys, workers):
+    import socket
+
+    model = str(net.save(tmp_path / "m.npz"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", model, "--port", str(port), "--workers", workers]) == 1
+    message = capsys.readouterr().err.strip()
+    assert message == f"nnscratch serve: error: port {port} on 127.0.0.1 is already in use; choose another with --port"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("port", ["0", "65536", "70000", "-1", "http"])
+def test_serve_refuses_a_port_out_of_range_before_loading_anything(tmp_path, capsys, port):
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(tmp_path / "missing.npz"), "--port", port, "--workers", "2"])
+    assert info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"nnscratch serve: error: argument --port: expected a port number from 1 to 65535, got '{port}'"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "host, message",
+    [
+        ("192.0.2.1", "cannot listen on 192.0.2.1 port 8765 ("),  # an address of no interface here
+        ("no-such-host.invalid", "cannot resolve --host 'no-such-host.invalid'"),
+    ],
+)
+def test_serve_reports_a_host_it_cannot_listen_on_in_one_line(tmp_path, net, capsys, host, message):
+    model = str(net.save(tmp_path / "m.npz"))
+    assert main(["serve", model, "--host", host, "--port", "8765"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"nnscratch serve: error: {message}") and "\n" not in err
+
+
+def test_a_network_whose_probabilities_overflow_answers_500_with_the_reason_never_200_with_nulls(tmp_path, rng):
+    huge = Network.from_spec("784-8:relu-10:softmax", seed=0)
+    huge.params[:] = 3e38  # finite, but the float32 logits overflow: softmax would give NaN, JSON null
+    path = huge.save(tmp_path / "huge.npz")
+    sane = Network.from_spec("784-8:relu-10:softmax", seed=0)
+    client = TestClient(create_app([ServedModel("huge.npz", Network.load(path)), ServedModel("sane.npz", sane)]))
+    pixels = rng.random(784).tolist()
+    response = client.post("/api/predict", json={"pixels": pixels, "model": "huge.npz"})
+    assert response.status_code == 500 and "probabilities" not in response.json()
+    assert response.json()["detail"].startswith(f"{path} produced non-finite probabilities")
+    # the other model, and the app, go on answering
+    answer = client.post("/api/predict", json={"pixels": pixels, "model": "sane.npz"})
+    assert answer.status_code == 200 and np.all(np.isfinite(answer.json()["probabilities"]))
+
+
+def test_serve_refuses_a_model_that_would_answer_nan_when_it_loads(tmp_path):
+    net = Network.from_spec("784-4-bn-relu-10:softmax", seed=0)
+    net.state[4:] = [1.0, -1.0, 1.0, 1.0]  # a negative running variance: sqrt gives NaN for every drawing
+    path = net.save(tmp_path / "bad.npz")
+    with pytest.raises(ModelFileError, match="layer 1's running variance in the state is negative"):
+        load_models([path])

@@ -55,6 +55,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"nnscratch {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+    except MemoryError as exc:  # what the network's own check could not foresee: a large batch, a busy machine
+        if os.environ.get("NNSCRATCH_DEBUG"):
+            raise
+        detail = _one_line(exc) if str(exc) else "an array did not fit"
+        detail = detail[:1].lower() + detail[1:]  # numpy's "Unable to allocate 3.2 TiB for an array ..."
+        print(
+            f"nnscratch {args.command}: error: out of memory: {detail}; try a smaller network or --batch-size",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

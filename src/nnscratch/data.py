@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nnscratch.errors import DataError, DownloadError
+from nnscratch.io import lock_temporary, remove_stale_temporaries
 
 ENV_DATA = "NNSCRATCH_DATA"
 ENV_MIRRORS = "NNSCRATCH_MNIST_MIRRORS"
@@ -268,6 +269,7 @@ def download_mnist(
         if _find(directory, stem):
             continue
         target = directory / f"{stem}.gz"
+        remove_stale_temporaries(directory / stem, suffix=".part")  # left by a download killed outright
         errors = []
         for mirror in mirrors:
             url = mirror.rstrip("/") + f"/{stem}.gz"
@@ -275,6 +277,8 @@ def download_mnist(
                 log(f"downloading {url}")
             fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".part", dir=directory)
             tmp = Path(tmp_name)
+            held = os.dup(fd)  # locked until the part is renamed or removed: another download's sweep skips it
+            lock_temporary(held)
             try:
                 with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
                     shutil.copyfileobj(response, out, _CHUNK)
@@ -287,6 +291,7 @@ def download_mnist(
                 errors.append(f"{url}: {exc}")
             finally:
                 tmp.unlink(missing_ok=True)
+                os.close(held)
         else:
             raise DownloadError(
                 f"could not download {stem}.gz ({errors[-1] if errors else 'no mirror'}); on an offline "

@@ -27,6 +27,14 @@ class ModelFileError(NNScratchError):
     """A saved model file is missing, unreadable or does not describe a valid network."""
 
 
+class OutputPathError(NNScratchError, OSError):
+    """A path to write to cannot take the output: empty, a directory, a device, a FIFO, read-only."""
+
+
+class NonFiniteOutputError(NNScratchError, ArithmeticError):
+    """A network's output is NaN or infinite (its weights overflow the arithmetic), so it has no answer."""
+
+
 class DivergenceError(NNScratchError, ArithmeticError):
     """Training produced a NaN or infinite loss or weight."""
 

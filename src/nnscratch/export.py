@@ -213,7 +213,12 @@ def _activation(graph: _Graph, i: int, layer: Layer, activation: str, x: str) ->
 def export_onnx(
     net: Network, path: str | os.PathLike[str], *, input_layout: str | None = None
 ) -> tuple[Path, onnx.ModelProto]:
-    """Write :func:`to_onnx` of ``net`` to ``path`` atomically; returns (the path, the model)."""
+    """Write :func:`to_onnx` of ``net`` to ``path`` atomically; returns (the path, the model).
+
+    A network whose weights are finite but overflow (NonFiniteOutputError from a probe of a blank and
+    a full input) is refused rather than written: its graph would answer NaN.
+    """
+    net.predict_proba(np.stack([np.zeros(net.input_shape), np.ones(net.input_shape)]))
     model = to_onnx(net, input_layout=input_layout)
     data = model.SerializeToString()
     return atomic_write(path, lambda f: f.write(data)), model

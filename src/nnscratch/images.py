@@ -10,26 +10,35 @@ placed in a 28×28 image so that their centre of mass sits at the centre.  ``pre
 5. scale to fit 20×20 keeping the aspect ratio (Lanczos, anti-aliased);
 6. place in 28×28 with the centre of mass at the centre.
 
-Images are opened with Pillow, with a limit on their pixel count so that a decompression bomb is refused
-before it is decoded.
+Before step 1 a camera's EXIF orientation is applied, so that a phone photo saved sideways is read upright.
+
+Images are opened with Pillow, in the formats of ``FORMATS`` only (no other decoder, such as Ghostscript for
+PostScript, ever sees the bytes), with a limit on their pixel count read from the header, so that a huge
+image is refused before it is decoded; a JPEG photo over the limit is decoded at a half, quarter or eighth
+of its size instead, which libjpeg does for less than the full decode.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageSequence, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, ImageSequence, JpegImagePlugin, UnidentifiedImageError
 
 from nnscratch.errors import NNScratchError
 
 SIDE = 28
 BOX = 20
-MAX_PIXELS = 40_000_000  # larger than any photo of a digit needs; 50,000 × 50,000 is refused
+# A digit needs a few thousand pixels; a 12-megapixel phone photo is decoded at half size.  The limit keeps
+# one image to ~0.1 s and ~100 MB of the server's prediction thread (40 million pixels took 1 s and 1.4 GB).
+MAX_PIXELS = 4_000_000
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")  # Pillow's names of the formats accepted
+FORMATS_TEXT = "PNG, JPEG, GIF, BMP, WebP or TIFF"
 INK_THRESHOLD = 0.05  # after stretching, pixels below this are background for the bounding box
 MIN_CONTRAST = 0.1  # ink must stand this far above the background, else the picture is blank
 
@@ -44,7 +53,8 @@ BLANK = "no digit found: the image is blank (draw or photograph a digit on plain
 def open_image(source: str | os.PathLike[str] | bytes) -> Image.Image:
     """Open and fully decode an image (the first frame of an animation) from a path or bytes.
 
-    Raises :class:`ImageError` for a missing, empty, truncated, unrecognised or oversized file.
+    Raises :class:`ImageError` for a missing, empty, truncated, unrecognised or oversized file, or one in a
+    format outside ``FORMATS``.
     """
     name = "image" if isinstance(source, bytes) else str(source)
     if not isinstance(source, bytes):
@@ -58,11 +68,14 @@ def open_image(source: str | os.PathLike[str] | bytes) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-            width, height = image.size
-            if width * height > MAX_PIXELS:
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=FORMATS)
+            width, height = image.size  # from the header: nothing is decoded before load()
+            if width * height > MAX_PIXELS and isinstance(image, JpegImagePlugin.JpegImageFile):
+                reduce_jpeg(image)
+            if image.size[0] * image.size[1] > MAX_PIXELS:
                 raise ImageError(
-                    f"{name}: {width}×{height} pixels is too large (limit {MAX_PIXELS:,}); scale it down first"
+                    f"{name}: {width:,}×{height:,} pixels is too large (limit {MAX_PIXELS:,} pixels); "
+                    "scale it down first"
                 )
             image = next(iter(ImageSequence.Iterator(image)))
             image.load()
@@ -71,10 +84,52 @@ def open_image(source: str | os.PathLike[str] | bytes) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{name}: the image is too large to decode safely; scale it down first") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image Pillow can read (PNG, JPEG, BMP, GIF, ...)") from None
+        found = format_of(source)
+        if found is None or found in FORMATS:  # an accepted format's signature, but Pillow cannot parse it
+            raise ImageError(f"{name}: not an image in a format read here ({FORMATS_TEXT})") from None
+        raise ImageError(f"{name}: {found} images are not accepted; send {FORMATS_TEXT}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{name}: the image is damaged or truncated ({exc})") from None
     return image
+
+
+def reduce_jpeg(image: JpegImagePlugin.JpegImageFile) -> None:
+    """Have libjpeg decode ``image`` at the largest of 1/2, 1/4, 1/8 of its size within MAX_PIXELS, if any."""
+    width, height = image.size
+    for scale in (2, 4, 8):
+        if -(-width // scale) * -(-height // scale) <= MAX_PIXELS:  # the sizes libjpeg gives: rounded up
+            image.draft(None, (max(1, width // scale), max(1, height // scale)))
+            return
+
+
+def format_of(source: str | os.PathLike[str] | bytes) -> str | None:
+    """The format Pillow would take the image for, from the signature in its first 16 bytes alone.
+
+    Only each format's signature test runs, never its parser: this names a refused format in a message.
+    """
+    if isinstance(source, bytes):
+        head = source[:16]
+    else:
+        with open(source, "rb") as file:
+            head = file.read(16)
+    Image.init()
+    for name in Image.ID:
+        accept = Image.OPEN[name][1]
+        try:
+            if accept is not None and accept(head):
+                return name
+        except (SyntaxError, IndexError, TypeError, ValueError, struct.error):
+            continue
+    return None
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF Orientation tag says it is meant to be seen (a phone photo saved sideways)."""
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except (OSError, SyntaxError, ValueError, struct.error):  # unreadable EXIF: the pixels are still good
+        return image
+    return image if orientation == 1 else ImageOps.exif_transpose(image)
 
 
 def grayscale(image: Image.Image) -> npt.NDArray[np.float64]:
@@ -133,8 +188,11 @@ def fit_and_centre(strokes: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
 
 
 def preprocess(image: Image.Image) -> npt.NDArray[np.float32]:
-    """Any image → (784,) float32 in [0, 1], as MNIST digits are.  Raises ImageError if blank."""
-    strokes = ink(grayscale(image))
+    """Any image, turned upright as its EXIF says → (784,) float32 in [0, 1], as MNIST digits are.
+
+    Raises ImageError if blank.
+    """
+    strokes = ink(grayscale(upright(image)))
     if strokes is None:
         raise ImageError(BLANK)
     return fit_and_centre(strokes).reshape(-1)

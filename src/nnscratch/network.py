@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,10 @@ import numpy as np
 import numpy.typing as npt
 
 from nnscratch.activations import get_activation
-from nnscratch.errors import ModelFileError, SpecError
-from nnscratch.io import load_npz, save_npz
+from nnscratch.errors import ModelFileError, NonFiniteOutputError, SpecError
+from nnscratch.io import Expected, load_npz, save_npz
 from nnscratch.layers import LAYERS, ActivationLayer, Conv2D, Dense, Layer, Layout, MaxPool2D
-from nnscratch.layers.base import Shape, Views, shape_text
+from nnscratch.layers.base import MAX_SIZE, Footprint, Shape, Views, echo, size_text
 from nnscratch.layers.dropout import alpha_dropout_mask, dropout_mask
 from nnscratch.losses import l1_penalty, l2_penalty, softmax, softmax_cross_entropy
 from nnscratch.parallel import default_threads, single_threaded_blas
@@ -62,6 +63,8 @@ class Network:
     ``state_layout``) load given values instead of initialising.
     """
 
+    source: str | None = None  # the file a loaded network was read from, for messages
+
     def __init__(
         self,
         input_shape: int | Sequence[int],
@@ -75,45 +78,36 @@ class Network:
         threads: int | None = None,
     ) -> None:
         dtype = _check_dtype(dtype)
-        input_shape = (input_shape,) if isinstance(input_shape, int | np.integer) else tuple(input_shape)
-        if len(input_shape) not in (1, 3) or not all(isinstance(d, int | np.integer) and d >= 1 for d in input_shape):
-            raise SpecError(f"the input shape must be (n,) or (C, H, W) of positive sizes, got {input_shape!r}")
-        self.input_shape: Shape = tuple(int(d) for d in input_shape)
         self.layers: list[Layer] = list(layers)
-        if not self.layers:
-            raise SpecError("a network needs at least an output layer")
-        output = self.layers[-1]
-        if not isinstance(output, Dense):
-            raise SpecError(f"the last layer must be the dense output layer, such as 10:softmax, not {output.token!r}")
-        if output.activation.name == "softmax":
-            output.activation = get_activation("identity")  # the loss applies the softmax
-        elif output.activation.name != "identity":
-            raise SpecError(
-                f"the output layer must use softmax (it is trained with cross-entropy), not {output.activation.name!r}"
-            )
-        shape = self.input_shape
-        for layer in self.layers:
-            shape = layer.build(shape)
+        # Shapes and memory first, from the spec alone: a network that cannot fit is refused before
+        # any array exists (it used to end in a MemoryError, or in minutes of swapping).
+        self.input_shape, self.footprint = self.plan(input_shape, self.layers, dtype=dtype, initialize=params is None)
         _choose_inits(self.layers, init)
 
         self.layout = Layout.of(self.layers, "params")
         self.state_layout = Layout.of(self.layers, "state")
-        self.params = _buffer(params, self.layout.size, dtype, "params")
-        self.state = _buffer(state, self.state_layout.size, dtype, "state")
-        for layer, p, s in zip(
-            self.layers,
-            self.layout.split(self.params, self.layers),
-            self.state_layout.split(self.state, self.layers),
-            strict=True,
-        ):
-            layer.bind(p, s)
-        if params is None:
-            rng = np.random.default_rng(seed)
-            for layer in self.layers:
-                layer.initialize(rng)
-        if state is None:
-            for layer in self.layers:
-                layer.reset_state()
+        try:
+            self.params = _buffer(params, self.layout.size, dtype, "params")
+            self.state = _buffer(state, self.state_layout.size, dtype, "state")
+            for layer, p, s in zip(
+                self.layers,
+                self.layout.split(self.params, self.layers),
+                self.state_layout.split(self.state, self.layers),
+                strict=True,
+            ):
+                layer.bind(p, s)
+            if params is None:
+                rng = np.random.default_rng(seed)
+                for layer in self.layers:
+                    layer.initialize(rng)
+            if state is None:
+                for layer in self.layers:
+                    layer.reset_state()
+        except MemoryError:  # fits the machine, but not the memory free now (or the machine did not say)
+            raise SpecError(
+                f"out of memory building the network: its {self.footprint.n_params:,} parameters need "
+                f"{size_text(self.footprint.param_bytes)}; choose a smaller network or free some memory"
+            ) from None
 
         self.metadata: dict[str, Any] = {}
         # Worked out once: which arrays L2 decays, where training applies hidden dropout, and the
@@ -127,6 +121,59 @@ class Network:
         self.threads = default_threads() if threads is None else threads
 
     # -- construction ---------------------------------------------------------------------------
+
+    @staticmethod
+    def plan(
+        input_shape: int | Sequence[int],
+        layers: Sequence[Layer],
+        *,
+        dtype: str | np.dtype = "float32",
+        initialize: bool = True,
+    ) -> tuple[Shape, Footprint]:
+        """Check a network from its shapes alone, as building it does first; no array is made.
+
+        The input shape, the output layer (a softmax output becomes the identity: the loss applies
+        it), every layer against the shape it meets (``layer.build``), every size against
+        ``MAX_SIZE``, and the memory its parameters (drawn, with ``initialize``) and one example's
+        forward pass need against this machine's (``Footprint.check``).  Returns the input shape as
+        a tuple and the footprint; raises SpecError naming what does not fit.
+        """
+        input_shape = (input_shape,) if isinstance(input_shape, int | np.integer) else tuple(input_shape)
+        if len(input_shape) not in (1, 3) or not all(
+            isinstance(d, int | np.integer) and 1 <= d <= MAX_SIZE for d in input_shape
+        ):
+            raise SpecError(
+                f"the input shape must be (n,) or (C, H, W) of positive sizes up to {MAX_SIZE:,}, "
+                f"got {echo(repr(input_shape))}"
+            )
+        shape: Shape = tuple(int(d) for d in input_shape)
+        if not layers:
+            raise SpecError("a network needs at least an output layer")
+        output = layers[-1]
+        if not isinstance(output, Dense):
+            raise SpecError(f"the last layer must be the dense output layer, such as 10:softmax, not {output.token!r}")
+        if output.activation.name == "softmax":
+            output.activation = get_activation("identity")  # the loss applies the softmax
+        elif output.activation.name != "identity":
+            raise SpecError(
+                f"the output layer must use softmax (it is trained with cross-entropy), not {output.activation.name!r}"
+            )
+        built = shape
+        for layer in layers:
+            built = layer.build(built)
+        footprint = Footprint.of(shape, list(layers), _check_dtype(dtype))
+        footprint.check(initialize=initialize)
+        return shape, footprint
+
+    @classmethod
+    def check_spec(cls, spec: str, *, dtype: str | np.dtype = "float32") -> tuple[Shape, list[Layer]]:
+        """:meth:`from_spec` without the arrays: parse ``spec`` and :meth:`plan` it.
+
+        Returns (input shape, layers), the layers built; a command line checks ``--spec`` this way
+        before it reads any data, and against the data's shape before it builds the network.
+        """
+        input_shape, layers = parse_spec(spec)
+        return cls.plan(input_shape, layers, dtype=dtype)[0], layers
 
     @classmethod
     def from_layers(
@@ -330,7 +377,11 @@ class Network:
 
     def _chunks(self, m: int, batch_size: int | None) -> range:
         """Starts of prediction chunks of ``batch_size`` rows; by default as many rows at once as keep the
-        widest layer near PREDICT_VALUES values (4,096 rows for an MLP, a few hundred for a convnet)."""
+        widest layer near PREDICT_VALUES values (4,096 rows for an MLP, a few hundred for a convnet).
+
+        Either way a chunk holds no more rows than half the memory the parameters leave has room for
+        (``Footprint.rows_that_fit``): a large ``batch_size`` must not run the machine out of memory.
+        """
         if batch_size is None:
             widest = max(math.prod(layer.output_shape) for layer in self.layers)  # type: ignore[arg-type]
             for layer in self.layers:
@@ -338,30 +389,56 @@ class Network:
                     _, Ho, Wo = layer.output_shape  # type: ignore[misc]
                     widest = max(widest, Ho * Wo * (layer.n_columns + 1))
             batch_size = max(1, min(MAX_PREDICT_ROWS, PREDICT_VALUES // widest))
-        return range(0, m, batch_size)
+        return range(0, m, max(1, min(batch_size, self.footprint.rows_that_fit())))
 
     def predict_proba(self, X: npt.ArrayLike, *, batch_size: int | None = None) -> Array:
-        """Class probabilities P (m, k) for inputs X (see :meth:`check_input`) with values in [0, 1]."""
-        return self.probabilities(self.check_input(X), batch_size=batch_size)
+        """Class probabilities P (m, k) for inputs X (see :meth:`check_input`) with values in [0, 1].
+
+        Raises :class:`NonFiniteOutputError` rather than answer NaN: finite weights can still overflow
+        (weights near 3e38 do in float32), and NaN is no probability.
+        """
+        X = self.check_input(X)
+        return self.check_output(self.probabilities(X, batch_size=batch_size), X)
 
     def probabilities(self, X: Array, *, batch_size: int | None = None) -> Array:
-        """:meth:`predict_proba` for inputs already checked by :meth:`check_input` (the trainer's own data)."""
+        """:meth:`predict_proba` for inputs already checked by :meth:`check_input` (the trainer's own data).
+
+        The values are not checked: the trainer turns them into a validation loss, where NaN is the
+        answer it reports.
+        """
         out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
         chunks = self._chunks(X.shape[0], batch_size)
-        with single_threaded_blas():
+        with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore"):
             for start in chunks:
                 out[start : start + chunks.step] = softmax(self.logits(X[start : start + chunks.step]))
         return out
 
     def predict(self, X: npt.ArrayLike, *, batch_size: int | None = None) -> npt.NDArray[np.intp]:
-        """Predicted labels (m,) for inputs X."""
+        """Predicted labels (m,) for inputs X; raises :class:`NonFiniteOutputError` where the logits are not finite."""
         X = self.check_input(X)
         labels = np.empty(X.shape[0], dtype=np.intp)
         chunks = self._chunks(X.shape[0], batch_size)
-        with single_threaded_blas():
+        with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore"):
             for start in chunks:
-                labels[start : start + chunks.step] = self.logits(X[start : start + chunks.step]).argmax(axis=1)
+                rows = X[start : start + chunks.step]
+                labels[start : start + chunks.step] = self.check_output(self.logits(rows), rows).argmax(axis=1)
         return labels
+
+    def check_output(self, out: Array, X: Array) -> Array:
+        """``out`` (probabilities or logits for inputs X), or NonFiniteOutputError if any value is NaN or infinite.
+
+        One pass over (m, k) values: next to the forward pass that made them it costs nothing measurable.
+        """
+        if not np.all(np.isfinite(out)):
+            if not np.all(np.isfinite(X)):
+                raise ValueError("X holds NaN or infinite values; give the network finite inputs (pixels in [0, 1])")
+            name = self.source or "the network"
+            raise NonFiniteOutputError(
+                f"{name} produced non-finite probabilities: its weights are too large for "
+                f"{self.dtype.name} arithmetic (largest |weight| {float(np.abs(self.params).max()):.3g}); "
+                "retrain it"
+            )
+        return out
 
     def layer_outputs(self, X: npt.ArrayLike) -> list[Array]:
         """The output of every layer in prediction mode, the last being the logits.
@@ -485,9 +562,15 @@ class Network:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Network:
-        """Read a network written by :meth:`save` (either format); shapes and names are validated."""
-        header, arrays = load_npz(path)
-        return cls.from_header(header, arrays, source=str(path))
+        """Read a network written by :meth:`save` (either format); shapes, names and values are validated.
+
+        Every array's shape is checked against the architecture in the file's header before its data
+        is read (see ``nnscratch.io.load_npz``), so a file costs memory in proportion to that
+        architecture, however far its arrays would inflate.
+        """
+        source = str(path)
+        header, arrays = load_npz(path, expect=lambda header: read_architecture(header, source).file_arrays())
+        return cls.from_header(header, arrays, source=source)
 
     @classmethod
     def from_header(
@@ -505,65 +588,118 @@ class Network:
         (checkpoints store them so).  Format 1 files (dense layers, arrays W0, b0, ...) load as they
         always did.
         """
-        if header.get("format") != FORMAT_NAME:
-            raise ModelFileError(f"{source} is not an nnscratch model file")
-        version = header.get("version")
-        if not isinstance(version, int) or version < 1:
-            raise ModelFileError(f"{source} has an unknown model format version {version!r}; the file is corrupted")
-        if version > FORMAT_VERSION:
-            raise ModelFileError(
-                f"{source} uses model format version {version}, newer than this nnscratch understands "
-                f"({FORMAT_VERSION}); upgrade nnscratch"
-            )
-        metadata = header.get("metadata") or {}
-        if not isinstance(metadata, dict):
-            raise ModelFileError(f"{source} has a corrupted header (metadata is not a mapping); retrain the model")
-        try:
-            dtype = _check_dtype(header["dtype"])
-            if version == 1:
-                input_shape: Shape = (int(header["n_in"]),)
-                specs = [LayerSpec(int(d["units"]), str(d["activation"]), d.get("init")) for d in header["layers"]]
-                layers = [spec.layer() for spec in specs[:-1]]
-                layers += [output_layer(spec.units, init=spec.init) for spec in specs[-1:]]
-                arrays = _format1_arrays(arrays)
-            else:
-                input_shape = tuple(int(d) for d in header["input_shape"])
-                layers = [_layer_from_config(config) for config in header["layers"]]
-            if not layers:
-                raise SpecError("a network needs at least an output layer")
-            if not input_shape or any(d < 1 for d in input_shape):
-                raise SpecError(f"the input size must be positive, got {shape_text(input_shape)}")
-            # Build the layers (shapes only) before allocating anything: a header that lies about the
-            # sizes must not make loading allocate more than the file holds.
-            shape = input_shape
-            for layer in layers:
-                shape = layer.build(shape)
-        except SpecError as exc:
-            raise ModelFileError(f"{source}: {exc}; the file is corrupted") from None
-        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
-            raise ModelFileError(f"{source} has an incomplete header ({exc!r}); retrain the model") from None
-        layout, state_layout = Layout.of(layers, "params"), Layout.of(layers, "state")
+        architecture = read_architecture(header, source)
+        input_shape, layers, dtype = architecture.input_shape, architecture.layers, architecture.dtype
+        arrays = _format1_arrays(arrays) if architecture.version == 1 else arrays
+        layout, state_layout = architecture.layout, architecture.state_layout
         if params is not None:
             for name, flat, size in (("parameters", params, layout.size), ("state", state, state_layout.size)):
                 if flat is None and size == 0:
                     continue
-                if flat is None or flat.shape != (size,) or not np.all(np.isfinite(flat)):
+                if flat is None or flat.shape != (size,):
                     raise ModelFileError(f"{source}: the {name} do not fit the architecture; the file is corrupted")
+                if not np.issubdtype(flat.dtype, np.floating):
+                    raise ModelFileError(
+                        f"{source}: the {name} hold {flat.dtype} values, not floating-point ones; the file is corrupted"
+                    )
         else:
             params = _gather(arrays, layout, source)
             state = _gather(arrays, state_layout, source)
         try:
-            net = cls(
-                input_shape,
-                layers,
-                dtype=dtype,
-                params=params.astype(dtype, copy=True),
-                state=None if state is None else state.astype(dtype, copy=True),
-            )
+            with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, refused below
+                params = params.astype(dtype, copy=True)
+                state = None if state is None else state.astype(dtype, copy=True)
+            net = cls(input_shape, layers, dtype=dtype, params=params, state=state)
         except SpecError as exc:
             raise ModelFileError(f"{source}: {exc}") from None
-        net.metadata = dict(metadata)
+        check_finite(net.params, source, "the parameters")
+        check_finite(net.state, source, "the state")
+        check_state(net.state, net.state_layout, source, "the state")
+        net.metadata = dict(architecture.metadata)
+        net.source = source
         return net
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What a model file's header declares, before any array is read: the layers (built, shapes only)."""
+
+    version: int  # the model format: 1 (dense layers, arrays W0, b0, ...) or 2
+    dtype: np.dtype
+    input_shape: Shape
+    layers: list[Layer]
+    metadata: dict[str, Any]
+
+    @property
+    def layout(self) -> Layout:
+        return Layout.of(self.layers, "params")
+
+    @property
+    def state_layout(self) -> Layout:
+        return Layout.of(self.layers, "state")
+
+    def file_arrays(self) -> Expected:
+        """The arrays a model file of this architecture holds, name → shape (format 1 names W0, b0, ...;
+        its files may hold other arrays too, which are never read)."""
+        slots = [*self.layout.slots, *self.state_layout.slots]
+        if self.version == 1:
+            return Expected({f"{slot.name}{slot.layer}": slot.shape for slot in slots}, skip_others=True)
+        return Expected({slot.key: slot.shape for slot in slots})
+
+
+def read_architecture(header: dict[str, Any], source: str) -> Architecture:
+    """The architecture a model header declares (``Network.header``, or format 1's), its layers built
+    for their shapes only: nothing the size of the network is allocated.  Raises ModelFileError."""
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        raise ModelFileError(f"{source} is not an nnscratch model file")
+    version = header.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{source} has an unknown model format version {version!r}; the file is corrupted")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{source} uses model format version {version}, newer than this nnscratch understands "
+            f"({FORMAT_VERSION}); upgrade nnscratch"
+        )
+    metadata = header.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{source} has a corrupted header (metadata is not a mapping); retrain the model")
+    try:
+        dtype = _check_dtype(header["dtype"])
+        if version == 1:
+            input_shape: Shape = (int(header["n_in"]),)
+            specs = [LayerSpec(int(d["units"]), str(d["activation"]), d.get("init")) for d in header["layers"]]
+            layers = [spec.layer() for spec in specs[:-1]]
+            layers += [output_layer(spec.units, init=spec.init) for spec in specs[-1:]]
+        else:
+            input_shape = tuple(int(d) for d in header["input_shape"])
+            layers = [_layer_from_config(config) for config in header["layers"]]
+        # Build the layers (shapes only) and check what they would cost before anything is allocated:
+        # a header that declares a network this machine cannot hold is refused before its arrays are read.
+        Network.plan(input_shape, layers, dtype=dtype, initialize=False)
+    except SpecError as exc:
+        raise ModelFileError(f"{source}: {exc}; the file is corrupted") from None
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+        raise ModelFileError(f"{source} has an incomplete header ({exc!r}); retrain the model") from None
+    return Architecture(version, dtype, input_shape, layers, metadata)
+
+
+def check_finite(flat: np.ndarray, source: str, name: str) -> None:
+    """Refuse (ModelFileError) saved values that are NaN or infinite, or beyond the range of their dtype."""
+    if not np.all(np.isfinite(flat)):
+        raise ModelFileError(
+            f"{source}: {name} hold non-finite values (NaN, infinity, or beyond {flat.dtype.name}'s range); "
+            "the file is corrupted"
+        )
+
+
+def check_state(flat: np.ndarray, layout: Layout, source: str, name: str) -> None:
+    """Refuse (ModelFileError) a state buffer laid out by ``layout`` with a negative running variance
+    (batch norm would divide by the square root of it: NaN for every input)."""
+    for slot in layout.slots:
+        if slot.name == "running_var" and np.any(flat[slot.offset : slot.offset + slot.size] < 0):
+            raise ModelFileError(
+                f"{source}: layer {slot.layer}'s running variance in {name} is negative; the file is corrupted"
+            )
 
 
 def _layer_from_config(config: Any) -> Layer:

@@ -25,6 +25,7 @@ Array = npt.NDArray[np.floating]
 
 class Optimizer:
     name: ClassVar[str]
+    arrays: ClassVar[tuple[str, ...]] = ()  # the arrays of its state, each shaped like the parameters
     pool: Threads = pool_of(1)  # the trainer sets the network's
 
     def step(self, params: Array, grad: Array, lr: float) -> None:
@@ -35,7 +36,21 @@ class Optimizer:
         return {}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state` returned."""
+        """Restore what :meth:`state` returned; raises SpecError naming a missing or malformed entry."""
+
+
+def _state_array(state: dict[str, Any], key: str, optimizer: str) -> Array:
+    """``state[key]`` as a copy, checked: a flat array of finite floating-point values."""
+    value = state[key]
+    if not isinstance(value, np.ndarray) or value.ndim != 1 or not np.issubdtype(value.dtype, np.floating):
+        raise SpecError(f"{optimizer}'s state {key} must be a flat floating-point array, got {_describe(value)}")
+    if not np.all(np.isfinite(value)):
+        raise SpecError(f"{optimizer}'s state {key} holds NaN or infinite values")
+    return value.copy()
+
+
+def _describe(value: Any) -> str:
+    return f"{value.dtype} {value.shape}" if isinstance(value, np.ndarray) else repr(value)
 
 
 class SGD(Optimizer):
@@ -61,6 +76,7 @@ class Momentum(Optimizer):
     """
 
     name = "momentum"
+    arrays = ("velocity",)
 
     def __init__(self, momentum: float = 0.9, *, nesterov: bool = False) -> None:
         if not 0.0 <= momentum < 1.0:
@@ -91,7 +107,8 @@ class Momentum(Optimizer):
         return {} if self.velocity is None else {"velocity": self.velocity.copy()}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.velocity = state["velocity"].copy() if "velocity" in state else None
+        # no velocity: no step taken yet
+        self.velocity = _state_array(state, "velocity", self.name) if "velocity" in state else None
 
 
 class Adam(Optimizer):
@@ -113,6 +130,7 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    arrays = ("M", "V")
 
     def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
         for label, value in (("beta1", beta1), ("beta2", beta2)):
@@ -157,12 +175,25 @@ class Adam(Optimizer):
         return {"t": self.t, "M": self.M.copy(), "V": self.V.copy()}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.t = int(state.get("t", 0))
-        if "M" in state:
-            self.M, self.V = state["M"].copy(), state["V"].copy()
-            self._tmp = np.empty_like(self.M)
-        else:
-            self.M = self.V = self._tmp = None
+        # t = 0 is a fresh optimiser with no moments; after t steps both moments exist (and V, a sum of
+        # squares, is >= 0: its square root divides the step).
+        t = state.get("t")
+        if not isinstance(t, int | np.integer) or isinstance(t, bool) or t < 0:
+            raise SpecError(f"{self.name}'s step count t must be an integer >= 0, got {t!r}")
+        if t == 0:
+            if "M" in state or "V" in state:
+                raise SpecError(f"{self.name}'s state has moments M and V but a step count t of 0")
+            self.t, self.M, self.V, self._tmp = 0, None, None, None
+            return
+        missing = [key for key in self.arrays if key not in state]
+        if missing:
+            raise SpecError(f"{self.name}'s state after {t} steps lacks the moment {' and '.join(missing)}")
+        M, V = _state_array(state, "M", self.name), _state_array(state, "V", self.name)
+        if M.shape != V.shape:
+            raise SpecError(f"{self.name}'s moments M and V differ in shape: {M.shape} and {V.shape}")
+        if np.any(V < 0):
+            raise SpecError(f"{self.name}'s second moment V has negative values (a sum of squares cannot)")
+        self.t, self.M, self.V, self._tmp = int(t), M, V, np.empty_like(M)
 
 
 class AdamW(Adam):

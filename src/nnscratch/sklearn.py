@@ -62,11 +62,11 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     ) from exc
 
 from nnscratch.activations import get_activation
-from nnscratch.layers import Conv2D, Dense
+from nnscratch.layers import Conv2D, Dense, Layer
 from nnscratch.network import Network
 from nnscratch.optimizers import SGD, Adam, Momentum, Optimizer
 from nnscratch.presets import PRESETS
-from nnscratch.spec import LayerSpec
+from nnscratch.spec import LayerSpec, output_layer, parse_spec
 from nnscratch.training import Callback, EpochRecord, TrainConfig, Trainer, TrainState
 
 __all__ = ["CNNClassifier", "MLPClassifier"]
@@ -82,8 +82,19 @@ SPARSE = ["csr", "csc"]  # sparse formats taken as they are (others are converte
 class _NetworkClassifier(ClassifierMixin, BaseEstimator):
     """What both estimators share: scikit-learn's stochastic training loop on the engine, prediction, pickling.
 
-    A subclass builds its network (``_build_network``) and checks its inputs, as flat rows (``_validate``).
+    A subclass states its network (``_architecture``) and checks its inputs, as flat rows (``_validate``).
     """
+
+    def _architecture(self, n_features: int, n_classes: int) -> tuple[tuple[int, ...], list[Layer]]:
+        """(input shape, layers) of the network for data of ``n_features`` values and ``n_classes`` classes."""
+        raise NotImplementedError
+
+    def _build_network(self, n_features: int, n_classes: int, seed: int, batch_size: int) -> Network:
+        """The network, refused with a ValueError before any array exists if it, or training it on
+        batches of ``batch_size``, cannot fit in this machine's memory."""
+        input_shape, layers = self._architecture(n_features, n_classes)
+        Network.plan(input_shape, layers, dtype=self.dtype)[1].check_batch(batch_size)
+        return Network(input_shape, layers, seed=seed, dtype=self.dtype, init=self.init)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -148,7 +159,8 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
         labels = _encode(y, classes)
         if first_pass:
             seed = self._seed()
-            network = self._build_network(X.shape[1], len(classes), seed)  # may refuse: nothing is changed yet
+            # may refuse (from shapes alone, before any array: one that cannot fit): nothing is changed yet
+            network = self._build_network(X.shape[1], len(classes), seed, settings["batch_size"](X.shape[0]))
             self._initialize(network, classes, seed)
         X = X.astype(self.network_.dtype, copy=False)  # once, not in every epoch's trainer
         if not incremental or self._train_state.optimizer is None:
@@ -575,9 +587,8 @@ class MLPClassifier(_NetworkClassifier):
                 )
         return [LayerSpec(u, _activation_name(a)) for u, a in zip(units, names, strict=True)]
 
-    def _build_network(self, n_features: int, n_classes: int, seed: int) -> Network:
-        layers = [*self._hidden_layers(), LayerSpec(n_classes, "softmax")]
-        return Network.from_layers(n_features, layers, seed=seed, dtype=self.dtype, init=self.init)
+    def _architecture(self, n_features: int, n_classes: int) -> tuple[tuple[int, ...], list[Layer]]:
+        return (n_features,), [*(spec.layer() for spec in self._hidden_layers()), output_layer(n_classes)]
 
     def _validate(self, X: Any, y: Any = NO_Y, *, reset: bool) -> Any:
         """Rows X (m, n) (and y, when given), checked and converted by scikit-learn; sparse input made dense."""
@@ -676,10 +687,10 @@ class CNNClassifier(_NetworkClassifier):
         self.init = init
         self.dtype = dtype
 
-    def _build_network(self, n_features: int, n_classes: int, seed: int) -> Network:
+    def _architecture(self, n_features: int, n_classes: int) -> tuple[tuple[int, ...], list[Layer]]:
         C, H, W = self.image_shape_
         spec = "-".join(part for part in (f"{C}x{H}x{W}", str(self.layers).strip("-"), f"{n_classes}:softmax") if part)
-        return Network.from_spec(spec, seed=seed, dtype=self.dtype, init=self.init)
+        return parse_spec(spec)
 
     def _validate(self, X: Any, y: Any = NO_Y, *, reset: bool) -> Any:
         """Images or rows X as flat rows (m, C·H·W) (and y, if given), checked by scikit-learn; sets image_shape_."""

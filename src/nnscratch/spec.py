@@ -17,8 +17,10 @@ Tokens are joined by ``-``:
 ``flatten`` is implied before the first dense layer that meets an image.  Example:
 ``1x28x28-conv32k3-relu-maxpool2-conv64k3-relu-maxpool2-flatten-dropout0.5-10:softmax``.
 
-Parsing checks the words; building the network (``Network``) checks that every layer fits the shape
-it meets, with an error naming the token and that shape.
+Parsing checks the words: plain ASCII only (digits are 0-9: Python's ``int`` would also read ``３２``),
+no spaces or line breaks, and every number at most ``MAX_SIZE``; an error quotes at most the first
+40 characters of a token.  Building the network (``Network``) checks that every layer fits the shape
+it meets, with an error naming the token and that shape, and that the whole fits in memory.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from nnscratch.activations import ACTIVATIONS
 from nnscratch.errors import SpecError
 from nnscratch.initializers import INITIALIZERS
 from nnscratch.layers import ActivationLayer, AlphaDropout, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
-from nnscratch.layers.base import Shape, shape_text
+from nnscratch.layers.base import MAX_SIZE, Shape, echo, shape_text, spec_int
 
 EXAMPLES = "784-128:relu-10:softmax or 1x28x28-conv32k3-relu-maxpool2-10:softmax"
 
@@ -44,12 +46,13 @@ class LayerSpec:
     init: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.units, int) or self.units < 1:
-            raise SpecError(f"a layer needs a positive number of units, got {self.units!r}")
+        if not isinstance(self.units, int) or not 1 <= self.units <= MAX_SIZE:
+            shown = "a larger number" if isinstance(self.units, int) and self.units > 0 else echo(repr(self.units))
+            raise SpecError(f"a layer needs a positive number of units, at most {MAX_SIZE:,}; got {shown}")
         if self.activation not in ACTIVATIONS:
-            raise SpecError(f"unknown activation {self.activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
+            raise SpecError(f"unknown activation {echo(self.activation)}; choose one of: {', '.join(ACTIVATIONS)}")
         if self.init is not None and self.init not in INITIALIZERS:
-            raise SpecError(f"unknown initialiser {self.init!r}; choose one of: {', '.join(INITIALIZERS)}")
+            raise SpecError(f"unknown initialiser {echo(self.init)}; choose one of: {', '.join(INITIALIZERS)}")
 
     def __str__(self) -> str:
         return f"{self.units}:{self.activation}" + (f":{self.init}" if self.init else "")
@@ -59,18 +62,42 @@ class LayerSpec:
         return Dense(self.units, self.activation, init=self.init)
 
 
-_DENSE = re.compile(r"^\s*(\d+)\s*(?::\s*([A-Za-z_\-]+)\s*)?(?::\s*([A-Za-z_]+)\s*)?$")
-_INPUT = re.compile(r"^\s*(?:(\d+)\s*x\s*(\d+)\s*x\s*(\d+)|(\d+))\s*$")
+# [0-9], not \d: \d and int() also read other scripts' digits, such as the fullwidth ３２.
+_DENSE = re.compile(r"^([0-9]+)(?::([A-Za-z_\-]+))?(?::([A-Za-z_]+))?\Z")
+_INPUT = re.compile(r"^(?:([0-9]+)x([0-9]+)x([0-9]+)|([0-9]+))\Z")
+_NUMBER = re.compile(r"^[0-9]")
+# Anything but printable ASCII (spaces, tabs, line breaks, control and non-ASCII characters); a
+# --hidden list may have spaces after its commas.
+_FOREIGN = re.compile(r"[^\x21-\x7e]")
+_FOREIGN_BUT_SPACE = re.compile(r"[^\x20-\x7e]")
+
+
+def check_text(text: str, what: str, *, spaces: bool = False) -> None:
+    """Refuse ``text`` (``what``, e.g. "network spec") if it holds anything but printable ASCII.
+
+    ``spaces`` lets plain spaces through (a --hidden list such as ``32:relu, 64:tanh``).
+    """
+    found = (_FOREIGN_BUT_SPACE if spaces else _FOREIGN).search(text)
+    if found:
+        char = found.group()
+        raise SpecError(
+            f"the {what} {echo(text)} holds {char!r} (U+{ord(char):04X}) at character {found.start() + 1}; "
+            f"write it in plain ASCII, digits 0-9, without {'line breaks' if spaces else 'spaces or line breaks'}"
+        )
 
 
 def parse_layer(text: str, *, default_activation: str = "relu") -> LayerSpec:
     """Parse a dense layer ``UNITS[:ACTIVATION[:INIT]]``, e.g. ``"64:selu"`` or ``"32:relu:uniform"``."""
+    check_text(text, "layer", spaces=True)
+    text = text.strip(" ")
     match = _DENSE.match(text)
     if not match:
-        raise SpecError(f"cannot read layer {text.strip()!r}; write UNITS:ACTIVATION such as 64:relu")
+        raise SpecError(f"cannot read layer {echo(text)}; write UNITS:ACTIVATION such as 64:relu")
     units, activation, init = match.groups()
     activation = (activation or default_activation).lower().replace("-", "_")
-    return LayerSpec(int(units), activation, init.lower() if init else None)
+    # 0 is let through to LayerSpec, which says that a layer needs a positive number of units
+    n_units = spec_int(units, "number of units", text) if units.strip("0") else 0
+    return LayerSpec(n_units, activation, init.lower() if init else None)
 
 
 def parse_hidden(text: str) -> list[LayerSpec]:
@@ -78,7 +105,8 @@ def parse_hidden(text: str) -> list[LayerSpec]:
 
     An empty string means no hidden layer (softmax regression).
     """
-    if not text.strip():
+    check_text(text, "list of hidden layers", spaces=True)
+    if not text.strip(" "):
         return []
     return [parse_layer(part) for part in text.split(",")]
 
@@ -87,12 +115,11 @@ def parse_input(token: str) -> Shape:
     """``"784"`` → (784,); ``"1x28x28"`` → (1, 28, 28) (channels, height, width)."""
     match = _INPUT.match(token)
     if not match:
-        raise SpecError(f"cannot read the input {token.strip()!r}; write a number such as 784 or CxHxW such as 1x28x28")
-    c, h, w, n = match.groups()
-    shape = (int(n),) if n else (int(c), int(h), int(w))
-    if min(shape) < 1:
-        raise SpecError(f"the input size must be positive, got {token.strip()!r}")
-    return shape
+        raise SpecError(f"cannot read the input {echo(token)}; write a number such as 784 or CxHxW such as 1x28x28")
+    digits = [d for d in match.groups() if d is not None]
+    if any(not d.strip("0") for d in digits):
+        raise SpecError(f"the input size must be positive, got {echo(token)}")
+    return tuple(spec_int(d, "input size", token) for d in digits)
 
 
 def parse_token(token: str) -> Layer | None:
@@ -113,9 +140,12 @@ def parse_token(token: str) -> Layer | None:
 
 def parse_spec(spec: str) -> tuple[Shape, list[Layer]]:
     """Parse a whole spec into (input shape, layers), the output layer last; see the module docstring."""
+    check_text(spec, "network spec")
     tokens = spec.split("-")
     if len(tokens) < 2 or not _INPUT.match(tokens[0]):
-        raise SpecError(f"cannot read network spec {spec!r}; write INPUT-LAYER-...-CLASSES:softmax such as {EXAMPLES}")
+        raise SpecError(
+            f"cannot read network spec {echo(spec)}; write INPUT-LAYER-...-CLASSES:softmax such as {EXAMPLES}"
+        )
     input_shape = parse_input(tokens[0])
     *hidden, last = tokens[1:]
     layers: list[Layer] = []
@@ -123,9 +153,9 @@ def parse_spec(spec: str) -> tuple[Shape, list[Layer]]:
     for i, token in enumerate(hidden):
         layer = parse_token(token)
         if layer is None:
-            if not token.strip()[:1].isdigit():
+            if not _NUMBER.match(token):
                 raise SpecError(
-                    f"unknown layer {token.strip()!r} in {spec!r}; write conv{{F}}k{{K}}[s{{S}}][p{{P}}], "
+                    f"unknown layer {echo(token)} in {echo(spec)}; write conv{{F}}k{{K}}[s{{S}}][p{{P}}], "
                     f"maxpool{{K}}, bn, flatten, dropout{{P}}, alphadropout{{P}}, an activation "
                     f"({', '.join(ACTIVATIONS)}) "
                     "or UNITS:ACTIVATION"
@@ -137,14 +167,14 @@ def parse_spec(spec: str) -> tuple[Shape, list[Layer]]:
             layers.append(Flatten())
         image = image and not isinstance(layer, Flatten | Dense)
         layers.append(layer)
-    if parse_token(last) is not None or not last.strip()[:1].isdigit():
+    if parse_token(last) is not None or not _NUMBER.match(last):
         raise SpecError(
-            f"the network must end in its dense output layer, such as 10:softmax; {spec!r} ends in {last!r}"
+            f"the network must end in its dense output layer, such as 10:softmax; {echo(spec)} ends in {echo(last)}"
         )
     output = parse_layer(last, default_activation="softmax")
     if output.activation != "softmax":
         raise SpecError(
-            f"the output layer must use softmax (it is trained with cross-entropy), not {output.activation!r}"
+            f"the output layer must use softmax (it is trained with cross-entropy), not {echo(output.activation)}"
         )
     if image:
         layers.append(Flatten())

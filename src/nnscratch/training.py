@@ -19,11 +19,11 @@ import numpy.typing as npt
 
 from nnscratch.augment import Augmentation, Augmenter
 from nnscratch.data import split_indices
-from nnscratch.errors import DivergenceError, ModelFileError, SpecError
-from nnscratch.io import load_npz, save_npz
+from nnscratch.errors import DataError, DivergenceError, ModelFileError, SpecError
+from nnscratch.io import Expected, deferred_signals, load_npz, remove_stale_temporaries, save_npz
 from nnscratch.losses import cross_entropy
 from nnscratch.metrics import accuracy
-from nnscratch.network import Network
+from nnscratch.network import Architecture, Network, check_finite, check_state, read_architecture
 from nnscratch.optimizers import OPTIMIZER_NAMES, Optimizer, make_optimizer
 from nnscratch.parallel import single_threaded_blas
 from nnscratch.schedules import SCHEDULES, Schedule
@@ -83,6 +83,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and value >= 0 and math.isfinite(value)):
                 raise SpecError(f"{name} must be a number >= 0, got {value!r}")
+        momentum = self.momentum
+        if not (isinstance(momentum, int | float) and not isinstance(momentum, bool) and 0 <= momentum < 1):
+            # μ >= 1 lets the velocity grow without bound (it sums μ^k g over the past steps)
+            raise SpecError(f"momentum must be a number in [0, 1), got {momentum!r}")
         if self.weight_decay and self.optimizer != "adamw":
             raise SpecError(
                 "weight decay is AdamW's decoupled decay: use optimizer 'adamw' with it, or l2 with the others"
@@ -234,6 +238,49 @@ def image_side(net: Network) -> tuple[int, int]:
     )
 
 
+def _checkpoint_header(header: dict[str, Any], source: str) -> tuple[Architecture, TrainConfig]:
+    """The network architecture and the config a checkpoint's header declares; raises ModelFileError."""
+    if header.get("format") != CHECKPOINT_FORMAT or header.get("version") not in (1, CHECKPOINT_VERSION):
+        raise ModelFileError(f"{source} is not an nnscratch checkpoint this version can read")
+    architecture = read_architecture(header.get("network"), source)
+    fields = header.get("config")
+    if not isinstance(fields, dict):
+        raise ModelFileError(f"{source}: its config is not a mapping; the checkpoint is corrupted")
+    try:
+        config = TrainConfig(**fields)
+    except SpecError as exc:
+        raise ModelFileError(f"{source}: its config is invalid: {exc}; the checkpoint is corrupted") from None
+    except TypeError as exc:  # an unknown field, or a value of a type no comparison accepts
+        raise ModelFileError(f"{source}: its config is invalid ({exc}); the checkpoint is corrupted") from None
+    return architecture, config
+
+
+def _checkpoint_arrays(header: dict[str, Any], source: str) -> Expected:
+    """The arrays a checkpoint with this header may hold, name → shape (for ``load_npz``)."""
+    architecture, config = _checkpoint_header(header, source)
+    params, state = (architecture.layout.size,), (architecture.state_layout.size,)
+    optimizer = make_optimizer(config.optimizer, momentum=config.momentum, weight_decay=config.weight_decay)
+    arrays = {"params": params, "state": state, "best_params": params, "best_state": state}
+    return Expected(arrays | {f"optimizer.{name}": params for name in optimizer.arrays})
+
+
+def _generator(saved: Any, source: str, name: str) -> np.random.Generator:
+    """A generator in the state ``bit_generator.state`` recorded (PCG64, as ``default_rng`` makes)."""
+    rng = np.random.default_rng()
+    inner = saved.get("state") if isinstance(saved, dict) else None
+    whole = isinstance(inner, dict) and all(type(inner.get(key)) is int for key in ("state", "inc"))
+    try:
+        if not whole or saved.get("bit_generator") != type(rng.bit_generator).__name__:
+            raise ValueError
+        rng.bit_generator.state = saved
+    except (TypeError, ValueError, OverflowError, KeyError):
+        raise ModelFileError(
+            f"{source}: {name} is not the state of a {type(rng.bit_generator).__name__} generator; "
+            "the checkpoint is corrupted"
+        ) from None
+    return rng
+
+
 CHECKPOINT_NAME = "checkpoint.npz"
 CHECKPOINT_FORMAT = "nnscratch-checkpoint"
 CHECKPOINT_VERSION = 2  # 2 adds the network's state buffer (batch norm's running statistics)
@@ -281,6 +328,9 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         if self.checkpoint_dir is not None:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            # A run killed outright (SIGKILL, power cut) mid-save leaves its temporary file; sweep
+            # such leftovers when a run starts or resumes (a save in progress elsewhere is locked).
+            remove_stale_temporaries(self.checkpoint_dir / CHECKPOINT_NAME)
         rng = np.random.default_rng(config.seed)
         self.X = net.check_input(X)
         self.y = net.check_labels(y, self.X.shape[0])
@@ -440,8 +490,11 @@ class Trainer:
             arrays["best_params"] = state.best_params
         if state.best_state is not None:
             arrays["best_state"] = state.best_state
-        path = save_npz(self.checkpoint_dir / CHECKPOINT_NAME, arrays, header)
-        self.saved_epoch = state.epoch
+        # A signal deferred during the save is delivered at the end of this block, after saved_epoch
+        # says which epoch the file on disk holds.
+        with deferred_signals():
+            path = save_npz(self.checkpoint_dir / CHECKPOINT_NAME, arrays, header)
+            self.saved_epoch = state.epoch
         return path
 
     @classmethod
@@ -453,46 +506,96 @@ class Trainer:
         *,
         validation: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
     ) -> Trainer:
-        """A trainer in exactly the state :meth:`save_checkpoint` recorded."""
+        """A trainer in exactly the state :meth:`save_checkpoint` recorded.
+
+        Everything is checked before it is used: the arrays' shapes against the network in the header
+        before they are read, their values (floating point of the network's dtype, finite), the
+        config, the epoch, the optimiser's and the generators' states.  A damaged or tampered
+        checkpoint raises ModelFileError naming the field; data that does not fit the checkpoint's
+        network raises DataError.
+        """
         path = Path(checkpoint_dir) / CHECKPOINT_NAME
         if not path.is_file():
             raise ModelFileError(f"no checkpoint in {checkpoint_dir} (expected {CHECKPOINT_NAME}); check --resume")
-        header, arrays = load_npz(path)
-        if header.get("format") != CHECKPOINT_FORMAT or header.get("version") not in (1, CHECKPOINT_VERSION):
-            raise ModelFileError(f"{path} is not an nnscratch checkpoint this version can read")
+        source = str(path)
+        header, arrays = load_npz(path, expect=lambda header: _checkpoint_arrays(header, source))
+        architecture, config = _checkpoint_header(header, source)
+        for name, value in arrays.items():
+            if value.dtype != architecture.dtype:
+                raise ModelFileError(
+                    f"{source}: array {name} holds {value.dtype} values, not the network's {architecture.dtype}; "
+                    "the checkpoint is corrupted"
+                )
+        if "params" not in arrays:
+            raise ModelFileError(f"{source} is missing the array params; the checkpoint is incomplete")
+        net = Network.from_header(
+            header["network"], {}, source=source, params=arrays["params"], state=arrays.get("state")
+        )
+        epoch = header.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= config.epochs:
+            raise ModelFileError(
+                f"{source}: epoch must be a whole number from 0 to the run's {config.epochs} epochs, got {epoch!r}; "
+                "the checkpoint is corrupted"
+            )
+        optimizer = make_optimizer(
+            config.optimizer, momentum=config.momentum, weight_decay=config.weight_decay, decayed=net.decayed_ranges
+        )
+        optimizer_state = header.get("optimizer")
+        if not isinstance(optimizer_state, dict):
+            raise ModelFileError(f"{source}: the optimizer's state is not a mapping; the checkpoint is corrupted")
+        saved = {key.removeprefix("optimizer."): v for key, v in arrays.items() if key.startswith("optimizer.")}
+        optimizer_state = {**optimizer_state, **saved}
+        missing = [f"optimizer.{key}" for key in optimizer.arrays if key not in optimizer_state]
+        if epoch > 0 and missing:  # after a step every one exists; without them the run would restart the optimiser
+            raise ModelFileError(
+                f"{source} is missing {', '.join(missing)} after {epoch} epochs of {config.optimizer}; "
+                "the checkpoint is incomplete"
+            )
         try:
-            net = Network.from_header(
-                header["network"], {}, source=str(path), params=arrays["params"], state=arrays.get("state")
-            )
-            config = TrainConfig(**header["config"])
-            optimizer = make_optimizer(
-                config.optimizer,
-                momentum=config.momentum,
-                weight_decay=config.weight_decay,
-                decayed=net.decayed_ranges,
-            )
-            optimizer_state = dict(header["optimizer"])
-            optimizer_state.update({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("optimizer.")})
             optimizer.load_state(optimizer_state)
-            rng = np.random.default_rng()
-            rng.bit_generator.state = header["rng"]
-            augment_rng = None
-            if header.get("augment_rng") is not None:
-                augment_rng = np.random.default_rng()
-                augment_rng.bit_generator.state = header["augment_rng"]
-            state = TrainState(
-                epoch=int(header["epoch"]),
-                history=History.from_dict(header["history"]),
-                optimizer=optimizer,
-                rng=rng,
-                augment_rng=augment_rng,
-                best_loss=math.inf if header["best_loss"] is None else float(header["best_loss"]),
-                best_params=arrays.get("best_params"),
-                best_state=arrays.get("best_state"),
-                waited=int(header["waited"]),
+        except SpecError as exc:
+            raise ModelFileError(f"{source}: {exc}; the checkpoint is corrupted") from None
+        for name in ("best_params", "best_state"):
+            if name in arrays:
+                check_finite(arrays[name], source, name)
+        if "best_state" in arrays:
+            check_state(arrays["best_state"], net.state_layout, source, "best_state")
+        rng = _generator(header.get("rng"), source, "rng")
+        augment_rng = None
+        if header.get("augment_rng") is not None or config.augmentation().active:
+            augment_rng = _generator(header.get("augment_rng"), source, "augment_rng")
+        waited, best_loss = header.get("waited"), header.get("best_loss")
+        if not isinstance(waited, int) or isinstance(waited, bool) or not 0 <= waited <= epoch:
+            raise ModelFileError(f"{source}: waited must be a whole number from 0 to the epoch, got {waited!r}")
+        if best_loss is not None and not (
+            isinstance(best_loss, int | float) and not isinstance(best_loss, bool) and math.isfinite(best_loss)
+        ):
+            raise ModelFileError(f"{source}: best_loss must be a finite number or null, got {best_loss!r}")
+        try:
+            history = History.from_dict(header["history"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelFileError(f"{source}: its history is malformed ({exc!r}); the checkpoint is corrupted") from None
+        if len(history) != epoch:
+            raise ModelFileError(
+                f"{source}: its history records {len(history)} epochs but epoch is {epoch}; the checkpoint is corrupted"
             )
+        state = TrainState(
+            epoch=epoch,
+            history=history,
+            optimizer=optimizer,
+            rng=rng,
+            augment_rng=augment_rng,
+            best_loss=math.inf if best_loss is None else float(best_loss),
+            best_params=arrays.get("best_params"),
+            best_state=arrays.get("best_state"),
+            waited=waited,
+        )
+        try:
             trainer = cls(net, X, y, config, validation=validation, checkpoint_dir=checkpoint_dir, state=state)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"{path} is incomplete or corrupted ({exc!r}); start the run again") from None
+        except ValueError as exc:  # the data, checked against the network: a good checkpoint, other data
+            raise DataError(
+                f"the data does not fit the checkpoint in {checkpoint_dir} ({exc}); resume with the data the run "
+                "started with (the same --data-dir), or start a new run on this data"
+            ) from None
         trainer.saved_epoch = state.epoch
         return trainer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 from rich.console import Console
@@ -17,6 +18,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
+        type=directory,
         metavar="DIR",
         help=f"directory with the MNIST IDX files (or mnist_train.csv/mnist_test.csv); default: ${ENV_DATA}, "
         "else a per-user cache that MNIST is downloaded to",
@@ -63,11 +65,23 @@ def _number(convert, accept, expected: str):
     return parse
 
 
+MAX_EPOCHS = 1_000_000  # some 20 years of the default MLP's epochs: anything larger is a typo
+
 positive_int = _number(int, lambda v: v >= 1, "a positive integer")
-non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+non_negative_int = _number(int, lambda v: v >= 0, "a non-negative integer")
+epoch_count = _number(int, lambda v: 1 <= v <= MAX_EPOCHS, f"a positive integer up to {MAX_EPOCHS:,}")
+port_number = _number(int, lambda v: 1 <= v <= 65535, "a port number from 1 to 65535")
 positive_float = _number(float, lambda v: 0.0 < v < math.inf, "a positive number")
 non_negative_float = _number(float, lambda v: 0.0 <= v < math.inf, "a number >= 0")
 probability = _number(float, lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)")
+
+
+def directory(text: str) -> str:
+    """An argparse type for a directory option: a path that exists must be a directory (one that doesn't
+    may still be created, or be reported by the command that needs it)."""
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a directory; give a directory")
+    return text
 
 
 def percent(value: float) -> str:
@@ -113,7 +127,9 @@ def add_network_options(parser: argparse.ArgumentParser, *, default_preset: str 
         "original notebook's ±0.3 for weights and biases)",
     )
     group.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="default: float32")
-    group.add_argument("--seed", type=int, default=0, help="random seed for weights and shuffling (default: 0)")
+    group.add_argument(
+        "--seed", type=non_negative_int, default=0, help="random seed for weights and shuffling (default: 0)"
+    )
 
 
 def chosen_preset(args: argparse.Namespace, *, default_preset: str = "default"):
@@ -131,7 +147,8 @@ def check_network_options(args: argparse.Namespace, *, default_preset: str = "de
     if args.spec is not None and args.hidden is not None:
         raise SpecError("give either --spec (the whole network) or --hidden (an MLP's hidden layers), not both")
     if args.spec is not None:
-        Network.from_spec(args.spec)  # the grammar, and every layer against the shape it meets
+        # the grammar, every layer against the shape it meets, and the memory it needs: shapes only, no arrays
+        Network.check_spec(args.spec, dtype=getattr(args, "dtype", "float32"))
     if args.hidden is not None:
         parse_hidden(args.hidden)
         if chosen_preset(args, default_preset=default_preset).convolutional:
@@ -160,20 +177,22 @@ def build_network(args: argparse.Namespace, n_features: int, n_classes: int, *, 
     from nnscratch.errors import SpecError
     from nnscratch.layers import shape_text
     from nnscratch.network import Network
+    from nnscratch.spec import parse_spec
 
     spec = network_spec(args, n_features, n_classes, default_preset=default_preset)
     init = args.init or chosen_preset(args, default_preset=default_preset).init
-    net = Network.from_spec(spec, seed=args.seed, dtype=args.dtype, init=init)
-    if net.n_in != n_features:
+    # Checked against the data from the parsed shapes alone, before any array exists.
+    input_shape, layers = parse_spec(spec)
+    n_in, classes = math.prod(input_shape), layers[-1].units  # type: ignore[attr-defined]
+    if n_in != n_features:
         side = math.isqrt(n_features)
         square = f" or 1x{side}x{side}" if side * side == n_features else ""
         raise SpecError(
-            f"the network's input {shape_text(net.input_shape)} ({net.n_in} values) does not match the data's "
+            f"the network's input {shape_text(input_shape)} ({n_in} values) does not match the data's "
             f"{n_features} values per image; start the spec with {n_features}{square}"
         )
-    if net.n_classes != n_classes:
+    if classes != n_classes:
         raise SpecError(
-            f"the network ends in {net.n_classes} classes but the data has {n_classes}; "
-            f"end the spec in {n_classes}:softmax"
+            f"the network ends in {classes} classes but the data has {n_classes}; end the spec in {n_classes}:softmax"
         )
-    return net
+    return Network(input_shape, layers, seed=args.seed, dtype=args.dtype, init=init)

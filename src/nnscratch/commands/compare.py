@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from rich.console import Console
 
-from nnscratch.commands.common import _number, add_data_dir, err, load_data, out, positive_float, positive_int
+from nnscratch.commands.common import (
+    _number,
+    add_data_dir,
+    epoch_count,
+    err,
+    load_data,
+    out,
+    positive_float,
+    positive_int,
+)
 from nnscratch.errors import SpecError
+from nnscratch.io import check_output_dir
 from nnscratch.optimizers import OPTIMIZER_NAMES
 from nnscratch.schedules import SCHEDULES
 from nnscratch.study import VARIANTS, RunResult, StudySettings, check_variants, run_study, summarise
@@ -56,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "replaced by the variant's, and seed cycles relu, sigmoid, selu, tanh over them in order",
     )
     budget = parser.add_argument_group("the budget every run shares")
-    budget.add_argument("--epochs", type=positive_int, default=10, help="epochs per run (default: 10)")
+    budget.add_argument("--epochs", type=epoch_count, default=10, help="epochs per run (default: 10)")
     budget.add_argument("--optimizer", default="adam", choices=OPTIMIZER_NAMES, help="default: adam")
     budget.add_argument("--schedule", default="wsd", choices=SCHEDULES, help="learning-rate schedule (default: wsd)")
     budget.add_argument("--lr", type=positive_float, default=1e-3, metavar="RATE", help="learning rate (default: 1e-3)")
@@ -130,9 +139,9 @@ def run(args: argparse.Namespace) -> int:
     backend = "dask" if args.scheduler else args.backend
     if backend == "dask" and not args.scheduler:
         raise SpecError("--backend dask needs --scheduler ADDRESS, the address of a running Dask scheduler")
-    output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        raise NotADirectoryError(20, "exists and is not a directory; choose another --output", str(output))
+    output = check_output_dir(args.output, "--output", files=("results.json", "table.txt", "report.html"))
+    for inside in ("cache", "plots"):  # hours of runs must not end on a file in the way
+        check_output_dir(output / inside, "--output")
     data = load_data(args)
     command = command_line(settings, variants)
     total = len(variants) * settings.seeds * len(settings.learning_rates)

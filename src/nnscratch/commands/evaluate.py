@@ -9,6 +9,7 @@ import numpy as np
 from rich.table import Table
 
 from nnscratch.commands.common import add_data_dir, add_threads, load_data, out, percent, use_threads
+from nnscratch.io import check_output_dir
 from nnscratch.losses import cross_entropy
 from nnscratch.metrics import accuracy, confusion_matrix, precision_recall
 from nnscratch.network import Network
@@ -30,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plots is not None:
+        check_output_dir(args.plots, "--plots")
     net = use_threads(Network.load(args.model), args)
     data = load_data(args, quiet=args.json)
     if data.n_features != net.n_in:

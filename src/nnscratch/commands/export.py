@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from nnscratch.commands.common import out
+from nnscratch.io import check_writable_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,9 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from nnscratch.export import OPSET, describe_io, export_onnx, require_onnx
     from nnscratch.network import Network
 
-    output = Path(args.output)
-    if not output.parent.is_dir():
-        raise FileNotFoundError(2, "directory does not exist; create it or choose another output", str(output.parent))
+    output = check_writable_file(args.output, "OUT.onnx", example="model.onnx")
     require_onnx()  # says how to install onnx before the model is read
     net = Network.load(args.model)
     path, model = export_onnx(net, output, input_layout=args.input_layout)

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         net = build_network(args, args.inputs, args.classes, default_preset="seed")
     use_threads(net, args)
+    net.footprint.check_batch(args.samples, smaller="fewer --samples")  # before the inputs: they may not fit
     rng = np.random.default_rng(args.seed)
     X = rng.random((args.samples, net.n_in))
     y = rng.integers(0, net.n_classes, args.samples)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
 from nnscratch.commands.common import add_threads, err, out, percent, use_threads
 from nnscratch.images import SIDE, ImageError, load_digit, to_png
-from nnscratch.io import atomic_write
+from nnscratch.io import atomic_write, check_writable_file
 from nnscratch.network import Network
 
 
@@ -18,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
         help="read handwritten digits from image files",
-        description="Predict the digit in each image (PNG, JPEG, BMP, GIF; any size and colour mode). Each image "
+        description="Predict the digit in each image (PNG, JPEG, GIF, BMP, WebP or TIFF; any size and colour "
+        "mode, up to 4 million pixels). Each image "
         "is prepared as MNIST was: grayscale, dark-on-light inverted, cropped to the ink, scaled to fit 20×20 "
         "and centred by its centre of mass in 28×28. A file that cannot be read is reported and the others "
         "are still processed; the exit code is 1 if any failed.",
@@ -36,14 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.show_preprocessed is not None:
+        check_writable_file(args.show_preprocessed, "--show-preprocessed", example="preprocessed.png")
     net = use_threads(Network.load(args.model), args)
     if net.n_in != SIDE * SIDE:
         raise ValueError(
             f"{args.model} expects {net.n_in} inputs, but images become {SIDE}×{SIDE} = {SIDE * SIDE} pixels; "
             "use a model trained on MNIST"
         )
-    if args.show_preprocessed and not Path(args.show_preprocessed).parent.is_dir():
-        raise FileNotFoundError(2, "directory does not exist", str(Path(args.show_preprocessed).parent))
     results, seen = [], []
     for name in args.images:
         try:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import os
+import socket
 from pathlib import Path
 
-from nnscratch.commands.common import add_threads, err, positive_int
+from nnscratch.commands.common import add_threads, err, port_number, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="127.0.0.1",
         help="address to listen on (default: 127.0.0.1, reachable from this machine only)",
     )
-    parser.add_argument("--port", type=positive_int, default=8000, help="port (default: 8000)")
+    parser.add_argument("--port", type=port_number, default=8000, help="port, 1 to 65535 (default: 8000)")
     parser.add_argument(
         "--workers",
         type=positive_int,
@@ -56,11 +59,18 @@ def run(args: argparse.Namespace) -> int:
 
     models = load_models(args.models)  # every file is read here first, so a bad one is a one-line error
     names = ", ".join(model.name for model in models)
+    sock = listen_socket(args.host, args.port)  # a port in use is a one-line error too, not uvicorn's log
     err.print(f"serving {names} on http://{args.host}:{args.port}/  (Ctrl-C to stop)")
     if args.workers == 1:
-        uvicorn.run(create_app(models), host=args.host, port=args.port, log_level="warning")
-        return 0
+        config = uvicorn.Config(create_app(models), host=args.host, port=args.port, log_level="warning")
+        server = uvicorn.Server(config)
+        with sock, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it stops, as in uvicorn.run
+            server.run(sockets=[sock])
+        return 0 if server.started else 1
     # Worker processes each build their own app from the model paths (uvicorn needs a factory to import).
+    # uvicorn's supervisor binds the port itself (how it takes a socket differs between its versions), so
+    # the probe is closed first; a program taking the port in between meets uvicorn's own message.
+    sock.close()
     os.environ[MODELS_VARIABLE] = json.dumps([str(Path(path).resolve()) for path in args.models])
     uvicorn.run(
         "nnscratch.web.app:app_from_environment",
@@ -71,3 +81,25 @@ def run(args: argparse.Namespace) -> int:
         log_level="warning",
     )
     return 0
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` as uvicorn binds one; OSError with a one-line message if it cannot be."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a port in TIME_WAIT is free
+    try:
+        sock.bind((host, port))
+    except socket.gaierror as exc:
+        sock.close()
+        raise OSError(
+            f"cannot resolve --host {host!r} ({exc.strerror}); give an address such as 127.0.0.1 or 0.0.0.0"
+        ) from None
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise OSError(f"port {port} on {host} is already in use; choose another with --port") from None
+        if exc.errno == errno.EACCES:
+            raise OSError(f"no permission to listen on port {port}; choose one from 1024 up with --port") from None
+        raise OSError(f"cannot listen on {host} port {port} ({exc.strerror}); choose another --host") from None
+    return sock

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import time
 from dataclasses import asdict, dataclass
@@ -15,13 +16,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from nnscratch.augment import KINDS as AUGMENTATIONS
 from nnscratch.commands.common import (
-    _number,
+    MAX_EPOCHS,
     add_data_dir,
     add_network_options,
     add_threads,
     build_network,
     check_network_options,
     chosen_preset,
+    directory,
+    epoch_count,
     err,
     load_data,
     non_negative_float,
@@ -35,11 +38,13 @@ from nnscratch.commands.common import (
 )
 from nnscratch.errors import SpecError
 from nnscratch.initializers import INITIALIZERS
+from nnscratch.io import check_output_dir, check_writable_file, deferred_signals, remove_stale_temporaries
 from nnscratch.network import Network
 from nnscratch.optimizers import OPTIMIZER_NAMES
 from nnscratch.presets import PRESETS
 from nnscratch.schedules import SCHEDULES
-from nnscratch.training import Callback, EpochRecord, TrainConfig, Trainer, evaluate
+from nnscratch.spec import parse_hidden
+from nnscratch.training import CHECKPOINT_NAME, Callback, EpochRecord, TrainConfig, Trainer, evaluate
 
 
 def batch_size(text: str) -> int | None:
@@ -59,9 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--optimizer", choices=OPTIMIZER_NAMES, help="default: from the preset (adam)")
     group.add_argument("--lr", type=positive_float, metavar="RATE", help="learning rate (default: from the preset)")
-    group.add_argument("--momentum", type=non_negative_float, default=0.9, help="for momentum/nesterov (default: 0.9)")
+    group.add_argument(
+        "--momentum",
+        type=probability,
+        default=0.9,
+        help="μ of --optimizer momentum or nesterov, refused with the others (default: 0.9)",
+    )
     group.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default: from the preset)")
-    group.add_argument("--epochs", type=positive_int, help="default: from the preset")
+    group.add_argument("--epochs", type=epoch_count, help=f"default: from the preset; at most {MAX_EPOCHS:,}")
     group.add_argument(
         "--batch-size",
         type=batch_size,
@@ -115,12 +125,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = parser.add_argument_group("checkpoints")
     group.add_argument(
         "--checkpoint-dir",
+        type=directory,
         metavar="DIR",
         help="write the whole training state to DIR/checkpoint.npz after every epoch; Ctrl-C or SIGTERM "
         "then stops cleanly and --resume DIR continues exactly where the run stopped",
     )
     group.add_argument(
         "--resume",
+        type=directory,
         metavar="DIR",
         help="continue the run checkpointed in DIR with its own network and settings (other network and "
         "training options are ignored)",
@@ -129,7 +141,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--output", "-o", default="model.npz", metavar="PATH", help="where to save (default: model.npz)"
     )
-    parser.add_argument("--plots", metavar="DIR", help="also write plots of the run and the model (PNG) into DIR")
+    parser.add_argument(
+        "--plots", type=directory, metavar="DIR", help="also write plots of the run and the model (PNG) into DIR"
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the final result")
     add_threads(parser)
     parser.add_argument(
@@ -155,19 +169,32 @@ def _choice(names) -> Any:
     return read
 
 
+def _spec(text: str) -> str:
+    """A network spec, checked as --spec is: the grammar, and every layer against the shape it meets."""
+    Network.from_spec(text)
+    return text
+
+
+def _hidden(text: str) -> str:
+    """An MLP's hidden layers, checked as --hidden is."""
+    parse_hidden(text)
+    return text
+
+
 # The options a --config file may set: name (as on the command line) -> (argparse dest, how to read a value).
+# Every value is read, and so checked, even where the command line overrides it: a bad file is refused whole.
 CONFIG_OPTIONS: dict[str, tuple[str, Any]] = {
     "preset": ("preset", _choice(list(PRESETS))),
-    "spec": ("spec", str),
-    "hidden": ("hidden", str),
+    "spec": ("spec", _spec),
+    "hidden": ("hidden", _hidden),
     "init": ("init", _choice(list(INITIALIZERS))),
     "dtype": ("dtype", _choice(["float32", "float64"])),
-    "seed": ("seed", _number(int, lambda v: True, "an integer")),
+    "seed": ("seed", non_negative_int),
     "optimizer": ("optimizer", _choice(OPTIMIZER_NAMES)),
     "lr": ("lr", positive_float),
     "momentum": ("momentum", non_negative_float),
     "schedule": ("schedule", _choice(SCHEDULES)),
-    "epochs": ("epochs", positive_int),
+    "epochs": ("epochs", epoch_count),
     "batch-size": ("batch_size", batch_size),
     "l2": ("l2", non_negative_float),
     "l1": ("l1", non_negative_float),
@@ -180,6 +207,7 @@ CONFIG_OPTIONS: dict[str, tuple[str, Any]] = {
 }
 CONFIG_NOTE = "tuning"  # the key where 'nnscratch tune' records where the values came from; not an option
 ARCHITECTURE = ("preset", "spec", "hidden")  # one network: given any of them, the command line gives it whole
+MOMENTUM_OPTIMIZERS = ("momentum", "nesterov")  # the optimisers that read --momentum
 
 
 @dataclass(frozen=True)
@@ -190,13 +218,17 @@ class _Default:
 
 
 def apply_config(args: argparse.Namespace) -> None:
-    """Fill every option not given on the command line from ``--config FILE``, else from its default."""
+    """Fill every option not given on the command line from ``--config FILE``, else from its default.
+
+    Refuses (SpecError) a momentum given on the command line or in the file for an optimiser that ignores it.
+    """
     config = read_config(args.config) if args.config else {}
 
     def given(dest: str) -> bool:
         current = getattr(args, dest, None)
         return current is not None and not isinstance(current, _Default)
 
+    momentum_given = given("momentum")
     if any(given(dest) for dest in ARCHITECTURE):
         config = {dest: value for dest, value in config.items() if dest not in ARCHITECTURE}
     for dest, _ in CONFIG_OPTIONS.values():
@@ -207,11 +239,33 @@ def apply_config(args: argparse.Namespace) -> None:
             setattr(args, dest, config[dest])
         elif isinstance(current, _Default):
             setattr(args, dest, current.value)
+    if args.resume:
+        return
+    # A μ set on purpose is refused with an optimiser that would ignore it (the default μ is never refused).
+    # The config's μ goes with the config's optimiser, if it names one, even where the command line's wins.
+    optimizer = args.optimizer or chosen_preset(args).training.get("optimizer", TrainConfig.optimizer)
+    for where, used_by, set_here in (
+        ("--momentum", optimizer, momentum_given),
+        (f"{args.config}: momentum", config.get("optimizer", optimizer), "momentum" in config),
+    ):
+        if set_here and used_by not in MOMENTUM_OPTIMIZERS:
+            raise SpecError(
+                f"{where} applies only to --optimizer momentum or nesterov, and {used_by} would ignore it; "
+                "drop it or choose one of those"
+            )
 
 
 def read_config(path: str) -> dict[str, Any]:
     """The options in the JSON file ``path``, by argparse dest, each read as its command-line option is."""
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"--config {path} is not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x}); "
+            "save it as UTF-8 JSON"
+        ) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read --config {path}: {exc.strerror or exc}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -297,9 +351,8 @@ class ProgressCallback(Callback):
 
 def run(args: argparse.Namespace) -> int:
     apply_config(args)
-    output = Path(args.output)
-    if not output.parent.is_dir():
-        raise FileNotFoundError(2, "directory does not exist; create it or choose another --output", str(output.parent))
+    output = _check_outputs(args)  # before any work: a model trained for nothing is the worst outcome
+    remove_stale_temporaries(output)
     if not args.resume:
         check_network_options(args)
     config = None if args.resume else make_config(args)
@@ -307,6 +360,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_data(args, quiet=args.quiet)
     checkpoint_dir = args.resume or args.checkpoint_dir
     trainer: Trainer | None = None
+    saved: Path | None = None  # the model file, once written
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with _progress(args.quiet) as progress:
@@ -319,9 +373,51 @@ def run(args: argparse.Namespace) -> int:
                 net = use_threads(build_network(args, data.n_features, data.n_classes), args)
                 _describe(args, net, config, data)
                 trainer = Trainer(net, data.X_train, data.y_train, config, checkpoint_dir=checkpoint_dir)
+            batch = config.batch_size or len(trainer.train_idx)  # None: the full batch
+            net.footprint.check_batch(batch, smaller="a smaller --batch-size")
             history = trainer.run(callback or Callback())
+        test_loss, test_acc = evaluate(net, data.X_test, data.y_test)
+        wall = time.perf_counter() - started
+        net.metadata = {
+            "config": asdict(config),
+            "history": history.to_dict(),
+            "test_accuracy": test_acc,
+            "test_loss": test_loss,
+            "data": data.source,
+            "seconds": wall,
+            "preset": net.metadata.get("preset") or args.preset or "default",
+        }
+        with deferred_signals():  # a Ctrl-C during the save arrives once `saved` names the file
+            saved = net.save(output)
+        stopped = f" (early stop, best epoch {history.best_epoch})" if history.stopped_early else ""
+        out.print(
+            f"test accuracy {percent(test_acc)}  test loss {test_loss:.4f}  "
+            f"({len(history)} epochs{stopped}, {history.seconds:.1f}s training, {wall:.1f}s in all)"
+        )
+        out.print(f"saved {output}")
+        if args.plots:
+            from nnscratch.plotdata import measure
+            from nnscratch.plots import save_training_plots
+
+            made = save_training_plots(measure(net, data.X_test, data.y_test), history, args.plots)
+            augmentation = config.augmentation()
+            if augmentation.active:
+                from nnscratch.plotdata import augmented_variants
+                from nnscratch.plots import augmented_examples
+                from nnscratch.training import image_side
+
+                side = image_side(net)
+                originals, variants = augmented_variants(data.X_train, side, augmentation, seed=args.seed)
+                title = f"{augmentation.kind} augmentation at strength {augmentation.strength:g}: "
+                title += "training images, each varied"
+                path = Path(args.plots) / "augmented_examples.png"
+                made.append(augmented_examples(originals, variants, path, title=title))
+            out.print(f"wrote {len(made)} plots to {args.plots}")
     except KeyboardInterrupt:
-        if trainer is not None and trainer.saved_epoch is not None:
+        if saved is not None:  # stopped while testing or plotting: the model is safe
+            unfinished = ", but not every plot was written" if args.plots else ""
+            err.print(f"interrupted; the trained model was saved to {saved}{unfinished}")
+        elif trainer is not None and trainer.saved_epoch is not None:
             err.print(
                 f"interrupted; the checkpoint of epoch {trainer.saved_epoch} is in {checkpoint_dir}: "
                 f"continue with 'nnscratch train --resume {checkpoint_dir}'"
@@ -331,44 +427,20 @@ def run(args: argparse.Namespace) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    test_loss, test_acc = evaluate(net, data.X_test, data.y_test)
-    wall = time.perf_counter() - started
-    net.metadata = {
-        "config": asdict(config),
-        "history": history.to_dict(),
-        "test_accuracy": test_acc,
-        "test_loss": test_loss,
-        "data": data.source,
-        "seconds": wall,
-        "preset": net.metadata.get("preset") or args.preset or "default",
-    }
-    net.save(output)
-    stopped = f" (early stop, best epoch {history.best_epoch})" if history.stopped_early else ""
-    out.print(
-        f"test accuracy {percent(test_acc)}  test loss {test_loss:.4f}  "
-        f"({len(history)} epochs{stopped}, {history.seconds:.1f}s training, {wall:.1f}s in all)"
-    )
-    out.print(f"saved {output}")
-    if args.plots:
-        from nnscratch.plotdata import measure
-        from nnscratch.plots import save_training_plots
-
-        made = save_training_plots(measure(net, data.X_test, data.y_test), history, args.plots)
-        augmentation = config.augmentation()
-        if augmentation.active:
-            from nnscratch.plotdata import augmented_variants
-            from nnscratch.plots import augmented_examples
-            from nnscratch.training import image_side
-
-            originals, variants = augmented_variants(data.X_train, image_side(net), augmentation, seed=args.seed)
-            title = (
-                f"{augmentation.kind} augmentation at strength {augmentation.strength:g}: training images, each varied"
-            )
-            made.append(
-                augmented_examples(originals, variants, Path(args.plots) / "augmented_examples.png", title=title)
-            )
-        out.print(f"wrote {len(made)} plots to {args.plots}")
     return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> Path:
+    """--output, --checkpoint-dir (or --resume) and --plots, each checked as a place we can write to."""
+    output = check_writable_file(args.output, "--output", example="model.npz")
+    directories = {"--resume": args.resume, "--checkpoint-dir": args.checkpoint_dir, "--plots": args.plots}
+    for option, value in directories.items():
+        if value is not None:
+            check_output_dir(value, option)
+    checkpoint_dir, option = (args.resume, "--resume") if args.resume else (args.checkpoint_dir, "--checkpoint-dir")
+    if checkpoint_dir and os.path.isdir(checkpoint_dir):
+        check_writable_file(Path(checkpoint_dir) / CHECKPOINT_NAME, option, example=None)
+    return output
 
 
 def _terminate(signum, frame) -> None:

@@ -6,13 +6,22 @@ import argparse
 import os
 import signal
 import time
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from nnscratch.commands.common import _number, add_data_dir, add_threads, err, load_data, out, positive_int
+from nnscratch.commands.common import (
+    _number,
+    add_data_dir,
+    add_threads,
+    epoch_count,
+    err,
+    load_data,
+    out,
+    positive_int,
+)
 from nnscratch.errors import SpecError
+from nnscratch.io import check_output_dir
 from nnscratch.parallel import ENV_THREADS
 
 jobs = _number(int, lambda v: v >= 1 or v == -1, "a positive number of parallel trials or -1 (one per core)")
@@ -69,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run_group.add_argument(
         "--trials", type=positive_int, default=20, help="finished trials the study should hold (default: 20)"
     )
-    run_group.add_argument("--epochs", type=positive_int, default=5, help="epochs per trial (default: 5)")
+    run_group.add_argument("--epochs", type=epoch_count, default=5, help="epochs per trial (default: 5)")
     run_group.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial (default: 0)")
     run_group.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="default: float32")
     run_group.add_argument("--no-pruning", action="store_true", help="let every trial run all its epochs")
@@ -160,9 +169,8 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV_THREADS] = str(args.threads)
     space = search_space(args)  # names a bad range before any data is read
     settings = TuneSettings(epochs=args.epochs, seed=args.seed, dtype=args.dtype, pruning=not args.no_pruning)
-    output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        raise NotADirectoryError(20, "exists and is not a directory; choose another --output", str(output))
+    written = ("best.json", "trials.csv", "optimization_history.png", "param_importances.png")
+    output = check_output_dir(args.output, "--output", files=written)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # this command reports each trial itself
     data = load_data(args)
     where = args.storage or "memory"

@@ -25,7 +25,9 @@ buffer, the gradient views, the optimisers, checkpoints and model files all read
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -40,9 +42,44 @@ Shape = tuple[int, ...]
 Views = dict[str, Array]
 
 
+# The largest number a spec or a model file may give for a size, a count, a stride or a padding: ONNX,
+# BLAS and most array libraries index with 32-bit integers somewhere, and no layer that fits in memory
+# needs more.  (A stride of 10^20 used to train, and only ``export`` failed.)
+MAX_SIZE = 2**31 - 1
+ECHO_CHARS = 40  # an error message quotes at most this much of a token
+
+
 def shape_text(shape: Shape) -> str:
     """``(1, 28, 28)`` as ``1x28x28``, ``(784,)`` as ``784``: the way specs write shapes."""
     return "x".join(map(str, shape))
+
+
+def echo(text: str, limit: int = ECHO_CHARS) -> str:
+    """``text`` quoted for an error message, cut to ``limit`` characters and ``…``: a token may be any length."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def check_size(value: Any, what: str, *, low: int = 1, high: int = MAX_SIZE) -> int:
+    """``value`` if it is an int from ``low`` to ``high``; else SpecError naming ``what`` ("a convolution's stride")."""
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        # a huge int has no repr (Python refuses to print more than 4,300 digits)
+        huge = isinstance(value, int) and value.bit_length() > 64
+        shown = f"a number above {high:,}" if huge else echo(repr(value))
+        raise SpecError(f"{what} must be an integer from {low} to {high:,}, got {shown}")
+    return value
+
+
+def spec_int(digits: str, what: str, token: str, *, low: int = 1, high: int = MAX_SIZE) -> int:
+    """The ASCII ``digits`` that ``token`` gives for ``what`` as an int from ``low`` to ``high``.
+
+    Raises SpecError naming the token.  The digits are read only when there are few enough of them:
+    ``int()`` of 5,000 digits raises a ValueError of its own, and of fewer, takes time for nothing.
+    """
+    significant = digits.lstrip("0") or "0"
+    value = int(significant) if len(significant) <= len(str(high)) else high + 1
+    if not low <= value <= high:
+        raise SpecError(f"{echo(token)}: the {what} must be from {low} to {high:,}, got {echo(digits)}")
+    return value
 
 
 class Layer:
@@ -105,6 +142,15 @@ class Layer:
     def state_shapes(self) -> dict[str, Shape]:
         """Non-trained state (never seen by an optimiser, kept by checkpoints and model files)."""
         return {}
+
+    def example_values(self) -> int:
+        """Values one example makes this layer allocate in a forward pass while predicting: by default
+        its output; more where it needs scratch (a convolution's im2col columns), 0 where it returns a view.
+
+        :class:`Footprint` adds these up to refuse a network that cannot fit before any array exists.
+        """
+        assert self.output_shape is not None, "the layer is not built yet"
+        return math.prod(self.output_shape)
 
     decayed: ClassVar[tuple[str, ...]] = ()
     """Names of the parameters an L2 penalty applies to (weights, not biases or scales)."""
@@ -253,3 +299,137 @@ class Layout:
     def arrays(self, flat: Array) -> dict[str, Array]:
         """Every slot's view into ``flat``, keyed ``"layer.name"``."""
         return {slot.key: flat[slot.offset : slot.offset + slot.size].reshape(slot.shape) for slot in self.slots}
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process may use: the machine's physical memory, or a smaller container
+    (cgroup) limit; None where the system does not say (then nothing is refused in advance)."""
+    try:
+        total: int | None = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        total = None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max" (cgroup v2) means no limit; v1 writes a huge number instead
+            total = int(text) if total is None else min(total, int(text))
+        break
+    return total if total is not None and total > 0 else None
+
+
+def size_text(n_bytes: float) -> str:
+    """A number of bytes for people: ``27.1 GB`` (decimal units, as ``free -h --si`` and disk makers count)."""
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if n_bytes < 1000 or unit == "TB":
+            return f"{n_bytes:,.0f} {unit}" if unit == "bytes" else f"{n_bytes:,.1f} {unit}"
+        n_bytes /= 1000
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """The memory a network needs, worked out from its built layers' shapes before any array exists.
+
+    * ``param_bytes``: the flat parameter and state buffers (``n_params`` trainable values);
+    * ``init_bytes``: the largest layer's initial weights, which an initialiser draws in float64
+      before they are copied into the buffer;
+    * ``example_bytes``: one example's forward pass while predicting: its input and every layer's
+      :meth:`Layer.example_values` together, since the caches keep them all until the pass ends.
+
+    ``heaviest`` names the layer with the most parameters and ``widest`` the one that allocates the
+    most per example, for the message that refuses a network.
+    """
+
+    n_params: int
+    param_bytes: int
+    init_bytes: int
+    example_bytes: int
+    heaviest: str
+    heaviest_bytes: int
+    widest: str
+    widest_bytes: int
+    widest_shape: Shape
+
+    @classmethod
+    def of(cls, input_shape: Shape, layers: list[Layer], dtype: npt.DTypeLike) -> Footprint:
+        """The footprint of ``layers``, already built on ``input_shape``, with parameters of ``dtype``."""
+        itemsize = np.dtype(dtype).itemsize
+        sizes = [sum(math.prod(shape) for shape in layer.param_shapes().values()) for layer in layers]
+        state = sum(math.prod(shape) for layer in layers for shape in layer.state_shapes().values())
+        values = [layer.example_values() for layer in layers]
+        heavy = max(range(len(layers)), key=sizes.__getitem__)
+        wide = max(range(len(layers)), key=values.__getitem__)
+
+        def name(i: int) -> str:  # the output layer's token says identity: the loss applies its softmax
+            token = layers[i].token
+            return f"the output layer {echo(token.split(':')[0] + ':softmax')}" if i == len(layers) - 1 else echo(token)
+
+        # the shape the heaviest layer meets, as the layer before an implied flatten made it
+        meets = layers[heavy - 1].input_shape if heavy and layers[heavy - 1].kind == "flatten" else None
+        meets = meets or layers[heavy].input_shape or input_shape
+
+        return cls(
+            n_params=sum(sizes),
+            param_bytes=(sum(sizes) + state) * itemsize,
+            init_bytes=8 * sizes[heavy],
+            example_bytes=(math.prod(input_shape) + sum(values)) * itemsize,
+            heaviest=f"{name(heavy)} on the {shape_text(meets)} input it meets",
+            heaviest_bytes=sizes[heavy] * itemsize,
+            widest=name(wide),
+            widest_bytes=values[wide] * itemsize,
+            widest_shape=tuple(layers[wide].output_shape or ()),
+        )
+
+    def check(self, *, initialize: bool = True, memory: int | None = None) -> None:
+        """Raise SpecError if the parameters (drawn, with ``initialize``) and one example's forward pass
+        do not fit in ``memory`` bytes (default: :func:`available_memory`)."""
+        memory = available_memory() if memory is None else memory
+        if memory is None:
+            return
+        have = f"this machine has {size_text(memory)} of memory"
+        weights = self.param_bytes + (self.init_bytes if initialize else 0)
+        activations = (
+            f"one example needs {size_text(self.example_bytes)} in a forward pass, {size_text(self.widest_bytes)} "
+            f"of them in {self.widest} (output {shape_text(self.widest_shape)})"
+        )
+        advice = "choose fewer filters, less padding, a larger stride or a smaller input, or pool sooner"
+        if self.example_bytes > memory:  # first: a huge image makes the dense weights after it huge too
+            raise SpecError(f"{activations}; {have}; {advice}")
+        if weights > memory:
+            drawn = f" ({size_text(self.init_bytes)} more while they are drawn)" if initialize else ""
+            raise SpecError(
+                f"the network's {self.n_params:,} parameters need {size_text(self.param_bytes)}{drawn}, "
+                f"{size_text(self.heaviest_bytes)} of them in {self.heaviest}; {have}; "
+                "choose fewer filters or units, or pool before the dense layers"
+            )
+        if self.param_bytes + self.example_bytes > memory:
+            raise SpecError(f"{activations}, beside {size_text(self.param_bytes)} of parameters; {have}; {advice}")
+
+    def check_batch(self, batch_size: int, *, memory: int | None = None, smaller: str = "a smaller batch size") -> None:
+        """Raise SpecError if training on batches of ``batch_size`` cannot fit in ``memory`` bytes;
+        the message advises ``smaller`` (how the caller's user chooses a smaller batch).
+
+        A rough bound, on purpose on the safe side: four copies of the parameters (the weights, their
+        gradient and Adam's two moments), and three times one example's forward pass per example
+        (the training buffers, the caches, and the gradients of the activations on the way back).
+        """
+        memory = available_memory() if memory is None else memory
+        if memory is None:
+            return
+        weights, batch = 4 * self.param_bytes, 3 * batch_size * self.example_bytes
+        if weights + batch > memory:
+            raise SpecError(
+                f"training on batches of {batch_size:,} needs about {size_text(weights + batch)}: "
+                f"{size_text(weights)} for the parameters, their gradient and the optimiser's state, and "
+                f"{size_text(batch)} for the activations; this machine has {size_text(memory)} of memory; "
+                f"choose {smaller} or a smaller network"
+            )
+
+    def rows_that_fit(self, memory: int | None = None) -> int:
+        """How many examples one prediction chunk may hold: half the memory the parameters leave, at least one."""
+        memory = available_memory() if memory is None else memory
+        if memory is None:
+            return MAX_SIZE
+        return max(1, (memory - self.param_bytes) // 2 // max(1, self.example_bytes))

@@ -29,10 +29,12 @@ measured 5× faster than ``X.sum(axis=0)``, which runs a short inner loop per ro
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from nnscratch.errors import SpecError
 from nnscratch.layers.base import Array, Layer, Shape, Views
 
 EPS = 1e-5
@@ -47,6 +49,10 @@ class BatchNormCache(NamedTuple):
     shape: tuple[int, ...]  # of X
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def column_sums(A: Array) -> Array:
     """Σ over the rows of A (N, C), as one matrix-vector product."""
     return np.ones(A.shape[0], dtype=A.dtype) @ A
@@ -59,6 +65,12 @@ class BatchNorm(Layer):
 
     def __init__(self, eps: float = EPS, momentum: float = MOMENTUM) -> None:
         super().__init__()
+        # Checked here because a model file's header sets them: ε ≤ 0 or NaN makes sqrt(σ² + ε) NaN
+        # for some input, and a momentum outside [0, 1] makes the running statistics diverge.
+        if not (_is_number(eps) and eps > 0):
+            raise SpecError(f"batch norm's eps must be a finite number > 0, got {eps!r}")
+        if not (_is_number(momentum) and 0 <= momentum <= 1):
+            raise SpecError(f"batch norm's momentum must be a number in [0, 1], got {momentum!r}")
         self.eps, self.momentum = float(eps), float(momentum)
 
     @property

@@ -37,10 +37,10 @@ import numpy as np
 from nnscratch.errors import SpecError
 from nnscratch.initializers import INITIALIZERS, get_initializer
 from nnscratch.layers._im2col import col2im, im2col
-from nnscratch.layers.base import Array, Layer, Shape, Views, fresh
+from nnscratch.layers.base import Array, Layer, Shape, Views, check_size, fresh, spec_int
 from nnscratch.parallel import GEMM_COST
 
-TOKEN = re.compile(r"^conv(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?$")
+TOKEN = re.compile(r"^conv([0-9]+)k([0-9]+)(?:s([0-9]+))?(?:p([0-9]+))?\Z")  # ASCII digits only: not ３
 
 
 class ConvCache(NamedTuple):
@@ -62,8 +62,7 @@ class Conv2D(Layer):
             ("stride", stride, 1),
             ("padding", padding, 0),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise SpecError(f"a convolution's {name} must be an integer >= {low}, got {value!r}")
+            check_size(value, f"a convolution's {name}", low=low)
         if init is not None and init not in INITIALIZERS:
             raise SpecError(f"unknown initialiser {init!r}; choose one of: {', '.join(INITIALIZERS)}")
         self.filters, self.kernel, self.stride, self.padding, self.init = filters, kernel, stride, padding, init
@@ -75,7 +74,12 @@ class Conv2D(Layer):
         if not match:
             return None
         filters, kernel, stride, padding = match.groups()
-        return cls(int(filters), int(kernel), int(stride or 1), int(padding or 0))
+        return cls(
+            spec_int(filters, "number of filters", token),
+            spec_int(kernel, "kernel size", token),
+            spec_int(stride or "1", "stride", token),
+            spec_int(padding or "0", "padding", token, low=0),
+        )
 
     @property
     def token(self) -> str:
@@ -106,6 +110,15 @@ class Conv2D(Layer):
                 input_shape, f"the {k}×{k} kernel is larger than the {H + 2 * p}×{W + 2 * p} padded image"
             )
         return (self.filters, (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1)
+
+    def example_values(self) -> int:
+        """Y (Ho·Wo·F) and the im2col columns (Ho·Wo·(K + 1)), and the zero-padded input where p > 0."""
+        assert self.input_shape is not None and self.output_shape is not None, "the layer is not built yet"
+        C, H, W = self.input_shape
+        F, Ho, Wo = self.output_shape
+        p = self.padding
+        padded = (H + 2 * p) * (W + 2 * p) * C if p else 0
+        return Ho * Wo * (F + self.n_columns + 1) + padded
 
     @property
     def n_columns(self) -> int:

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from nnscratch.activations import Activation, get_activation
 from nnscratch.errors import SpecError
 from nnscratch.initializers import INITIALIZERS, get_initializer
-from nnscratch.layers.base import Array, Layer, Shape, Views, fresh
+from nnscratch.layers.base import MAX_SIZE, Array, Layer, Shape, Views, echo, fresh
 from nnscratch.parallel import GEMM_COST
 
 
@@ -48,8 +48,9 @@ class Dense(Layer):
 
     def __init__(self, units: int, activation: str | Activation = "identity", *, init: str | None = None) -> None:
         super().__init__()
-        if not isinstance(units, int) or isinstance(units, bool) or units < 1:
-            raise SpecError(f"a dense layer needs a positive number of units, got {units!r}")
+        if not isinstance(units, int) or isinstance(units, bool) or not 1 <= units <= MAX_SIZE:
+            shown = "a larger number" if isinstance(units, int) and units > MAX_SIZE else echo(repr(units))
+            raise SpecError(f"a dense layer needs a positive number of units, at most {MAX_SIZE:,}; got {shown}")
         self.units = units
         self.activation = activation if isinstance(activation, Activation) else get_activation(activation)
         if init is not None and init not in INITIALIZERS:
@@ -70,6 +71,10 @@ class Dense(Layer):
 
     def param_shapes(self) -> dict[str, Shape]:
         return {"W": (self.n_in, self.units), "b": (self.units,)}
+
+    def example_values(self) -> int:
+        """Z, and A unless the activation is the identity (then A is Z)."""
+        return self.units * (1 if self.activation.name == "identity" else 2)
 
     @property
     def n_in(self) -> int:

@@ -31,8 +31,8 @@ from nnscratch.activations import SELU_ALPHA, SELU_LAMBDA
 from nnscratch.errors import SpecError
 from nnscratch.layers.base import Array, Layer, Views
 
-TOKEN = re.compile(r"^dropout(\d*\.?\d+)$")
-ALPHA_TOKEN = re.compile(r"^alphadropout(\d*\.?\d+)$")
+TOKEN = re.compile(r"^dropout([0-9]*\.?[0-9]+)\Z")  # ASCII digits only
+ALPHA_TOKEN = re.compile(r"^alphadropout([0-9]*\.?[0-9]+)\Z")
 SELU_SATURATION = -SELU_LAMBDA * SELU_ALPHA  # α' = lim SELU(z) as z → -∞
 
 
@@ -78,6 +78,9 @@ class Dropout(Layer):
         if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0.0 <= rate < 1.0:
             raise SpecError(f"a dropout rate must be a probability in [0, 1), got {rate!r}")
         self.rate = float(rate)
+
+    def example_values(self) -> int:
+        return 0  # the identity while predicting: X itself
 
     @classmethod
     def parse(cls, token: str) -> Dropout | None:

@@ -28,6 +28,9 @@ class Flatten(Layer):
     def output_shape_for(self, input_shape: Shape) -> Shape:
         return (math.prod(input_shape),)
 
+    def example_values(self) -> int:
+        return 0  # a reshape: a view of X
+
     def forward(
         self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
     ) -> tuple[Array, tuple[int, ...]]:

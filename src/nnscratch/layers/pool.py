@@ -29,10 +29,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from nnscratch.errors import SpecError
-from nnscratch.layers.base import Array, Layer, Shape, Views, fresh
+from nnscratch.layers.base import Array, Layer, Shape, Views, check_size, fresh, spec_int
 
-TOKEN = re.compile(r"^maxpool(\d+)$")
+TOKEN = re.compile(r"^maxpool([0-9]+)\Z")  # ASCII digits only
+
+
+MAX_WINDOW = 15  # the window's position is kept as one byte, a·k + b < 256
 
 
 class PoolCache(NamedTuple):
@@ -47,14 +49,12 @@ class MaxPool2D(Layer):
 
     def __init__(self, size: int) -> None:
         super().__init__()
-        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 15:
-            raise SpecError(f"a max-pool window must be an integer from 1 to 15, got {size!r}")
-        self.size = size
+        self.size = check_size(size, "a max-pool window", high=MAX_WINDOW)
 
     @classmethod
     def parse(cls, token: str) -> MaxPool2D | None:
         match = TOKEN.match(token)
-        return cls(int(match.group(1))) if match else None
+        return cls(spec_int(match.group(1), "window", token, high=MAX_WINDOW)) if match else None
 
     @property
     def token(self) -> str:

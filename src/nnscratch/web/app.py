@@ -37,6 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from nnscratch.errors import NNScratchError
 from nnscratch.images import BLANK, SIDE, ImageError, load_digit
 from nnscratch.network import Network
 from nnscratch.web.served import ServedModel, load_models
@@ -73,6 +74,10 @@ def create_app(models: Network | Sequence[ServedModel], *, model_name: str = "mo
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(NNScratchError)
+    async def model_failed(request: Request, exc: NNScratchError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=500)  # the model's fault, not the request's
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - a safety net

@@ -122,8 +122,11 @@ class ServedModel:
 
     def read(self, pixels: Array) -> Reading:
         """The prediction for one drawing, pixels (784,) in [0, 1], with every layer output the page shows."""
-        outputs = self.net.layer_outputs(pixels.reshape(1, -1))
-        probabilities = softmax(outputs[-1])[0]
+        # NaN would reach the page as null: a network whose weights overflow answers with an error instead
+        # (raised here, so NumPy's overflow warnings on the way would only add noise to the log)
+        with np.errstate(over="ignore", invalid="ignore"):
+            outputs = self.net.layer_outputs(pixels.reshape(1, -1))
+            probabilities = self.net.check_output(softmax(outputs[-1])[0], pixels)
         outputs = [output[0] for output in outputs]
         return Reading(
             model=self.name,
