@@ -15,6 +15,10 @@ class SpecError(NNScratchError, ValueError):
     """A network specification, preset or setting is malformed."""
 
 
+class CapacityError(SpecError):
+    """A well-formed network (or batch) that needs more memory than this machine has."""
+
+
 class DataError(NNScratchError):
     """A data file is missing, truncated, corrupted or inconsistent."""
 

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nnscratch.activations import get_activation
-from nnscratch.errors import ModelFileError, NonFiniteOutputError, SpecError
+from nnscratch.errors import CapacityError, ModelFileError, NonFiniteOutputError, SpecError
 from nnscratch.io import Expected, load_npz, save_npz
 from nnscratch.layers import LAYERS, ActivationLayer, Conv2D, Dense, Layer, Layout, MaxPool2D
 from nnscratch.layers.base import MAX_SIZE, Footprint, Shape, Views, echo, size_text
@@ -104,7 +104,7 @@ class Network:
                 for layer in self.layers:
                     layer.reset_state()
         except MemoryError:  # fits the machine, but not the memory free now (or the machine did not say)
-            raise SpecError(
+            raise CapacityError(
                 f"out of memory building the network: its {self.footprint.n_params:,} parameters need "
                 f"{size_text(self.footprint.param_bytes)}; choose a smaller network or free some memory"
             ) from None
@@ -676,6 +676,8 @@ def read_architecture(header: dict[str, Any], source: str) -> Architecture:
         # Build the layers (shapes only) and check what they would cost before anything is allocated:
         # a header that declares a network this machine cannot hold is refused before its arrays are read.
         Network.plan(input_shape, layers, dtype=dtype, initialize=False)
+    except CapacityError as exc:  # a sound file, too large for this machine
+        raise ModelFileError(f"{source}: {exc}") from None
     except SpecError as exc:
         raise ModelFileError(f"{source}: {exc}; the file is corrupted") from None
     except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:

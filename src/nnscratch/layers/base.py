@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from nnscratch.errors import SpecError
+from nnscratch.errors import CapacityError, SpecError
 from nnscratch.parallel import Threads
 from nnscratch.parallel import pool as pool_of
 
@@ -383,7 +383,7 @@ class Footprint:
         )
 
     def check(self, *, initialize: bool = True, memory: int | None = None) -> None:
-        """Raise SpecError if the parameters (drawn, with ``initialize``) and one example's forward pass
+        """Raise CapacityError if the parameters (drawn, with ``initialize``) and one example's forward pass
         do not fit in ``memory`` bytes (default: :func:`available_memory`)."""
         memory = available_memory() if memory is None else memory
         if memory is None:
@@ -396,19 +396,19 @@ class Footprint:
         )
         advice = "choose fewer filters, less padding, a larger stride or a smaller input, or pool sooner"
         if self.example_bytes > memory:  # first: a huge image makes the dense weights after it huge too
-            raise SpecError(f"{activations}; {have}; {advice}")
+            raise CapacityError(f"{activations}; {have}; {advice}")
         if weights > memory:
             drawn = f" ({size_text(self.init_bytes)} more while they are drawn)" if initialize else ""
-            raise SpecError(
+            raise CapacityError(
                 f"the network's {self.n_params:,} parameters need {size_text(self.param_bytes)}{drawn}, "
                 f"{size_text(self.heaviest_bytes)} of them in {self.heaviest}; {have}; "
                 "choose fewer filters or units, or pool before the dense layers"
             )
         if self.param_bytes + self.example_bytes > memory:
-            raise SpecError(f"{activations}, beside {size_text(self.param_bytes)} of parameters; {have}; {advice}")
+            raise CapacityError(f"{activations}, beside {size_text(self.param_bytes)} of parameters; {have}; {advice}")
 
     def check_batch(self, batch_size: int, *, memory: int | None = None, smaller: str = "a smaller batch size") -> None:
-        """Raise SpecError if training on batches of ``batch_size`` cannot fit in ``memory`` bytes;
+        """Raise CapacityError if training on batches of ``batch_size`` cannot fit in ``memory`` bytes;
         the message advises ``smaller`` (how the caller's user chooses a smaller batch).
 
         A rough bound, on purpose on the safe side: four copies of the parameters (the weights, their
@@ -420,7 +420,7 @@ class Footprint:
             return
         weights, batch = 4 * self.param_bytes, 3 * batch_size * self.example_bytes
         if weights + batch > memory:
-            raise SpecError(
+            raise CapacityError(
                 f"training on batches of {batch_size:,} needs about {size_text(weights + batch)}: "
                 f"{size_text(weights)} for the parameters, their gradient and the optimiser's state, and "
                 f"{size_text(batch)} for the activations; this machine has {size_text(memory)} of memory; "
