@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -77,6 +79,27 @@ def test_blas_uses_one_thread_inside_the_engine():
     with single_threaded_blas(), single_threaded_blas():
         inside = [lib["num_threads"] for lib in controller.info() if lib["user_api"] == "blas"]
     assert inside and set(inside) == {1}
+
+
+def test_a_blas_library_loaded_after_the_first_block_is_held_to_one_thread_too():
+    # SciPy brings an OpenBLAS of its own beside NumPy's; imported after the engine first ran (as a test
+    # of scikit-learn or PyTorch may do), its threads must be held too.  A fresh interpreter, so that
+    # SciPy is really loaded in between.
+    pytest.importorskip("threadpoolctl")
+    code = (
+        "import threadpoolctl\n"
+        "from nnscratch.parallel import single_threaded_blas\n"
+        "with single_threaded_blas(): pass\n"
+        "import scipy.linalg\n"
+        "controller = threadpoolctl.ThreadpoolController()\n"
+        "with single_threaded_blas():\n"
+        "    inside = [(lib['filepath'], lib['num_threads']) for lib in controller.info()\n"
+        "              if lib['user_api'] == 'blas']\n"
+        "print(inside)\n"
+        "assert len(inside) >= 2 and all(n == 1 for _, n in inside), inside\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -161,7 +162,11 @@ def pool(n: int) -> Threads:
         return _POOLS[n]
 
 
-_CONTROLLER: list[Any] = []  # threadpoolctl's view of the loaded BLAS libraries, inspected once
+# threadpoolctl's view of the loaded BLAS libraries, and how many modules were imported when it was
+# taken: importing an extension module (SciPy, scikit-learn, PyTorch) can load a BLAS library of its
+# own, which an older view would leave free to start its threads.
+_CONTROLLER: list[Any] = []
+_CONTROLLER_MODULES: list[int] = [-1]
 _INSIDE = threading.local()  # how deep this thread is in single_threaded_blas blocks
 
 
@@ -169,9 +174,9 @@ _INSIDE = threading.local()  # how deep this thread is in single_threaded_blas b
 def single_threaded_blas() -> Iterator[None]:
     """Keep the BLAS library to one thread inside the block, since the pool does the splitting.
 
-    Entering costs some microseconds (the libraries are inspected once, on first use), and a block
-    inside another costs nothing, so the engine enters it around whole operations: a training run, a
-    prediction, a gradient.
+    Entering costs some microseconds (the libraries are inspected on first use, and again after an
+    import may have loaded another), and a block inside another costs nothing, so the engine enters
+    it around whole operations: a training run, a prediction, a gradient.
     """
     depth = getattr(_INSIDE, "depth", 0)
     if depth:
@@ -181,10 +186,11 @@ def single_threaded_blas() -> Iterator[None]:
         finally:
             _INSIDE.depth = depth
         return
-    if not _CONTROLLER:
+    if _CONTROLLER_MODULES[0] != len(sys.modules):  # the first time, or after new imports (about 1 ms)
         from threadpoolctl import ThreadpoolController
 
-        _CONTROLLER.append(ThreadpoolController())
+        _CONTROLLER[:] = [ThreadpoolController()]
+        _CONTROLLER_MODULES[0] = len(sys.modules)
     with _CONTROLLER[0].limit(limits=1, user_api="blas"):
         _INSIDE.depth = 1
         try:
