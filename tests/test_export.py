@@ -15,7 +15,7 @@ from onnx.reference import ReferenceEvaluator
 from nnscratch.activations import STUDY_ACTIVATIONS
 from nnscratch.cli import main
 from nnscratch.export import OPSET, ExportError, export_onnx, to_onnx
-from nnscratch.layers import Dense, Layer
+from nnscratch.layers import ActivationLayer, BatchNorm, Conv2D, Dense, Flatten, Layer
 from nnscratch.network import Network
 from nnscratch.training import TrainConfig, train
 
@@ -67,6 +67,85 @@ def test_graph_gives_predict_proba_on_real_digits(trained, mnist, name):
             assert P.shape == (DIGITS, 10) and P.dtype == np.float32
             np.testing.assert_allclose(P, expected, atol=1e-5, rtol=0)
     assert (expected.argmax(axis=1) == mnist.y_test[:DIGITS]).mean() > 0.3  # the weights learned something
+
+
+def randomise(net: Network, rng: np.random.Generator) -> Network:
+    """Every parameter and running statistic drawn at random (biases, β and means away from 0, variances
+    spread over [0.01, 2]), so that a wrong padding, permutation or ε changes the probabilities."""
+    for layer in net.layers:
+        for name, array in layer.params.items():
+            array[...] = rng.normal(0.0, 0.5, array.shape) + (1.0 if name == "gamma" else 0.0)
+        if isinstance(layer, BatchNorm):
+            layer.state["running_mean"][...] = rng.normal(0.0, 0.5, layer.state["running_mean"].shape)
+            layer.state["running_var"][...] = rng.uniform(0.01, 2.0, layer.state["running_var"].shape)
+    return net
+
+
+# Convolutions whose output goes on unpooled, so that every output row and column counts: the last one,
+# which reads the end padding, included.  On 11×11 with k3 s2 p1 the windows start at -1, 1, ..., 9 and the
+# last covers rows 9, 10 and the padding row 11; on 13×13 with k5 s3 p2 the last covers 10..14.
+UNPOOLED_CONV_SPECS = [
+    "1x12x12-conv4k3p1-relu-flatten-10",
+    "1x12x12-conv4k3s2p1-relu-flatten-10",
+    "1x11x11-conv4k3s2p1-relu-flatten-10",
+    "1x13x13-conv3k5s3p2-tanh-flatten-10",
+    "2x10x7-conv3k3s2p2-sigmoid-conv2k2p1-flatten-5",
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("spec", UNPOOLED_CONV_SPECS)
+def test_a_padded_convolution_without_pooling_gives_predict_proba(spec, dtype, rng):
+    net = randomise(Network.from_spec(spec, seed=0, dtype=dtype), rng)
+    X = rng.random((16, *net.input_shape)).astype(np.float32)
+    expected = net.predict_proba(X)
+    for layout, X_in in [("nchw", X), ("flat", X.reshape(16, -1))]:
+        P = run_onnxruntime(to_onnx(net, input_layout=layout), X_in)
+        np.testing.assert_allclose(P, expected, atol=1e-5, rtol=0)
+    assert expected.std(axis=0).max() > 0.01  # the inputs reach the output: not the same answer for all
+
+
+def bn_networks(eps: float) -> dict[str, Network]:
+    """Batch norm with a non-default ε after a dense layer, after a convolution and after a flatten."""
+    return {
+        "dense": Network(12, [Dense(6, "identity"), BatchNorm(eps=eps), ActivationLayer("tanh"), Dense(4)], seed=0),
+        "conv": Network(
+            (1, 6, 6),
+            [
+                Conv2D(3, 3, padding=1),
+                BatchNorm(eps=eps),
+                ActivationLayer("relu"),
+                Flatten(),
+                BatchNorm(eps=eps),
+                Dense(4),
+            ],
+            seed=0,
+        ),
+    }
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_batch_norm_with_a_non_default_epsilon_exports_that_epsilon(kind, rng, tmp_path):
+    # Running variances of 0.01 to 2 against ε = 0.01: the default 1e-5 in its place changes
+    # 1/sqrt(var + ε) by up to 40%, far beyond the 1e-5 compared.
+    net = randomise(bn_networks(1e-2)[kind], rng)
+    X = rng.random((20, net.n_in)).astype(np.float32)
+    expected = net.predict_proba(X)
+    default = bn_networks(1e-5)[kind]  # the same weights and statistics, with the default ε
+    default.params[...], default.state[...] = net.params, net.state
+    assert np.abs(default.predict_proba(X) - expected).max() > 1e-3
+    model = to_onnx(net, input_layout="flat")
+    epsilons = [
+        a.f for n in model.graph.node if n.op_type == "BatchNormalization" for a in n.attribute if a.name == "epsilon"
+    ]
+    assert epsilons and epsilons == pytest.approx([1e-2] * len(epsilons))
+    np.testing.assert_allclose(run_onnxruntime(model, X), expected, atol=1e-5, rtol=0)
+    # saved, loaded and exported from the file: ε travels through the model file too
+    net.save(tmp_path / "bn.npz")
+    loaded = Network.load(tmp_path / "bn.npz")
+    assert [layer.eps for layer in loaded.layers if isinstance(layer, BatchNorm)] == [1e-2] * len(epsilons)
+    export_onnx(loaded, tmp_path / "bn.onnx", input_layout="flat")
+    np.testing.assert_allclose(run_onnxruntime(onnx.load(tmp_path / "bn.onnx"), X), expected, atol=1e-5, rtol=0)
 
 
 def test_graph_declares_its_input_and_output(rng):

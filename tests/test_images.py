@@ -80,6 +80,47 @@ def test_blank_image_is_reported_not_guessed():
         preprocess(Image.new("RGB", (50, 50), (30, 30, 30)))
 
 
+def thick_zero(side: int = 100) -> np.ndarray:
+    """A thick 0 (an elliptic ring) as a boolean mask that covers 39% of a side × side page."""
+    y, x = np.mgrid[:side, :side] - (side - 1) / 2
+    return ((y / 44) ** 2 + (x / 36) ** 2 <= 1) & ~((y / 24) ** 2 + (x / 14) ** 2 <= 1)
+
+
+def framed_page(paper: float, ink: float, border: float, *, frame: int = 2) -> tuple[Image.Image, np.ndarray]:
+    """The thick 0 in grey level ``ink`` on paper of grey level ``paper`` with a ``frame``-pixel border of
+    level ``border`` (0 black, 1 white); returns the image and its gray levels as read back."""
+    array = np.where(thick_zero(), ink, paper)
+    array[:frame], array[-frame:], array[:, :frame], array[:, -frame:] = border, border, border, border
+    image = Image.fromarray(np.round(array * 255).astype(np.uint8))
+    return image, np.asarray(image, dtype=np.float64) / 255
+
+
+@pytest.mark.parametrize("paper", [0.4, 0.5, 0.6])
+@pytest.mark.parametrize("ink", [0.0, 0.1, 0.25])
+def test_a_dark_digit_on_grey_paper_with_a_light_border_is_read_though_the_page_is_mostly_dark(paper, ink):
+    """The border (light) says which is paper, not the page's mean or median (below one half here)."""
+    image, gray = framed_page(paper, ink, border=0.9)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    assert border.mean() > 0.5 and gray.mean() < 0.5  # the case that matters: light frame, dark page overall
+    if paper < 0.5:
+        assert np.median(gray) < 0.5  # the paper itself darker than one half too
+    reference = preprocess(framed_page(1.0, 0.0, border=1.0)[0])  # the same 0 drawn black on white
+    # the ink stretched to 1, the paper (and the lighter frame) to 0: the same 28×28 digit
+    np.testing.assert_allclose(preprocess(image), reference, atol=1e-6)
+
+
+@pytest.mark.parametrize("paper", [0.3, 0.45, 0.55])
+@pytest.mark.parametrize("ink", [1.0, 0.9])
+def test_a_light_digit_on_a_dark_page_with_a_dark_border_is_read_though_the_page_is_mostly_light(paper, ink):
+    image, gray = framed_page(paper, ink, border=0.1)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    assert border.mean() < 0.5 and gray.mean() > 0.5  # dark frame, light page overall
+    if paper > 0.5:
+        assert np.median(gray) > 0.5
+    reference = preprocess(framed_page(1.0, 0.0, border=1.0)[0])
+    np.testing.assert_allclose(preprocess(image), reference, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "content, message",
     [(b"", "empty"), (b"this is not an image", "not an image"), ("truncated", "damaged or truncated")],

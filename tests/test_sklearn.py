@@ -218,18 +218,73 @@ def test_early_stopping_holds_out_a_stratified_split_and_keeps_the_best_epoch(rn
     assert clf.score(X_val, y_val) == clf.best_validation_score_
 
 
+def record_epochs(clf):
+    """Wrap ``clf``'s one-epoch step to keep copies of (params, state) before and after every epoch it trains."""
+    seen = []
+    step = clf._epoch
+
+    def epoch(*args):
+        before = (clf.network_.params.copy(), clf.network_.state.copy())
+        record = step(*args)
+        seen.append((before, (clf.network_.params.copy(), clf.network_.state.copy())))
+        return record
+
+    clf._epoch = epoch
+    return seen
+
+
 def test_warm_start_continues_from_the_fitted_weights(blobs):
     X, y = blobs
     clf = quick(max_iter=3, warm_start=True, tol=0.0).fit(X, y)
-    first = list(clf.loss_curve_)
+    first, fitted = list(clf.loss_curve_), clf.network_.params.copy()
+    epochs = record_epochs(clf)
     clf.fit(X, y)
+    # the refit's first epoch starts from exactly the fitted weights, not from new ones
+    np.testing.assert_array_equal(epochs[0][0][0], fitted)
     assert clf.loss_curve_[:3] == first and len(clf.loss_curve_) == 6 and clf.n_iter_ == 3 and clf.t_ == 1800
-    assert clf.loss_curve_[3] < first[0]
+    # its loss goes on falling from where the first fit ended (1.01, 0.74, 0.53 here), not from a new start's 1.01
+    assert clf.loss_curve_[3] < first[-1]
     with pytest.raises(ValueError, match="warm_start can only be used where y has the same classes"):
         clf.fit(X, y + 1)
     cold = quick(max_iter=3, tol=0.0).fit(X, y)
     cold.fit(X, y)
-    assert len(cold.loss_curve_) == 3  # without warm_start, fit starts over
+    # without warm_start, fit starts over: the same seed's new weights, so the same losses again
+    assert cold.loss_curve_ == first
+    np.testing.assert_array_equal(cold.network_.params, fitted)
+
+
+def test_warm_start_refit_starts_a_new_optimiser_at_learning_rate_init_like_scikit_learn(blobs):
+    """scikit-learn's ``_fit_stochastic`` makes a new optimiser on every ``fit`` (``not incremental``), warm or
+    not: Adam's moments and step count start at zero and the rate at ``learning_rate_init``, while ``t_`` (which
+    "invscaling" reads) goes on counting.  Only ``partial_fit`` carries the optimiser over."""
+    X, y = blobs
+    theirs = SklearnMLPClassifier((4,), max_iter=2, warm_start=True, random_state=0).fit(X, y)
+    optimiser = theirs._optimizer
+    assert theirs.fit(X, y)._optimizer is not optimiser  # what scikit-learn does, which ours follows
+
+    # shuffle=False: the refit is the engine's training from the fitted weights with a fresh Adam
+    clf = quick(max_iter=3, warm_start=True, shuffle=False, tol=0.0).fit(X, y)
+    net = Network.from_spec("6-16:relu-3:softmax", seed=0, init="glorot")
+    net.params[...] = clf.network_.params
+    clf.set_params(max_iter=2).fit(X, y)
+    config = TrainConfig(epochs=2, batch_size=32, learning_rate=0.01, l2=1e-4 / 32, validation_size=0, shuffle=False)
+    history = train(net, X, y, config)
+    np.testing.assert_array_equal(clf.network_.params, net.params)
+    assert clf.loss_curve_[3:] == history["train_loss"]
+    continued = quick(max_iter=3, shuffle=False, tol=0.0).fit(X, y).partial_fit(X, y).partial_fit(X, y)
+    assert not np.array_equal(continued.network_.params, clf.network_.params)  # the kept Adam steps elsewhere
+
+    # sgd: the refit's first epoch runs at learning_rate_init again, the next ones at η / (t_ + 1)^power_t
+    # with t_ counting on from the first fit's 3 × 300 samples
+    params = dict(solver="sgd", learning_rate="invscaling", learning_rate_init=0.1, power_t=0.5, tol=0.0)
+    sgd = quick(max_iter=3, warm_start=True, **params).fit(X, y)
+    sgd.set_params(max_iter=3).fit(X, y)
+    np.testing.assert_allclose(sgd.history_["learning_rate"][3:], [0.1] + [0.1 / (300 * e + 1) ** 0.5 for e in (4, 5)])
+    adaptive = quick(max_iter=40, warm_start=True, solver="sgd", learning_rate="adaptive", tol=10.0, n_iter_no_change=2)
+    adaptive.fit(X, y)
+    assert adaptive.history_["learning_rate"][-1] < 0.01  # divided by 5 at least once
+    adaptive.set_params(max_iter=1).fit(X, y)
+    assert adaptive.history_["learning_rate"][-1] == 0.01  # the refit's rate starts over
 
 
 def test_verbose_prints_each_epoch_as_scikit_learn_does(blobs, capsys):
@@ -413,6 +468,46 @@ def test_partial_fit_refuses_what_it_cannot_continue(blobs):
         clf.partial_fit(X, y, classes=[0, 1, 2, 3])
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
         quick(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])
+
+
+@pytest.mark.parametrize("order", [[2, 0, 1], [7, 3, 5]], ids=["shuffled", "non-contiguous-unsorted"])
+def test_partial_fit_takes_the_classes_in_any_order_and_predicts_their_labels(blobs, order):
+    X, y = blobs
+    labels = np.array(order)[y]  # blob i is called order[i]
+    clf, ref = quick(learning_rate_init=0.02), quick(learning_rate_init=0.02)
+    for i in range(10):
+        clf.partial_fit(X, labels, classes=order if i % 2 else order[::-1])  # any order, on any call
+        ref.partial_fit(X, labels, classes=sorted(order))
+    np.testing.assert_array_equal(clf.classes_, sorted(order))  # output unit i stands for the i-th smallest
+    # the order they were listed in changes nothing: the same encoding of the labels, the same training
+    np.testing.assert_array_equal(clf.network_.params, ref.network_.params)
+    np.testing.assert_array_equal(clf.predict(X), labels)  # every blob comes back under its own label
+    np.testing.assert_array_equal(clf.classes_[clf.predict_proba(X).argmax(axis=1)], labels)
+
+
+def test_cnn_early_stopping_restores_the_batch_norm_statistics_with_the_best_weights(digit_images):
+    images, _ = digit_images
+    labels = np.random.default_rng(0).integers(0, 3, 240)  # random labels: the validation accuracy wanders
+    clf = small_cnn(
+        layers="conv4k3p1-bn-relu-maxpool2-flatten-16:relu",
+        max_iter=40,
+        early_stopping=True,
+        validation_fraction=0.25,
+        n_iter_no_change=2,
+        learning_rate_init=0.05,
+    )
+    epochs = record_epochs(clf)
+    clf.fit(images[:240], labels)
+    assert clf.network_.state.size > 0  # batch norm's running mean and variance
+    best = int(np.argmax(clf.validation_scores_))  # the first best: a tie is no improvement
+    assert best < clf.n_iter_ - 1  # stopped after later epochs did no better
+    best_params, best_state = epochs[best][1]
+    _, last_state = epochs[-1][1]
+    assert not np.array_equal(best_state, last_state)  # the statistics moved on after the best epoch
+    np.testing.assert_array_equal(clf.network_.params, best_params)
+    np.testing.assert_array_equal(clf.network_.state, best_state)
+    _, X_val, _, y_val = train_test_split(images[:240], labels, test_size=0.25, random_state=0, stratify=labels)
+    assert clf.score(X_val, y_val) == clf.best_validation_score_  # prediction reads the restored statistics
 
 
 @pytest.mark.parametrize("unknown", [7, 1], ids=["beyond-the-classes", "between-two-classes"])

@@ -125,6 +125,75 @@ def test_summary_reports_every_variant(tmp_path, data):
     assert seed.statistics.dead[1] is None and seed.statistics.saturated[1] is not None
 
 
+def _run_with_epochs(seed: int, epochs: int = 3) -> RunResult:
+    """A ``seed``-variant run (ReLU, then sigmoid) made by hand, whose every figure changes from epoch to epoch.
+
+    Epoch e (from 0) of seed s: ReLU dead share 0.1(e+1) + 0.02s, sigmoid saturation 0.2(e+1) + 0.02s (of its
+    activations) and 0.05(e+1) + 0.02s (of its units), activation means 10e + s and stds 1 + e + s, gradient
+    norms 100(e+1) + 10j + s for layer j, losses 1/(e+1) + s/100.
+    """
+    from nnscratch.study import LayerStats
+    from nnscratch.training import EpochRecord, History
+
+    records = [
+        EpochRecord(e + 1, 1 / (e + 1) + seed / 100, 0.5, 2 / (e + 1) + seed / 100, 0.5 + e / 10, 1e-3, 1.0)
+        for e in range(epochs)
+    ]
+    stats = tuple(
+        (
+            LayerStats("relu", 10 * e + seed, 1 + e + seed, 0.1 * (e + 1) + 0.02 * seed, None, None),
+            LayerStats(
+                "sigmoid",
+                10 * e + seed + 0.5,
+                2 + e + seed,
+                None,
+                0.05 * (e + 1) + 0.02 * seed,
+                0.2 * (e + 1) + 0.02 * seed,
+            ),
+        )
+        for e in range(epochs)
+    )
+    return RunResult(
+        variant="seed",
+        seed=seed,
+        learning_rate=1e-3,
+        spec="16-8:relu-6:sigmoid-4:softmax",
+        input_shape=(16,),
+        hidden_layers=(1, 2),
+        fed_by=(0, 1),
+        weight_layers=("layer 1 (dense 8)", "layer 2 (dense 6)", "layer 3 (output)"),
+        history=History(records),
+        test_accuracy=0.8 + seed / 10,
+        epochs_to_target=None,
+        seconds_per_epoch=1.0,
+        grad_norms=tuple(tuple(100.0 * (e + 1) + 10 * j + seed for j in range(3)) for e in range(epochs)),
+        layer_stats=stats,
+    )
+
+
+def test_the_summary_reports_the_last_epochs_layer_statistics_not_the_first_or_a_mean():
+    from nnscratch.report import diagnostics_table, layer_table
+
+    runs = [_run_with_epochs(0), _run_with_epochs(1)]
+    (summary,) = summarise(runs)
+    stats = summary.statistics
+    # after epoch 3 (e = 2), the mean of seeds 0 and 1 (the first epoch's or a mean over epochs differ)
+    assert stats.dead[1] is None and stats.dead[0] == pytest.approx(0.31)
+    assert stats.saturated[0] is None and stats.saturated[1] == pytest.approx(0.61)
+    assert stats.saturated_units[0] is None and stats.saturated_units[1] == pytest.approx(0.16)
+    assert stats.activation_mean == pytest.approx((20.5, 21.0))
+    assert stats.activation_std == pytest.approx((3.5, 4.5))
+    assert stats.grad_norm_first_epoch == pytest.approx((100.5, 110.5, 120.5))
+    assert stats.grad_norm_last_epoch == pytest.approx((300.5, 310.5, 320.5))
+    assert (stats.train_loss, stats.val_loss) == pytest.approx((1 / 3 + 0.005, 2 / 3 + 0.005))
+    # and the tables show those figures
+    (row,) = diagnostics_table([summary]).rows
+    assert row == ("seed", "31% ·", "· 61%", "20.50 21.00", "3.50 4.50", "100 → 300")
+    relu, sigmoid = layer_table([summary]).rows
+    assert relu[3:8] == ("20.500", "3.500", "31%", "·", "·") and relu[8:] == ("100", "300")
+    assert sigmoid[3:8] == ("21.000", "4.500", "·", "61%", "16%") and sigmoid[8:] == ("110", "310")
+
+
 def test_diagnostics_are_recorded_after_every_epoch(tmp_path, data):
     (run,) = run_study(SMALL, *data, cache_dir=tmp_path, variants=("tanh",), n_jobs=1)[:1]
     assert len(run.grad_norms) == len(run.layer_stats) == SMALL.epochs

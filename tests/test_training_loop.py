@@ -268,6 +268,40 @@ def test_an_epoch_that_only_equals_the_best_is_no_improvement(tiny_data):
     assert history.best_epoch == 1 and history.stopped_early and len(history) == 3
 
 
+@pytest.mark.parametrize(
+    "losses, stop, best",
+    [
+        # patience 3: epoch 3 improves inside the first window, so the count starts again there and runs
+        # out after epoch 6 (three epochs after 3), not after epoch 4 (three after 1) or 5 (a count not reset)
+        ([1.0, 1.1, 0.9, 1.2, 1.3, 1.4, 0.1, 0.1], 6, 3),
+        # two improvements, each the last epoch of a window about to run out
+        ([1.0, 1.1, 1.2, 0.9, 1.0, 1.0, 0.8, 2.0, 2.0, 2.0, 0.1], 10, 7),
+    ],
+    ids=["improves-mid-window", "improves-at-the-last-moment-twice"],
+)
+def test_patience_starts_again_after_an_improvement_in_the_middle_of_a_window(
+    tiny_data, monkeypatch, losses, stop, best
+):
+    X, y = tiny_data
+    scripted = iter(losses)
+    # the validation loss of each epoch, as scripted; the accuracy is not what early stopping reads
+    monkeypatch.setattr("nnscratch.training._evaluate", lambda net, X_val, y_val: (next(scripted), 0.5))
+    snapshots = {}
+
+    class Keep(Callback):
+        def on_epoch_end(self, net, record):
+            snapshots[record.epoch] = (net.params.copy(), net.state.copy())
+
+    net = fresh("12-16-bn-relu-4:softmax")
+    config = TrainConfig(epochs=len(losses), batch_size=64, learning_rate=1e-2, early_stopping=3)
+    history = train(net, X, y, config, callback=Keep())
+    assert len(history) == stop and history.stopped_early
+    assert history["val_loss"] == losses[:stop] and history.best_epoch == best
+    np.testing.assert_array_equal(net.params, snapshots[best][0])  # the best epoch's weights, restored
+    np.testing.assert_array_equal(net.state, snapshots[best][1])  # with its batch-norm statistics
+    assert not np.array_equal(snapshots[best][0], snapshots[stop][0])  # the last epoch's differ
+
+
 def test_weights_that_turn_non_finite_on_an_epochs_last_step_stop_training(tiny_data):
     X, y = tiny_data
     net = fresh()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+from dataclasses import asdict
 
 import numpy as np
 import optuna
@@ -298,6 +300,66 @@ def test_train_config_trains_the_best_trial_again_and_the_command_line_wins(tiny
     # a network given on the command line replaces the file's whole (its hidden layers do not clash with --spec)
     assert main([*given, "--epochs", "1", "--spec", "16-7:relu-3"]) == 0
     assert Network.load(model).spec == "16-7:relu-3:softmax"
+
+
+def test_best_json_trains_exactly_the_best_trials_settings_float64_included(tiny_dir, tmp_path):
+    from nnscratch.data import load_dataset
+
+    # a trial that sets every option the default space can choose, at values no default has, with every
+    # setting a trial shares changed too (float64 above all); awkward floats, so no digit may be lost
+    chosen = {
+        "depth": 2,
+        "width_1": 23,
+        "activation_1": "selu",
+        "width_2": 19,
+        "activation_2": "tanh",
+        "optimizer": "nesterov",
+        "lr": 0.0031234567891234567,
+        "batch_size": 64,
+        "dropout": 0.123456789012345,
+        "l2": 1.2345678901234567e-5,
+    }
+    settings = TuneSettings(epochs=2, seed=3, dtype="float64", schedule="cosine")
+    options = settings.train_options(SearchSpace().suggest(optuna.trial.FixedTrial(chosen)))
+    every = {"hidden", "optimizer", "lr", "batch-size", "dropout", "l2", "momentum", "epochs", "schedule", "seed"}
+    assert set(options) == every | {"dtype"}  # a new option in the space fails here until this test sets it
+    study = optuna.create_study(direction="maximize")
+    other = {**options, "hidden": "4:relu", "dtype": "float32", "optimizer": "adam"}
+    del other["momentum"]
+    for value, trial_options in ((0.4, other), (0.9, options), (0.6, other)):  # the best one in the middle
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"options": trial_options}))
+    out, model = tmp_path / "out", tmp_path / "best.npz"
+    tuning.write_results(study, out)
+    assert main(["train", "--config", str(out / "best.json"), "--data-dir", str(tiny_dir), "-o", str(model), "-q"]) == 0
+
+    data = load_dataset(tiny_dir)
+    net, config = trial_run(options, data.n_features, data.n_classes)  # what the trial trained
+    saved = Network.load(model)
+    assert saved.metadata["config"] == asdict(config)
+    assert saved.spec == net.spec == "16-23:selu-19:tanh-3:softmax"
+    assert saved.dtype == net.dtype == np.float64
+    assert (config.optimizer, config.momentum, config.schedule, config.seed) == ("nesterov", 0.9, "cosine", 3)
+    assert (config.learning_rate, config.dropout, config.l2) == (chosen["lr"], chosen["dropout"], chosen["l2"])
+    # the same initial weights, split and training: the trial's network, bit for bit
+    Trainer(net, data.X_train, data.y_train, config).run(Callback())
+    np.testing.assert_array_equal(saved.params, net.params)
+
+
+def test_the_table_of_best_trials_is_ordered_best_first(tiny_dir, tmp_path, monkeypatch, capsys):
+    scores = {0: 0.5, 1: 0.9, 2: 0.7, 3: 0.8}  # finished in this order: neither sorted nor reversed
+
+    def scripted(number, options, n_classes, X, y, finished):
+        if number == 4:  # pruned after an epoch better than any: not a finished trial, so not in the table
+            return tuning.TrialOutcome(number, "pruned", [0.95], 0.1)
+        return tuning.TrialOutcome(number, "complete", [scores[number]], 0.1)
+
+    monkeypatch.setattr(tuning, "run_trial", scripted)
+    assert main(tune_cli(tiny_dir, tmp_path / "out", "--trials", "5")) == 0
+    printed = capsys.readouterr().out
+    rows = [re.match(r"\W*(\d+)\W+(\d+\.\d+)%", line) for line in printed.splitlines()]
+    table = [(int(m[1]), float(m[2])) for m in rows if m]
+    assert table == [(1, 90.0), (3, 80.0), (2, 70.0), (0, 50.0)]
+    assert "best 4 of 5 trials" in printed and "best: trial 1, validation accuracy 90.00%" in printed
 
 
 @pytest.mark.parametrize(

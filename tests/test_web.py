@@ -84,7 +84,11 @@ def test_predict_from_pixels_matches_the_network(client, net, rng):
     expected = net.predict_proba(pixels.reshape(1, -1))[0]
     np.testing.assert_allclose(result["probabilities"], expected, rtol=1e-5)
     assert result["label"] == int(expected.argmax())
+    # each hidden layer's units after its activation, by value: the outputs of the layers 784-16:relu, 16-12:tanh
+    outputs = net.layer_outputs(pixels.reshape(1, -1))
     assert [len(a) for a in result["activations"]] == [16, 12]
+    for sent, output in zip(result["activations"], outputs[:2], strict=True):
+        np.testing.assert_allclose(sent, output[0], rtol=1e-6, atol=1e-7)  # float32, sent in full
     np.testing.assert_allclose(result["pixels"], pixels, rtol=1e-6)
 
 
@@ -150,6 +154,44 @@ def test_oversized_bodies_are_refused_before_parsing(client):
 
     response = client.post("/api/predict", content=chunks(), headers={"Content-Type": "application/json"})
     assert response.status_code == 413
+
+
+@pytest.mark.timeout(60)
+def test_a_streamed_body_is_cut_off_with_413_just_past_the_limit_without_reading_the_rest(live_server):
+    """A chunked body (no Content-Length) of 50 MB: the real server answers 413 once it has read a little
+    over 1 MB, and the client sees that answer before it has sent the rest."""
+    import select
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(live_server)
+    chunk = b" " * 65_536
+    sent = 0
+    with socket.create_connection((address.hostname, address.port), timeout=10) as conn:
+        conn.sendall(
+            b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        while sent < 50_000_000:
+            if select.select([conn], [], [], 0.001)[0]:  # the server has answered: stop sending
+                break
+            try:
+                conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except (BrokenPipeError, ConnectionResetError):  # the server closed the connection
+                break
+            sent += len(chunk)
+        else:
+            conn.sendall(b"0\r\n\r\n")  # everything was sent before any answer came
+        answer = b""
+        while b"}" not in answer:
+            part = conn.recv(65_536)
+            if not part:
+                break
+            answer += part
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"at most 1,000,000 bytes" in answer
+    # measured on loopback: 1.05-1.11 MB had been sent when the answer came; reading it all would be 50 MB
+    assert MAX_BODY_BYTES < sent < 2 * MAX_BODY_BYTES
 
 
 def test_unknown_routes_and_methods_are_4xx(client):
@@ -234,7 +276,64 @@ def test_feature_maps_are_the_layer_outputs_in_255_steps_of_their_scale(both, cn
         np.testing.assert_allclose(
             values.reshape(expected.shape) * maps["scale"] / LEVELS, expected, atol=0.51 * maps["scale"] / LEVELS
         )
-    assert [len(a) for a in result["activations"]] == [12]  # the dense part is shown as before
+    # the dense part as before: the 12:tanh layer's units, by value (outputs[8], after the flatten at 7)
+    assert [len(a) for a in result["activations"]] == [12]
+    np.testing.assert_allclose(result["activations"][0], outputs[8][0], rtol=1e-6, atol=1e-7)
+
+
+def test_hidden_units_are_shown_after_the_batch_norm_and_activation_that_follow_them(rng):
+    net = Network.from_spec("784-16-bn-tanh-8-bn-relu-10", seed=0)
+    # batch norm that is far from the identity: running statistics and gamma, beta set by hand
+    net.state[:] = rng.uniform(0.2, 2.0, net.state.size)  # means and (positive) variances
+    for slot in net.layout.slots:
+        if slot.name in ("gamma", "beta"):
+            size = int(np.prod(slot.shape))
+            net.params[slot.offset : slot.offset + size] = rng.uniform(-1.5, 1.5, size)
+    client = TestClient(create_app(net, model_name="bn.npz"))
+    info = client.get("/api/model").json()
+    assert info["layers"] == [
+        {"units": 16, "activation": "tanh"},
+        {"units": 8, "activation": "relu"},
+        {"units": 10, "activation": "softmax"},
+    ]
+    pixels = np.array(seven_pixels(), dtype=np.float32)
+    result = client.post("/api/predict", json={"pixels": pixels.tolist()}).json()
+    # layers: 0 dense, 1 bn, 2 tanh, 3 dense, 4 bn, 5 relu, 6 dense (the logits)
+    outputs = [output[0] for output in net.layer_outputs(pixels.reshape(1, -1))]
+    by_hand = np.tanh(outputs[1])  # the forward pass by hand: the last batch norm's output, then its activation
+    np.testing.assert_allclose(outputs[2], by_hand, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(outputs[2], np.tanh(outputs[0]), atol=1e-2)  # the batch norm is not the identity
+    assert (outputs[5] > 0).any() and (outputs[4] < 0).any()  # relu keeps some units and zeroes others
+    assert len(result["activations"]) == 2
+    np.testing.assert_allclose(result["activations"][0], outputs[2], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(result["activations"][1], np.maximum(outputs[4], 0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(result["probabilities"], net.predict_proba(pixels)[0], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])  # one of the two has its largest |value| negative
+def test_feature_maps_with_negative_values_are_sent_in_minus_255_to_255_of_their_largest_magnitude(sign):
+    net = Network.from_spec("1x28x28-conv4k3-maxpool2-10", seed=0)  # no activation: the maps go negative
+    conv = [slot for slot in net.layout.slots if slot.layer == 0]
+    start, end = conv[0].offset, conv[-1].offset + int(np.prod(conv[-1].shape))
+    net.params[start:end] *= sign  # the convolution's W and b: its maps change sign
+    client = TestClient(create_app(net, model_name="signed.npz"))
+    pixels = np.array(seven_pixels(), dtype=np.float32)
+    result = client.post("/api/predict", json={"pixels": pixels.tolist()}).json()
+    outputs = net.layer_outputs(pixels.reshape(1, -1))
+    assert [maps["layer"] for maps in result["feature_maps"]] == ["conv4k3", "maxpool2"]
+    for maps, expected in zip(result["feature_maps"], (outputs[0][0], outputs[1][0]), strict=True):
+        assert expected.min() < 0 < expected.max()
+        values = np.array(maps["values"])
+        assert maps["shape"] == list(expected.shape) and values.shape == (expected.size,)
+        assert values.dtype.kind == "i" and np.abs(values).max() == LEVELS
+        assert values.min() >= -LEVELS and values.max() <= LEVELS
+        assert maps["scale"] == pytest.approx(float(np.abs(expected).max()), rel=1e-6)
+        # row-major (channel, row, column); rounding to the nearest step is within half a step
+        step = maps["scale"] / LEVELS
+        np.testing.assert_allclose(values.reshape(expected.shape) * step, expected, rtol=0, atol=0.51 * step)
+    conv_map = outputs[0][0]
+    if sign < 0:  # the case where a scale from the largest value (not |value|) would overflow -255
+        assert -conv_map.min() > conv_map.max()
 
 
 @pytest.mark.parametrize(

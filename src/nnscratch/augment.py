@@ -189,50 +189,99 @@ def sample_bilinear(
     return top
 
 
-def source_positions(
-    aug: Augmentation, m: int, H: int, W: int, rng: np.random.Generator, *, ws: Workspace | None = None
-) -> tuple[Array, Array]:
-    """For m images of H×W: where each output pixel reads from, rows and cols (m, H, W) each (float32)."""
-    ws = ws or Workspace()
+@dataclass(frozen=True)
+class AffineDraw:
+    """The affine transforms drawn for m images, each field (m,) float64: the rotation θ in degrees, the
+    zoom s (1.1 grows the digit by 10%), the shear h and the shift (ty, tx) in pixels (see the module docstring)."""
+
+    rotation: npt.NDArray[np.float64]
+    zoom: npt.NDArray[np.float64]
+    shear: npt.NDArray[np.float64]
+    ty: npt.NDArray[np.float64]
+    tx: npt.NDArray[np.float64]
+
+
+def draw_affine(aug: Augmentation, m: int, rng: np.random.Generator) -> AffineDraw:
+    """m affine transforms, each parameter uniform in its range times the strength S: |θ| ≤ rotate·S degrees,
+    |s - 1| ≤ scale·S, |h| ≤ shear·S, |ty|, |tx| ≤ shift·S pixels (drawn in that order)."""
     s = aug.strength
-    f32 = np.float32
-    y = np.arange(H, dtype=f32)[:, None]
-    x = np.arange(W, dtype=f32)[None, :]
-    rows, cols = ws.get("rows", (m, H, W)), ws.get("cols", (m, H, W))
-    if aug.kind == "shift":
-        limit = int(round(aug.shift * s))
-        ty = rng.integers(-limit, limit + 1, m).astype(f32)
-        tx = rng.integers(-limit, limit + 1, m).astype(f32)
-        np.subtract(y[None], ty[:, None, None], out=rows)
-        np.subtract(x[None], tx[:, None, None], out=cols)
-        return rows, cols
-    cy, cx = (H - 1) / 2, (W - 1) / 2
-    angle = np.radians(rng.uniform(-aug.rotate * s, aug.rotate * s, m))
+    rotation = rng.uniform(-aug.rotate * s, aug.rotate * s, m)
     zoom = 1.0 + rng.uniform(-aug.scale * s, aug.scale * s, m)
     shear = rng.uniform(-aug.shear * s, aug.shear * s, m)
     ty = rng.uniform(-aug.shift * s, aug.shift * s, m)
     tx = rng.uniform(-aug.shift * s, aug.shift * s, m)
+    return AffineDraw(rotation, zoom, shear, ty, tx)
+
+
+def whole_pixel_limit(aug: Augmentation) -> int:
+    """The largest shift of the ``"shift"`` kind: shift·S rounded to whole pixels."""
+    return int(round(aug.shift * aug.strength))
+
+
+def draw_whole_shifts(limit: int, m: int, rng: np.random.Generator) -> tuple[npt.NDArray[np.int64], ...]:
+    """(ty, tx), each (m,) whole pixels uniform in [-limit, limit]: the rows' shifts drawn first, then the columns'."""
+    return rng.integers(-limit, limit + 1, m), rng.integers(-limit, limit + 1, m)
+
+
+def draw_elastic(aug: Augmentation, m: int, H: int, W: int, rng: np.random.Generator) -> Array:
+    """The elastic displacements (2, m, H, W) float32, of the rows then the columns: α·S times
+    :func:`smooth_noise` of width σ."""
+    fields = smooth_noise(rng, 2 * m, H, W, aug.sigma)
+    fields *= aug.alpha * aug.strength
+    return fields.reshape(2, m, H, W)
+
+
+def affine_positions(draw: AffineDraw, H: int, W: int, *, ws: Workspace | None = None) -> tuple[Array, Array]:
+    """Where each output pixel of m images H×W reads from under ``draw``: rows, cols (m, H, W) float32."""
+    ws = ws or Workspace()
+    m = draw.rotation.shape[0]
+    f32 = np.float32
+    y = np.arange(H, dtype=f32)[:, None]
+    x = np.arange(W, dtype=f32)[None, :]
+    rows, cols = ws.get("rows", (m, H, W)), ws.get("cols", (m, H, W))
+    cy, cx = (H - 1) / 2, (W - 1) / 2
+    angle = np.radians(draw.rotation)
     # forward map F = rotate · shear · scale on (row, col) offsets from the centre; sources = F⁻¹ · outputs
     cos, sin = np.cos(angle), np.sin(angle)
     rotate = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)  # (m, 2, 2)
     skew = np.zeros((m, 2, 2))
     skew[:, 0, 0] = skew[:, 1, 1] = 1.0
-    skew[:, 1, 0] = shear  # the column moves with the row: a horizontal shear
-    inverse = np.linalg.inv(rotate @ skew * zoom[:, None, None]).astype(f32)[:, :, :, None, None]
+    skew[:, 1, 0] = draw.shear  # the column moves with the row: a horizontal shear
+    inverse = np.linalg.inv(rotate @ skew * draw.zoom[:, None, None]).astype(f32)[:, :, :, None, None]
     # (u, v) = F⁻¹ (y - cy - ty, x - cx - tx) + (cy, cx), each row and column of the grid separately
-    dy = (y - cy)[None] - ty.astype(f32)[:, None, None]  # (m, H, 1)
-    dx = (x - cx)[None] - tx.astype(f32)[:, None, None]  # (m, 1, W)
+    dy = (y - cy)[None] - draw.ty.astype(f32)[:, None, None]  # (m, H, 1)
+    dx = (x - cx)[None] - draw.tx.astype(f32)[:, None, None]  # (m, 1, W)
     np.multiply(inverse[:, 0, 0], dy, out=rows)
     rows += inverse[:, 0, 1] * dx
     rows += cy
     np.multiply(inverse[:, 1, 0], dy, out=cols)
     cols += inverse[:, 1, 1] * dx
     cols += cx
+    return rows, cols
+
+
+def source_positions(
+    aug: Augmentation, m: int, H: int, W: int, rng: np.random.Generator, *, ws: Workspace | None = None
+) -> tuple[Array, Array]:
+    """For m images of H×W: where each output pixel reads from, rows and cols (m, H, W) each (float32).
+
+    The transforms come from :func:`draw_whole_shifts`, or :func:`draw_affine` then :func:`draw_elastic`.
+    """
+    ws = ws or Workspace()
+    if aug.kind == "shift":
+        f32 = np.float32
+        y = np.arange(H, dtype=f32)[:, None]
+        x = np.arange(W, dtype=f32)[None, :]
+        rows, cols = ws.get("rows", (m, H, W)), ws.get("cols", (m, H, W))
+        ty, tx = draw_whole_shifts(whole_pixel_limit(aug), m, rng)
+        np.subtract(y[None], ty.astype(f32)[:, None, None], out=rows)
+        np.subtract(x[None], tx.astype(f32)[:, None, None], out=cols)
+        return rows, cols
+    rows, cols = affine_positions(draw_affine(aug, m, rng), H, W, ws=ws)
     if aug.kind == "elastic":
-        fields = smooth_noise(rng, 2 * m, H, W, aug.sigma)
-        fields *= aug.alpha * s
-        rows += fields[:m]
-        cols += fields[m:]
+        fields = draw_elastic(aug, m, H, W, rng)
+        rows += fields[0]
+        cols += fields[1]
     return rows, cols
 
 
@@ -249,8 +298,7 @@ def shift_whole_pixels(
     """
     ws = ws or Workspace()
     m, H, W = images.shape
-    ty = rng.integers(-limit, limit + 1, m)
-    tx = rng.integers(-limit, limit + 1, m)
+    ty, tx = draw_whole_shifts(limit, m, rng)
     if limit == 0:
         result = out if out is not None else np.empty(images.shape, dtype=images.dtype)
         result[...] = images
@@ -283,7 +331,7 @@ def augment(
     ws = ws or Workspace()
     m, H, W = images.shape
     if aug.kind == "shift":
-        return shift_whole_pixels(images, int(round(aug.shift * aug.strength)), rng, ws=ws, out=out)
+        return shift_whole_pixels(images, whole_pixel_limit(aug), rng, ws=ws, out=out)
     rows, cols = source_positions(aug, m, H, W, rng, ws=ws)
     result = sample_bilinear(images, rows, cols, ws=ws, out=out)
     np.clip(result, 0.0, 1.0, out=result)  # bilinear weights sum to 1, so only rounding can leave [0, 1]
