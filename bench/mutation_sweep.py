@@ -1,29 +1,61 @@
-"""A mutation sweep over the engine: one small deliberate bug at a time, and do the fast tests notice it?
+"""A mutation sweep: one small deliberate bug at a time, and do the fast tests notice it?
 
-Not part of CI: a full sweep of about 1,900 mutants takes half an hour on two cores.  Run it from the
+Not part of CI.  Two groups of modules under src/nnscratch: ``ENGINE`` (layers, losses, optimisers,
+training, data: about 2,400 mutants) and ``AROUND`` (augmentation, export, the scikit-learn wrapper, the
+web app, images, model files, tuning, studies, reports and every ``commands/*.py``: about 2,800).  A full
+sweep of both takes hours on two cores; ``--estimate`` says how long one would take here.  Run it from the
 repository root, at low priority on a shared machine:
 
-    nice -n 19 python bench/mutation_sweep.py --json sweep.json      # every engine module
-    nice -n 19 python bench/mutation_sweep.py losses.py metrics.py    # some modules (paths under src/nnscratch)
-    python bench/mutation_sweep.py --list training.py                 # only print the mutants
-    nice -n 19 python bench/mutation_sweep.py --again sweep.json      # after adding tests: rerun the survivors
+    nice -n 19 python bench/mutation_sweep.py --group engine --json engine.json   # the engine
+    nice -n 19 python bench/mutation_sweep.py --group around --json around.json   # what is around it
+    nice -n 19 python bench/mutation_sweep.py --json sweep.json                   # both (the default)
+    nice -n 19 python bench/mutation_sweep.py losses.py web/app.py commands/train.py  # some modules
+    nice -n 19 python bench/mutation_sweep.py commands                            # a folder's modules
+    python bench/mutation_sweep.py --list training.py                             # only print the mutants
+    nice -n 19 python bench/mutation_sweep.py --estimate --group around           # only trace and estimate
+    nice -n 19 python bench/mutation_sweep.py --again sweep.json     # after adding tests: rerun the survivors
 
 It needs nothing beyond the test extra (``pip install -e ".[test]"``): no mutmut, no coverage.py.
 
 How it works
 ------------
 1. The package and the tests are copied to a temporary directory, so that the working tree is never
-   touched and other work on it during a sweep changes nothing.
-2. The fast engine tests (``TEST_FILES``) run once on the unmutated copy with a line tracer
-   (``sys.settrace``), which records which test executes which line of the modules under test, and
-   how long each test takes.  A test that fails here is left out of the sweep (it says nothing).
+   touched and other work on it during a sweep changes nothing.  Every test run there has the copy's
+   ``src`` first on PYTHONPATH, so the tests, and the ``python -m nnscratch.cli`` processes and servers
+   some of them start, import the copy (the mutant), not the editable install of the working tree.  The
+   environment is passed through; ``$NNSCRATCH_DATA`` (real MNIST) defaults to ``../shared/mnist``, as in
+   CI, when that exists.
+2. The fast tests (``TEST_FILES``: ``ENGINE_TESTS`` and ``AROUND_TESTS``; not the browser, real-MNIST
+   training or benchmark tests, nor any marked slow) run once on the unmutated copy with a line tracer
+   (``sys.settrace``), which records which test executes which line of the modules under test, and how
+   long each test takes.  A ``sitecustomize.py`` in the copy traces the Python subprocesses a test starts
+   too (a CLI run, a server), and counts their lines as the test's: a command that only runs in a
+   subprocess is still covered.  A test that fails here is run again untraced (the tracer slows some
+   past their own time limits: signals, servers); one that fails again is left out (it says nothing).
+   A line run at import time (a constant's definition) is run by every test of its module.
 3. Each module is parsed with ``ast`` and mutated at one place at a time (``Mutator`` lists the
-   operators: comparison boundaries and negations, arithmetic swaps, constants n → n + 1 and
-   True ↔ False, ``and`` ↔ ``or``, a dropped ``not`` or minus sign, min ↔ max, a call replaced by its
-   argument (``rng.permutation(idx)`` → ``idx``, ``x.copy()`` → ``x``), two arguments swapped, a slice
-   bound moved by one, an in-place statement or call deleted).  Docstrings, strings, f-strings,
-   type annotations, default argument values, ``assert`` and ``raise`` statements and ``__repr__``
-   are not mutated: their mutants change messages or what callers pass anyway, not behaviour.
+   operators):
+   - operator flips: comparison boundaries and negations, arithmetic swaps, constants n -> n + 1 and
+     True <-> False, ``and`` <-> ``or``, a dropped ``not`` or minus sign, min <-> max;
+   - a call replaced by its argument (``rng.permutation(idx)`` -> ``idx``, ``x.copy()`` -> ``x``), two
+     arguments swapped, a slice bound moved by one, an in-place statement or call deleted;
+   - a keyword argument dropped (``axis=``, ``keepdims=``, ``dtype=``, ``copy=``, ``reverse=``, ``key=``,
+     ``ddof=``, ``out=``, ``exist_ok=``, ``parents=``, ``missing_ok=``: ``DROPPABLE_KEYWORDS``), an axis
+     moved down by one (``axis=1`` -> ``axis=0``) or a tuple of axes cut (``axis=(1, 2)`` -> ``axis=1``);
+   - a random generator replaced by a copy of itself, so that the caller's does not advance: ``rng`` or
+     ``*_rng`` passed on as an argument, or drawn from (``rng.integers(...)``), becomes
+     ``__import__('copy').deepcopy(rng)``;
+   - a sort order reversed: ``sorted(x)`` -> ``sorted(x, reverse=True)``, ``np.argsort(x)``,
+     ``x.argsort()`` and ``np.sort(x)`` -> ``...[::-1]``, a minus dropped in the ``key=`` function of
+     sorted/sort/min/max (and ``reverse=True`` -> ``False``, the constant mutation);
+   - a value taken before instead of after a step: two consecutive simple statements (assignments and
+     calls) swapped where the second changes what the first reads (``a = f(x)``, then ``x += 1``) or the
+     first updates what the second reads; not where the swap could only raise a NameError;
+   - a limit checked after the work instead of before: ``if ...: raise ...`` moved one statement later
+     in its block (not past another such check).
+   Docstrings, strings, f-strings, type annotations, default argument values, ``assert`` and ``raise``
+   statements and ``__repr__`` are not mutated: their mutants change messages or what callers pass
+   anyway, not behaviour.
 4. The mutated module is written into the copy and only the tests that execute the mutated lines run,
    fastest first, with ``pytest -x`` and a timeout (three times their unmutated time, plus 20 s).  A
    failing run kills the mutant; a run past its timeout counts as killed too (the bug hangs training)
@@ -34,7 +66,8 @@ How it works
    The score is (killed + timed out) / (mutants - equivalent).
 
 The report prints each module's counts, the score and every survivor as ``module:line  mutation  |
-source line``; ``--json PATH`` also writes them as JSON.
+source line``; ``--json PATH`` also writes them as JSON.  After the tracing it prints an estimate of the
+sweep's time per module (each mutant at most its tests' unmutated time plus the start of pytest).
 """
 
 from __future__ import annotations
@@ -54,8 +87,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "src" / "nnscratch"
+SHARED_MNIST = ROOT.parent / "shared" / "mnist"  # where CI's MNIST copy lies (.ci/run)
 
-MODULES = [
+# The engine: layers, losses, optimisers, training and data.
+ENGINE = [
     "activations.py",
     "layers/__init__.py",
     "layers/_im2col.py",
@@ -75,9 +110,26 @@ MODULES = [
     "metrics.py",
     "data.py",
 ]
+# Around the engine: augmentation, export, the scikit-learn wrapper, the web app, images, model files,
+# tuning, studies, reports and every command of the CLI.
+AROUND = [
+    "augment.py",
+    "export.py",
+    "sklearn.py",
+    "web/app.py",
+    "web/served.py",
+    "images.py",
+    "io.py",
+    "tune.py",
+    "study.py",
+    "report.py",
+    *sorted(f"commands/{p.name}" for p in (PACKAGE / "commands").glob("*.py") if p.name != "__init__.py"),
+]
+GROUPS = {"engine": ENGINE, "around": AROUND, "all": ENGINE + AROUND}
+MODULES = GROUPS["all"]
 
 # The fast tests of the engine (no real-MNIST training, browser, study, tuning, web or CLI runs).
-TEST_FILES = [
+ENGINE_TESTS = [
     "tests/test_activations.py",
     "tests/test_layers.py",
     "tests/test_losses.py",
@@ -97,6 +149,25 @@ TEST_FILES = [
     "tests/test_regularisers.py",
     "tests/test_augment.py",
 ]
+# The tests of what is around it: some start the CLI in a subprocess or a web server in a thread, some
+# read real MNIST ($NNSCRATCH_DATA).  Not test_browser.py (a browser), test_mnist.py (minutes of real
+# training) nor test_bench.py (the benchmarks).
+AROUND_TESTS = [
+    "tests/test_sklearn.py",
+    "tests/test_export.py",
+    "tests/test_web.py",
+    "tests/test_images.py",
+    "tests/test_predict_cli.py",
+    "tests/test_tune.py",
+    "tests/test_study.py",
+    "tests/test_cli.py",
+    "tests/test_cnn_cli.py",
+    "tests/test_io.py",
+    "tests/test_spec.py",
+    "tests/test_plots.py",
+    "tests/test_diagnostics.py",
+]
+TEST_FILES = ENGINE_TESTS + AROUND_TESTS
 
 SIZE_HINT = "the size= hint of pool.run only decides whether work is split over threads, not its answer"
 # Survivors that no test can kill, one a row: module | a piece of the source line | the mutation ("*": any)
@@ -302,6 +373,136 @@ NO_SWAP = {
     "copy_location",
 }
 
+# Keyword arguments whose loss is a bug someone could write: a reduction over everything instead of one
+# axis, a lost dimension, the default dtype, a copy where a view was meant (or the reverse), the default
+# order, a directory that must already exist.
+DROPPABLE_KEYWORDS = {
+    "axis",
+    "keepdims",
+    "dtype",
+    "copy",
+    "reverse",
+    "key",
+    "ddof",
+    "out",
+    "exist_ok",
+    "parents",
+    "missing_ok",
+}
+# Calls whose key= function orders things: a minus dropped in it reverses the order.
+ORDERING_CALLS = {"sorted", "sort", "min", "max", "argsort", "nlargest", "nsmallest"}
+# A random generator: a Name or attribute called rng or ending in _rng.
+COPY_RNG = "__import__('copy').deepcopy"
+
+
+def is_rng(node: ast.AST) -> bool:
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+    return name is not None and (name == "rng" or name.endswith("_rng")) and isinstance(node.ctx, ast.Load)
+
+
+def copy_of(node: ast.expr) -> ast.expr:
+    return ast.copy_location(ast.Call(ast.parse(COPY_RNG, mode="eval").body, [node], []), node)
+
+
+SIMPLE_STATEMENTS = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr)
+
+
+def _base_name(node: ast.AST) -> str | None:
+    while isinstance(node, ast.Subscript | ast.Attribute | ast.Starred):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _path(node: ast.AST) -> str | None:
+    """``self.a.b`` for a chain of names and attributes; None for anything else."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _path(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None
+
+
+def _stored(node: ast.AST) -> str | None:
+    """The place a store into ``node`` changes: ``x``, ``self.a`` (for ``self.a = v``, ``self.a[i] = v``)."""
+    while isinstance(node, ast.Subscript | ast.Starred):
+        node = node.value
+    while isinstance(node, ast.Attribute) and _path(node) is None:
+        node = node.value
+    return _path(node)
+
+
+def _reads(node: ast.AST, found: set[str] | None = None) -> set[str]:
+    """The places ``node`` reads, as the longest chains of names and attributes (``self.a.b``, ``x``)."""
+    found = set() if found is None else found
+    path = _path(node) if isinstance(node, ast.Name | ast.Attribute) else None
+    if path is not None:
+        if isinstance(node.ctx, ast.Load):  # type: ignore[attr-defined]
+            found.add(path)
+        return found  # a place stored into is the statement's write, not a read
+    if isinstance(node, ast.Subscript) and not isinstance(node.ctx, ast.Load):
+        _reads(node.slice, found)
+        return found if _path(node.value) is not None else _reads(node.value, found)
+    for child in ast.iter_child_nodes(node):
+        _reads(child, found)
+    return found
+
+
+def _written(stmt: ast.stmt) -> tuple[set[str], set[str]]:
+    """The names ``stmt`` binds afresh, and the places it updates (an existing value changed: ``x += 1``,
+    ``x = f(x)``, ``x[i] = v``, ``self.a = v``, ``x.append(v)``, ``self.reset()``)."""
+    if isinstance(stmt, ast.Expr):
+        call = stmt.value
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute):
+            place = _stored(call.func.value)
+            return set(), {place} if place else set()
+        return set(), set()
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]  # type: ignore[attr-defined]
+    names, updated = set(), set()
+    for target in targets:
+        for node in [target, *(target.elts if isinstance(target, ast.Tuple | ast.List) else [])]:
+            if isinstance(node, ast.Name):
+                names.add(node.id)
+            elif isinstance(node, ast.Subscript | ast.Attribute | ast.Starred):
+                place = _stored(node)
+                if place:
+                    updated.add(place)
+    if isinstance(stmt, ast.AugAssign):
+        return set(), updated | names
+    value = getattr(stmt, "value", None)
+    read = _reads(value) if value is not None else set()
+    again = {n for n in names if _touches({n}, read)}
+    return names - again, updated | again
+
+
+def _touches(written: set[str], read: set[str]) -> bool:
+    """Whether a read place is a written one, within it or around it (``self.a`` and ``self.a.b``)."""
+    return any(w == r or r.startswith(w + ".") or w.startswith(r + ".") for w in written for r in read)
+
+
+def dependent(first: ast.stmt, second: ast.stmt) -> bool:
+    """Whether swapping two consecutive simple statements moves a value before or after a step: the second
+    changes a place the first reads (``a = f(x)``, then ``x += 1``), or the first updates a place the
+    second reads (``x += 1``, then ``a = f(x)``).  Not when the second reads a name the first binds afresh:
+    the swap would only raise a NameError."""
+    if not (isinstance(first, SIMPLE_STATEMENTS) and isinstance(second, SIMPLE_STATEMENTS)):
+        return False
+    if any(isinstance(s, ast.Expr) and not isinstance(s.value, ast.Call) for s in (first, second)):
+        return False
+    if any(isinstance(s, ast.AnnAssign) and s.value is None for s in (first, second)):
+        return False
+    fresh1, updated1 = _written(first)
+    fresh2, updated2 = _written(second)
+    reads1, reads2 = _reads(first), _reads(second)
+    if _touches(fresh1, reads2):
+        return False
+    return _touches(fresh2 | updated2, reads1) or _touches(updated1, reads2)
+
+
+def is_guard(stmt: ast.stmt) -> bool:
+    """``if ...: raise ...`` (a check of a limit or an argument)."""
+    return isinstance(stmt, ast.If) and not stmt.orelse and len(stmt.body) == 1 and isinstance(stmt.body[0], ast.Raise)
+
 
 def symbol(op: type) -> str:
     return {
@@ -360,13 +561,16 @@ class Mutator(ast.NodeTransformer):
         self.found: list[tuple[int, int, str, bool]] = []
         self.applied: str | None = None
         self.hint = 0  # > 0 inside the size= hint of a pool.run call
+        self.key = 0  # > 0 inside the key= function of an ordering call (sorted, min, max, ...)
 
-    def site(self, node: ast.AST, description: str) -> bool:
-        """Number one possible mutation at ``node``; True if it is the one to apply now."""
+    def site(self, node: ast.AST, description: str, last: ast.AST | None = None) -> bool:
+        """Number one possible mutation at ``node`` (to ``last``, if it spans two statements); True if it is
+        the one to apply now."""
         index = self.count
         self.count += 1
         if self.target is None:
-            end = getattr(node, "end_lineno", node.lineno) or node.lineno
+            last = node if last is None else last
+            end = getattr(last, "end_lineno", last.lineno) or last.lineno
             self.found.append((node.lineno, end, description, self.hint > 0))
             return False
         if index == self.target:
@@ -393,7 +597,7 @@ class Mutator(ast.NodeTransformer):
         return node
 
     def visit_body(self, body: list[ast.stmt]) -> list[ast.stmt]:
-        out = []
+        out: list[ast.stmt] = []
         for i, stmt in enumerate(body):
             if i == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
                 out.append(stmt)  # a docstring
@@ -401,9 +605,24 @@ class Mutator(ast.NodeTransformer):
             if isinstance(stmt, ast.Assign | ast.AugAssign | ast.AnnAssign) and _targets_name(stmt, "__all__"):
                 out.append(stmt)
                 continue
+            following = body[i + 1] if i + 1 < len(body) else None
+            if following is not None and self.swap_site(stmt, following):
+                return out + [following, stmt] + body[i + 2 :]
             replaced = self.visit_statement(stmt)
             out.append(replaced)
         return out
+
+    def swap_site(self, stmt: ast.stmt, following: ast.stmt) -> bool:
+        """The block-level mutations of ``stmt`` and the statement after it; True if one is to be applied
+        now (the two are then swapped)."""
+        if is_guard(stmt) and not is_guard(following):
+            test = ast.unparse(stmt.test)[:50]  # type: ignore[attr-defined]
+            if self.site(stmt, f"check moved after the next statement: if {test}: raise", following):
+                return True
+        if dependent(stmt, following):
+            if self.site(stmt, f"swap with the next statement: {ast.unparse(following)[:50]}", following):
+                return True
+        return False
 
     def visit_statement(self, stmt: ast.stmt) -> ast.stmt:
         if self.deletable(stmt) and self.site(stmt, f"delete statement: {ast.unparse(stmt)[:60]}"):
@@ -440,7 +659,7 @@ class Mutator(ast.NodeTransformer):
         for field in ("body", "orelse", "finalbody"):
             value = getattr(node, field, None)
             if isinstance(value, list) and value and isinstance(value[0], ast.stmt):
-                setattr(node, field, [self.visit_statement(s) for s in value])
+                setattr(node, field, self.visit_body(value))
         for field, value in ast.iter_fields(node):
             if field in ("body", "orelse", "finalbody") and isinstance(value, list) and value:
                 if isinstance(value[0], ast.stmt):
@@ -489,8 +708,10 @@ class Mutator(ast.NodeTransformer):
     def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
         if isinstance(node.op, ast.Not) and self.site(node, "drop not"):
             return node.operand
-        if isinstance(node.op, ast.USub) and self.site(node, "drop unary minus"):
-            return node.operand
+        if isinstance(node.op, ast.USub):
+            what = "drop unary minus in a key= function (order reversed)" if self.key else "drop unary minus"
+            if self.site(node, what):
+                return node.operand
         return self.generic_visit(node)
 
     def visit_If(self, node: ast.If) -> ast.AST:
@@ -546,16 +767,84 @@ class Mutator(ast.NodeTransformer):
             if ast.dump(node.args[0]) != ast.dump(node.args[1]) and self.site(node, f"swap the arguments of {name}"):
                 node.args = [node.args[1], node.args[0]]
                 return node
+        mutated = self.order_sites(node, name)
+        if mutated is not None:
+            return mutated
+        if self.keyword_sites(node) or self.rng_sites(node):
+            return node
         # as generic_visit would, but noting the size= hint of pool.run (how much work a call is, which
         # only decides whether it is split over the threads: the answers are the same either way)
         node.func = self.visit(node.func)
         node.args = [self.visit(a) for a in node.args]
         for keyword in node.keywords:
             hint = name == "run" and keyword.arg == "size"
+            key = name in ORDERING_CALLS and keyword.arg == "key"
             self.hint += hint
+            self.key += key
             keyword.value = self.visit(keyword.value)
             self.hint -= hint
+            self.key -= key
         return node
+
+    def order_sites(self, node: ast.Call, name: str | None) -> ast.AST | None:
+        """A sort order reversed: ``sorted(x)`` -> ``sorted(x, reverse=True)``, ``np.argsort(x)`` or
+        ``x.argsort()`` -> ``...[::-1]``, ``np.sort(x)`` -> ``np.sort(x)[::-1]``.  (``reverse=True`` ->
+        ``False`` is the constant mutation; a minus dropped in a ``key=`` function is ``visit_UnaryOp``'s.)"""
+        keywords = {k.arg for k in node.keywords}
+        if name == "sorted" and isinstance(node.func, ast.Name) and "reverse" not in keywords:
+            if self.site(node, "sorted(x) -> sorted(x, reverse=True)"):
+                node.keywords.append(ast.keyword("reverse", ast.Constant(True)))
+                return node
+        numpy_sort = (
+            name == "sort" and isinstance(node.func, ast.Attribute) and _base_name(node.func) in ("np", "numpy")
+        )
+        if name == "argsort" or numpy_sort:
+            if self.site(node, f"{name}(x) -> {name}(x)[::-1] (order reversed)"):
+                reverse = ast.Slice(None, None, ast.UnaryOp(ast.USub(), ast.Constant(1)))
+                return ast.copy_location(ast.Subscript(node, reverse, ast.Load()), node)
+        return None
+
+    def keyword_sites(self, node: ast.Call) -> bool:
+        """A keyword argument dropped (``axis=``, ``keepdims=``, ``dtype=``, ``copy=``, ``reverse=``,
+        ``key=`` ...), and an axis moved down by one (``axis=1`` -> ``axis=0``; 0 -> 1 is the constant
+        mutation) or a tuple of axes cut to its first ones (``axis=(1, 2)`` -> ``axis=1``)."""
+        for i, keyword in enumerate(node.keywords):
+            if keyword.arg in DROPPABLE_KEYWORDS and self.site(keyword.value, f"drop keyword {keyword.arg}="):
+                del node.keywords[i]
+                return True
+            if keyword.arg != "axis":
+                continue
+            value = keyword.value
+            if isinstance(value, ast.Constant) and type(value.value) is int and value.value > 0:
+                if self.site(value, f"axis={value.value} -> axis={value.value - 1}"):
+                    keyword.value = ast.copy_location(ast.Constant(value.value - 1), value)
+                    return True
+            elif isinstance(value, ast.Tuple) and len(value.elts) > 1:
+                kept = value.elts[:-1]
+                shorter = kept[0] if len(kept) == 1 else ast.Tuple(kept, ast.Load())
+                if self.site(value, f"axis={ast.unparse(value)} -> axis={ast.unparse(shorter)}"):
+                    keyword.value = ast.copy_location(shorter, value)
+                    return True
+        return False
+
+    def rng_sites(self, node: ast.Call) -> bool:
+        """A random generator replaced by a copy of itself, so the caller's does not advance: passed on as
+        an argument (``f(x, rng)`` -> ``f(x, deepcopy(rng))``) or drawn from (``rng.integers(...)`` ->
+        ``deepcopy(rng).integers(...)``).  The copy is ``__import__('copy').deepcopy``: no import to add."""
+        if isinstance(node.func, ast.Attribute) and is_rng(node.func.value):
+            if self.site(node.func.value, f"draw from a copy of {ast.unparse(node.func.value)}"):
+                node.func.value = copy_of(node.func.value)
+                return True
+        for i, arg in enumerate(node.args):
+            if is_rng(arg) and self.site(arg, f"pass a copy of {ast.unparse(arg)}"):
+                node.args[i] = copy_of(arg)
+                return True
+        for keyword in node.keywords:
+            if keyword.arg is not None and is_rng(keyword.value):
+                if self.site(keyword.value, f"pass a copy of {ast.unparse(keyword.value)} as {keyword.arg}="):
+                    keyword.value = copy_of(keyword.value)
+                    return True
+        return False
 
 
 def _targets_name(stmt: ast.stmt, name: str) -> bool:
@@ -598,6 +887,7 @@ def mutated_source(source: str, index: int) -> str:
 
 TRACE_PLUGIN = """
 import json, os, sys, threading
+import pytest
 ROOT = os.environ["SWEEP_PACKAGE"]
 hits, outcomes = {}, {}
 current = ["<import>"]
@@ -613,11 +903,14 @@ def tracer(frame, event, arg):
         return local
     return None
 
-sys.settrace(tracer)
-threading.settrace(tracer)
+if not os.environ.get("SWEEP_NO_TRACE"):
+    sys.settrace(tracer)
+    threading.settrace(tracer)
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     current[0] = item.nodeid
+    os.environ["SWEEP_TEST"] = item.nodeid  # for the subprocesses a test starts (sitecustomize.py traces them)
 
 def pytest_runtest_logreport(report):
     seconds, passed = outcomes.get(report.nodeid, (0.0, True))
@@ -625,18 +918,67 @@ def pytest_runtest_logreport(report):
 
 def pytest_sessionfinish(session):
     sys.settrace(None)
+    os.environ.pop("SWEEP_TEST", None)
+    children = os.environ["SWEEP_TRACE_OUT"] + ".d"
+    for name in sorted(os.listdir(children)) if os.path.isdir(children) else []:
+        try:
+            with open(os.path.join(children, name)) as f:
+                child = json.load(f)
+        except (OSError, ValueError):
+            continue
+        hits.setdefault(child["test"], set()).update(tuple(hit) for hit in child["hits"])
     out = {"hits": {k: sorted(v) for k, v in hits.items()}, "outcomes": outcomes}
     with open(os.environ["SWEEP_TRACE_OUT"], "w") as f:
         json.dump(out, f)
 """
 
+# Put in the copy beside the package (on PYTHONPATH, so every Python process started there imports it):
+# during the tracing run, a subprocess that a test starts (``python -m nnscratch.cli ...``, a server)
+# records the lines it runs too, under the test's name, and writes them when it exits.
+SITECUSTOMIZE = """
+import os
+if os.environ.get("SWEEP_TEST") and os.environ.get("SWEEP_TRACE_OUT") and not os.environ.get("SWEEP_NO_TRACE"):
+    import atexit, json, sys, threading
+    _ROOT = os.environ["SWEEP_PACKAGE"]
+    _hits = set()
+
+    def _local(frame, event, arg):
+        if event == "line":
+            _hits.add((frame.f_code.co_filename[len(_ROOT) + 1:], frame.f_lineno))
+        return _local
+
+    def _tracer(frame, event, arg):
+        if frame.f_code.co_filename.startswith(_ROOT):
+            _hits.add((frame.f_code.co_filename[len(_ROOT) + 1:], frame.f_lineno))
+            return _local
+        return None
+
+    def _write(test=os.environ["SWEEP_TEST"]):
+        folder = os.environ["SWEEP_TRACE_OUT"] + ".d"
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"{os.getpid()}.json"), "w") as f:
+            json.dump({"test": test, "hits": sorted(_hits)}, f)
+
+    sys.settrace(_tracer)
+    threading.settrace(_tracer)
+    atexit.register(_write)
+"""
+
 
 def pytest_command(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *args]
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-m", "not slow", *args]
 
 
 def environment(work: Path, **extra: str) -> dict[str, str]:
+    """The environment of every test run: this one's (``$NNSCRATCH_DATA`` included, else the MNIST copy in
+    ``../shared/mnist`` that CI uses, when there is one), with the copy's ``src`` first on PYTHONPATH, so
+    that the tests and every ``python -m nnscratch.cli`` they start import the copy (the mutant), never the
+    editable install of the working tree."""
     env = dict(os.environ)
+    if not env.get("NNSCRATCH_DATA") and SHARED_MNIST.is_dir():
+        env["NNSCRATCH_DATA"] = str(SHARED_MNIST)
+    for name in [k for k in env if k.startswith("SWEEP_")]:
+        del env[name]
     env.update(
         PYTHONPATH=f"{work / 'src'}{os.pathsep}{work}",
         PYTHONDONTWRITEBYTECODE="1",  # a mutant written within the same second must never meet a stale .pyc
@@ -653,6 +995,7 @@ def limit_memory() -> None:
 
 def trace_tests(work: Path, tests: list[str]) -> tuple[dict[str, set[tuple[str, int]]], dict[str, tuple[float, bool]]]:
     (work / "sweep_trace_plugin.py").write_text(TRACE_PLUGIN)
+    (work / "sitecustomize.py").write_text(SITECUSTOMIZE)
     out = work / "trace.json"
     env = environment(work, SWEEP_PACKAGE=str(work / "src" / "nnscratch"), SWEEP_TRACE_OUT=str(out))
     subprocess.run(
@@ -661,6 +1004,20 @@ def trace_tests(work: Path, tests: list[str]) -> tuple[dict[str, set[tuple[str, 
     data = json.loads(out.read_text())
     hits = {test: {(f, line) for f, line in lines} for test, lines in data["hits"].items()}
     outcomes = {test: (seconds, passed) for test, (seconds, passed) in data["outcomes"].items()}
+    # A test that failed under the tracer may only be too slow for its own time limits there (a signal
+    # sent at a moment, a server's workers): run those again untraced, and keep each that passes, with
+    # the lines it reached while traced.
+    failing = sorted(test for test, (_, passed) in outcomes.items() if not passed)
+    if failing:
+        retry = work / "retry.json"
+        env = environment(
+            work, SWEEP_PACKAGE=str(work / "src" / "nnscratch"), SWEEP_TRACE_OUT=str(retry), SWEEP_NO_TRACE="1"
+        )
+        subprocess.run(pytest_command(["-p", "sweep_trace_plugin", *failing]), cwd=work, env=env, capture_output=True)
+        if retry.is_file():
+            for test, (seconds, passed) in json.loads(retry.read_text())["outcomes"].items():
+                if passed:
+                    outcomes[test] = (seconds, True)
     return hits, outcomes
 
 
@@ -668,11 +1025,12 @@ def tests_for(
     mutant: Mutant, hits: dict[str, set[tuple[str, int]]], outcomes: dict[str, tuple[float, bool]]
 ) -> list[str]:
     """The passing tests that execute the mutated lines, fastest first (all the module's tests for a line
-    that runs only at import time, such as a constant's definition)."""
+    that runs at import time, such as a constant's definition: a subprocess a test starts imports the
+    module under that test's name, but the tests that use it in the pytest process need the line too)."""
     lines = {(mutant.module, n) for n in range(mutant.line, mutant.end_line + 1)}
     chosen = {test for test, seen in hits.items() if test != "<import>" and seen & lines}
-    if not chosen and hits.get("<import>", set()) & lines:
-        chosen = {
+    if hits.get("<import>", set()) & lines:
+        chosen |= {
             test for test, seen in hits.items() if test != "<import>" and any(f == mutant.module for f, _ in seen)
         }
     good = [t for t in chosen if outcomes.get(t, (0.0, False))[1]]
@@ -700,6 +1058,31 @@ def run_mutant(work: Path, mutant: Mutant, source: str, tests: list[str], budget
     if done.returncode == 5:
         raise RuntimeError(f"no tests collected for {mutant}: {done.stdout[-2000:]!r}")
     return "killed"
+
+
+STARTUP = 2.0  # seconds a pytest run of the copy takes before its first test (interpreter, NumPy, collection)
+
+
+def estimate(
+    mutants: list[Mutant], hits: dict[str, set[tuple[str, int]]], outcomes: dict[str, tuple[float, bool]]
+) -> str:
+    """How long running ``mutants`` should take, module by module: each covered mutant at most its tests'
+    unmutated time plus ``STARTUP`` (a killed one stops at the first failing test, so usually less)."""
+    per_module: dict[str, list[float]] = {}
+    for m in mutants:
+        if m.status == "equivalent":
+            continue
+        chosen = tests_for(m, hits, outcomes)
+        seconds = STARTUP + sum(outcomes[t][0] for t in chosen) if chosen else 0.0
+        per_module.setdefault(m.module, []).append(seconds)
+    lines = [f"{'module':24} {'mutants':>8} {'covered':>8} {'at most':>9}"]
+    for module, times in per_module.items():
+        lines.append(f"{module:24} {len(times):8d} {sum(t > 0 for t in times):8d} {sum(times):8.0f}s")
+    total = sum(sum(times) for times in per_module.values())
+    lines.append(
+        f"{'all':24} {sum(len(t) for t in per_module.values()):8d} {'':8} {total:8.0f}s (~{total / 60:.0f} min)"
+    )
+    return "\n".join(lines)
 
 
 def summarise(mutants: list[Mutant]) -> str:
@@ -744,12 +1127,37 @@ def _row(name: str, row: dict[str, int]) -> str:
     )
 
 
+def module_paths(arg: str, parser: argparse.ArgumentParser) -> list[str]:
+    """``arg`` as paths under src/nnscratch: ``web/app.py``, ``src/nnscratch/web/app.py``, or a folder
+    (``commands``: its modules, not ``__init__.py``)."""
+    path = Path(arg)
+    if path.is_absolute() or (ROOT / path).resolve().is_relative_to(PACKAGE) and (ROOT / path).exists():
+        path = (ROOT / path).resolve().relative_to(PACKAGE)
+    if (PACKAGE / path).is_dir():
+        return sorted(str(p.relative_to(PACKAGE)) for p in (PACKAGE / path).glob("*.py") if p.name != "__init__.py")
+    if not (PACKAGE / path).is_file():
+        parser.error(f"no module {arg} under {PACKAGE.relative_to(ROOT)}")
+    return [path.as_posix()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "modules", nargs="*", help=f"modules under src/nnscratch (default: {len(MODULES)} engine modules)"
+        "modules",
+        nargs="*",
+        help="modules under src/nnscratch, such as losses.py, web/app.py, commands/train.py, or a folder "
+        "of them such as commands (default: those of --group)",
+    )
+    parser.add_argument(
+        "--group",
+        choices=sorted(GROUPS),
+        default="all",
+        help=f"with no modules named: engine ({len(ENGINE)} modules), around ({len(AROUND)}) or all (default)",
     )
     parser.add_argument("--list", action="store_true", help="only list the mutants")
+    parser.add_argument(
+        "--estimate", action="store_true", help="only trace the tests and estimate how long the sweep would take"
+    )
     parser.add_argument("--json", type=Path, help="also write every mutant and its outcome to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary copy (its path is printed)")
     parser.add_argument(
@@ -760,7 +1168,7 @@ def main(argv: list[str] | None = None) -> int:
         "the others keep their status from it",
     )
     args = parser.parse_args(argv)
-    modules = args.modules or MODULES
+    modules = [m for arg in args.modules for m in module_paths(arg, parser)] or GROUPS[args.group]
     sources = {m: (PACKAGE / m).read_text() for m in modules}
     mutants = [mutant for m in modules for mutant in list_mutants(m, sources[m])]
     earlier: dict[tuple[str, str, str, int], str] = {}
@@ -779,6 +1187,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
+        # some tests import helpers from bench/ (test_web.py: load_test.py)
+        shutil.copytree(ROOT / "bench", work / "bench", ignore=shutil.ignore_patterns("__pycache__", "results"))
         # the sources the mutants are made from are the copy's, so the sweep is of one snapshot
         sources = {m: (work / "src" / "nnscratch" / m).read_text() for m in modules}
         tests = [t for t in TEST_FILES if (work / t).is_file()]
@@ -787,6 +1197,10 @@ def main(argv: list[str] | None = None) -> int:
         hits, outcomes = trace_tests(work, tests)
         failing = sorted(t for t, (_, passed) in outcomes.items() if not passed)
         print(f"{len(outcomes)} tests, {len(failing)} failing before any mutation (left out): {failing}", flush=True)
+        print(f"traced in {time.perf_counter() - started:.0f} s; estimated time of the mutants:", flush=True)
+        print(estimate(mutants, hits, outcomes), flush=True)
+        if args.estimate:
+            return 0
         for i, mutant in enumerate(mutants, 1):
             if mutant.status == "equivalent":
                 continue

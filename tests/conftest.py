@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,17 @@ def mnist(mnist_dir):
     from nnscratch.data import load_dataset
 
     return load_dataset(mnist_dir)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_raises_keyboard_interrupt():
+    """Ctrl-C as in a terminal, however the tests were started: a shell starts a background job
+    (``cmd &``, ``nohup``) with SIGINT ignored, and its children inherit that, which would leave
+    the tests of Ctrl-C nothing to catch.  A Python handler is not inherited by the processes the
+    tests start, so they get Python's own handler too."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
 
 
 @pytest.fixture
