@@ -1040,9 +1040,13 @@ def tests_for(
 def run_mutant(work: Path, mutant: Mutant, source: str, tests: list[str], budget: float) -> str:
     target = work / "src" / "nnscratch" / mutant.module
     target.write_text(mutated_source(source, mutant.index))
+    # The test ids go in a file pytest reads (``@file``): a line that every test of a module runs can
+    # select more ids than a command line may hold.
+    listed = work / "sweep_tests.txt"
+    listed.write_text("\n".join(tests) + "\n")
     try:
         done = subprocess.run(
-            pytest_command(["-x", *tests]),
+            pytest_command(["-x", f"@{listed.name}"]),
             cwd=work,
             env=environment(work),
             capture_output=True,
