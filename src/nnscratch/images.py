@@ -138,7 +138,9 @@ def grayscale(image: Image.Image) -> npt.NDArray[np.float64]:
         image = image.convert("RGBA")
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         values = np.asarray(image, dtype=np.float64)
-        low, high = float(values.min()), float(values.max())
+        low, high = float(values.min()), float(values.max())  # NaN if any pixel is NaN
+        if not np.isfinite([low, high]).all():  # a float TIFF can hold NaN or infinity: they have no gray level
+            raise ImageError("the image holds pixel values that are not numbers (NaN or infinity)")
         return (values - low) / (high - low) if high > low else np.ones_like(values)
     if "A" in image.getbands():
         alpha = np.asarray(image.getchannel("A"), dtype=np.float64) / 255.0
