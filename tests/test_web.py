@@ -157,6 +157,18 @@ def test_oversized_bodies_are_refused_before_parsing(client):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_body_of_exactly_the_limit_is_read_and_one_byte_more_is_refused(client, streamed):
+    def send(n: int):
+        body = b"[" + b" " * (n - 2) + b"]"  # valid JSON of n bytes, though not a request: 400 or 422 if read
+        content = iter([body[: n // 2], body[n // 2 :]]) if streamed else body  # a generator: no Content-Length
+        return client.post("/api/predict", content=content, headers={"Content-Type": "application/json"})
+
+    read = send(MAX_BODY_BYTES)
+    assert read.status_code in (400, 422) and "at most" not in read.json()["detail"]
+    assert send(MAX_BODY_BYTES + 1).status_code == 413
+
+
 def test_a_streamed_body_is_cut_off_with_413_just_past_the_limit_without_reading_the_rest(live_server):
     """A chunked body (no Content-Length) of 50 MB: the real server answers 413 once it has read a little
     over 1 MB, and the client sees that answer before it has sent the rest."""
