@@ -122,6 +122,8 @@ def test_predict_from_a_drawn_image_returns_what_the_network_saw(client):
             "not an image",
         ),
         (json.dumps({"image": "data:image/png;base64,"}).encode(), 422, "empty"),
+        # everything after the first marker is the payload: a second marker in it is not base64
+        (json.dumps({"image": "data:image/png;base64,AAAA;base64,AAAA"}).encode(), 422, "invalid base64"),
         (b"[" * 100000 + b"]" * 100000, 400, "must be JSON"),
     ],
 )
@@ -349,7 +351,13 @@ def test_feature_maps_with_negative_values_are_sent_in_minus_255_to_255_of_their
 
 
 @pytest.mark.parametrize(
-    "model, got", [("nope.npz", "'nope.npz'"), (7, "not a string"), (["tiny.npz"], "not a string")]
+    "model, got",
+    [
+        ("nope.npz", "'nope.npz'"),
+        (7, "not a string"),
+        (["tiny.npz"], "not a string"),
+        ("x" * 150, repr("x" * 100)),  # a long name is echoed to its first 100 characters
+    ],
 )
 def test_an_unknown_model_gets_a_422_that_lists_the_models(both, model, got):
     response = both.post("/api/predict", json={"pixels": seven_pixels(), "model": model})
