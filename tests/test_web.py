@@ -113,6 +113,7 @@ def test_predict_from_a_drawn_image_returns_what_the_network_saw(client):
         (json.dumps({"pixels": [0.5] * 783 + [True]}).encode(), 422, "finite numbers"),
         (b'{"pixels": [' + b"0.5," * 783 + b"NaN]}", 422, "finite numbers"),
         (json.dumps({"pixels": [0.5] * 783 + [2.0]}).encode(), 422, "0..1"),
+        (json.dumps({"pixels": [-0.5] + [0.5] * 783}).encode(), 422, "0..1"),
         (json.dumps({"image": 42}).encode(), 422, "data URL"),
         (json.dumps({"image": "http://example.com/x.png"}).encode(), 422, "data URL"),
         (json.dumps({"image": "data:image/png;base64,@@@"}).encode(), 422, "invalid base64"),
@@ -348,6 +349,12 @@ def test_feature_maps_with_negative_values_are_sent_in_minus_255_to_255_of_their
     conv_map = outputs[0][0]
     if sign < 0:  # the case where a scale from the largest value (not |value|) would overflow -255
         assert -conv_map.min() > conv_map.max()
+
+
+def test_pixels_may_mix_integers_and_floats(client):
+    pixels = [0] * 392 + [0.75] * 391 + [1]  # JSON writes 0 and 1 as integers
+    response = client.post("/api/predict", json={"pixels": pixels})
+    assert response.status_code == 200 and response.json()["pixels"][-1] == 1.0
 
 
 @pytest.mark.parametrize(
