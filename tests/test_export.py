@@ -161,7 +161,7 @@ def test_graph_declares_its_input_and_output(rng):
         (mlp, None, ["N", 784]),
     ]:
         model = to_onnx(net, input_layout=layout)
-        assert model.opset_import[0].version == OPSET
+        assert model.opset_import[0].version == OPSET == 17  # the opset --help and the README promise
         assert [i.name for i in model.graph.input] == ["input"] and dims(model.graph.input[0]) == input_dims
         assert [o.name for o in model.graph.output] == ["probabilities"] and dims(model.graph.output[0]) == ["N", 10]
         assert {p.key: p.value for p in model.metadata_props}["nnscratch.spec"] == net.spec
@@ -265,3 +265,11 @@ def test_export_without_onnx_says_how_to_install_it(tmp_path, monkeypatch, capsy
 def test_importing_nnscratch_does_not_import_onnx():
     code = "import sys, nnscratch, nnscratch.cli, nnscratch.export; sys.exit('onnx' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_a_flatten_of_flat_rows_is_exported_as_the_identity(rng):
+    net = Network.from_spec("12-8:tanh-flatten-3", seed=0)
+    model = to_onnx(net)
+    assert "Flatten" not in {node.op_type for node in model.graph.node}
+    X = rng.random((5, 12), dtype=np.float32)
+    np.testing.assert_allclose(run_onnxruntime(model, X), net.predict_proba(X), rtol=1e-5, atol=1e-6)
