@@ -573,3 +573,22 @@ def test_serve_refuses_a_model_that_would_answer_nan_when_it_loads(tmp_path):
     path = net.save(tmp_path / "bad.npz")
     with pytest.raises(ModelFileError, match="layer 1's running variance in the state is negative"):
         load_models([path])
+
+
+def test_a_convolutions_map_is_shown_after_every_elementwise_layer_that_follows_it(rng):
+    net = Network.from_spec("1x28x28-conv2k3-bn-tanh-dropout0.2-maxpool2-conv3k3-flatten-10", seed=0)
+    net.state[:] = rng.random(net.state.size)  # batch norm that is not the identity
+    client = TestClient(create_app(net, model_name="chain.npz"))
+    described = client.get("/api/model").json()["feature_maps"]
+    assert [(m["layer"], m["after"], m["shape"]) for m in described] == [
+        ("conv2k3", ["bn", "tanh", "dropout0.2"], [2, 26, 26]),  # up to the pooling, which is shown apart
+        ("maxpool2", [], [2, 13, 13]),
+        ("conv3k3", [], [3, 11, 11]),  # a flatten is no elementwise layer: the convolution's own output
+    ]
+    pixels = rng.random(784).astype(np.float32)
+    answer = client.post("/api/predict", json={"pixels": pixels.tolist()}).json()
+    outputs = net.layer_outputs(pixels.reshape(1, -1))
+    for maps, index in zip(answer["feature_maps"], (3, 4, 5), strict=True):
+        expected = outputs[index][0]  # (C, H, W), as the page shows it
+        step = maps["scale"] / LEVELS
+        np.testing.assert_allclose(np.array(maps["values"]).reshape(expected.shape) * step, expected, atol=0.51 * step)
