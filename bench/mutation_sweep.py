@@ -220,6 +220,12 @@ REASONS = {
     "exif": "exif_transpose of an image without an Orientation tag returns the same pixels",
     "uint8": "the channel is uint8, and uint8 / 255.0 is already float64 with the same values",
     "clip 1": "after the stretch the largest value is contrast / contrast = 1.0 exactly: the upper clip never bites",
+    "still first": "the check still raises before anything is returned, written or served; only a statement "
+    "whose result it does not read runs first",
+    "onnx default": "the ONNX operator's default is that value (Softmax-13 axis -1 of a 2-D output, Flatten axis 1)",
+    "checker": "onnx.checker only validates the graph it is given: a valid graph is written the same either way",
+    "detail": "BadRequest's message is read from .detail, never from str() or args",
+    "repr": "only changes the dataclass's repr",
     "empty box": "the box is clipped to [0, 1] and the digit's resampling keeps a positive total for ink in [0, 1]: "
     "the branch for an all-zero box is never reached from preprocess, and where a blank box goes changes nothing",
 }
@@ -293,6 +299,23 @@ data.py | if array.ndim == 0 or array.ndim > 255: | > -> >= (boundary) | * | 64 
 data.py | if array.ndim == 0 or array.ndim > 255: | 255 -> 256 | * | 64 dims
 data.py | gzip.compress(payload, mtime=0) | 0 -> 1 | * | mtime
 data.py | return np.sort(order[n_val:]), np.sort(order[:n_val]) | sort(x) -> x | 1 | val order
+export.py | if layout == "nchw" and not image: | check moved after the next statement* | * | still first
+export.py | model = to_onnx(net, input_layout=input_layout) | swap with the next statement* | * | still first
+export.py | graph.node("Softmax", [x], OUTPUT_NAME, axis=1) | drop keyword axis= | * | onnx default
+export.py | graph.node("Flatten", [x], name, axis=1) | drop keyword axis= | * | onnx default
+export.py | onnx.checker.check_model(model, full_check=True) | * | * | checker
+export.py | zip(names, arrays, strict=True) | True -> False | * | strict
+export.py | transpose(2, 0, 1).reshape(-1) | 1 -> 2 | 1 | reshape
+web/app.py | super().__init__(detail) | delete statement: super().__init__(detail) | * | detail
+web/app.py | if not served: | check moved after the next statement* | * | still first
+web/app.py | if len(by_name) != len(served): | check moved after the next statement* | * | still first
+web/app.py | int(declared) > MAX_BODY_BYTES | check moved after the next statement* | * | still first
+web/served.py | pixels: Array = field(repr=False) | False -> True | * | repr
+web/served.py | if net.n_in != SIDE * SIDE: | check moved after the next statement* | * | still first
+web/served.py | self.net.layer_outputs(pixels.reshape(1, -1)) | 1 -> 2 | 1 | reshape
+web/served.py | np.ascontiguousarray(outputs[shown]) | ascontiguousarray(x) -> x | * | speed
+web/served.py | pixels=np.ascontiguousarray(pixels) | ascontiguousarray(x) -> x | * | speed
+web/served.py | zip(weighted[:-1], weighted[1:], strict=True) | True -> False | * | strict
 images.py | image = next(iter(ImageSequence.Iterator(image))) | swap with the next statement: image.load() | * | seek 0
 images.py | image.size[1] > MAX_PIXELS: | check moved after the next statement: if image.size* | * | seek 0
 images.py | image.draft(None, (max(1, width // scale), max(1, height // scale))) | * | * | draft

@@ -114,6 +114,7 @@ def test_predict_from_a_drawn_image_returns_what_the_network_saw(client):
         (b'{"pixels": [' + b"0.5," * 783 + b"NaN]}", 422, "finite numbers"),
         (json.dumps({"pixels": [0.5] * 783 + [2.0]}).encode(), 422, "0..1"),
         (json.dumps({"pixels": [-0.5] + [0.5] * 783}).encode(), 422, "0..1"),
+        (json.dumps({"pixels": [2**70] + [0.5] * 783}).encode(), 422, "0..1"),  # an integer beyond int64
         (json.dumps({"image": 42}).encode(), 422, "data URL"),
         (json.dumps({"image": "http://example.com/x.png"}).encode(), 422, "data URL"),
         (json.dumps({"image": "data:image/png;base64,@@@"}).encode(), 422, "invalid base64"),
@@ -592,3 +593,9 @@ def test_a_convolutions_map_is_shown_after_every_elementwise_layer_that_follows_
         expected = outputs[index][0]  # (C, H, W), as the page shows it
         step = maps["scale"] / LEVELS
         np.testing.assert_allclose(np.array(maps["values"]).reshape(expected.shape) * step, expected, atol=0.51 * step)
+
+
+def test_a_dense_layer_is_described_by_the_activation_that_follows_it_past_dropout_and_batch_norm():
+    net = Network.from_spec("784-16-tanh-dropout0.2-8-bn-selu-10", seed=0)
+    layers = TestClient(create_app(net, model_name="m.npz")).get("/api/model").json()["layers"]
+    assert [(layer["units"], layer["activation"]) for layer in layers] == [(16, "tanh"), (8, "selu"), (10, "softmax")]
