@@ -1220,17 +1220,19 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         metavar="JSON",
         help="run only the mutants that survived in this earlier --json report (after adding tests); "
-        "the others keep their status from it",
+        "the others keep their status from it (default modules: the report's)",
     )
     args = parser.parse_args(argv)
-    modules = [m for arg in args.modules for m in module_paths(arg, parser)] or GROUPS[args.group]
+    report = json.loads(args.again.read_text()) if args.again else []
+    # --again with no modules named: the modules of the report, not a whole group afresh
+    again = list(dict.fromkeys(old["module"] for old in report))
+    modules = [m for arg in args.modules for m in module_paths(arg, parser)] or again or GROUPS[args.group]
     sources = {m: (PACKAGE / m).read_text() for m in modules}
     mutants = [mutant for m in modules for mutant in list_mutants(m, sources[m])]
     earlier: dict[tuple[str, str, str, int], str] = {}
-    if args.again:
-        for old in json.loads(args.again.read_text()):
-            key = (old["module"], old["source_line"], old["description"], old["index"])
-            earlier[key] = old["status"]
+    for old in report:
+        key = (old["module"], old["source_line"], old["description"], old["index"])
+        earlier[key] = old["status"]
     if args.list:
         for m in mutants:
             print(f"{m.module}:{m.line}  {m.description}  | {m.source_line[:90]}")
