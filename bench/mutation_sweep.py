@@ -300,7 +300,7 @@ data.py | if array.ndim == 0 or array.ndim > 255: | 255 -> 256 | * | 64 dims
 data.py | gzip.compress(payload, mtime=0) | 0 -> 1 | * | mtime
 data.py | return np.sort(order[n_val:]), np.sort(order[:n_val]) | sort(x) -> x | 1 | val order
 export.py | if layout == "nchw" and not image: | check moved after the next statement* | * | still first
-export.py | model = to_onnx(net, input_layout=input_layout) | swap with the next statement* | * | still first
+export.py | net.predict_proba(np.stack( | swap with the next statement* | * | still first
 export.py | graph.node("Softmax", [x], OUTPUT_NAME, axis=1) | drop keyword axis= | * | onnx default
 export.py | graph.node("Flatten", [x], name, axis=1) | drop keyword axis= | * | onnx default
 export.py | onnx.checker.check_model(model, full_check=True) | * | * | checker
