@@ -599,3 +599,10 @@ def test_a_dense_layer_is_described_by_the_activation_that_follows_it_past_dropo
     net = Network.from_spec("784-16-tanh-dropout0.2-8-bn-selu-10", seed=0)
     layers = TestClient(create_app(net, model_name="m.npz")).get("/api/model").json()["layers"]
     assert [(layer["units"], layer["activation"]) for layer in layers] == [(16, "tanh"), (8, "selu"), (10, "softmax")]
+
+
+def test_serve_listens_where_the_readme_says_by_default():
+    from nnscratch.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "model.npz"])
+    assert (args.host, args.port, args.workers, args.models) == ("127.0.0.1", 8000, 1, ["model.npz"])
