@@ -24,6 +24,7 @@ buffer, the gradient views, the optimisers, checkpoints and model files all read
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -301,9 +302,12 @@ class Layout:
         return {slot.key: flat[slot.offset : slot.offset + slot.size].reshape(slot.shape) for slot in self.slots}
 
 
+@functools.cache
 def available_memory() -> int | None:
     """Bytes of memory this process may use: the machine's physical memory, or a smaller container
-    (cgroup) limit; None where the system does not say (then nothing is refused in advance)."""
+    (cgroup) limit; None where the system does not say (then nothing is refused in advance).
+
+    Read once per process: reading it took 50 µs, half of what predicting one row costs."""
     try:
         total: int | None = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
