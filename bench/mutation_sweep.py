@@ -14,6 +14,7 @@ repository root, at low priority on a shared machine:
     python bench/mutation_sweep.py --list training.py                             # only print the mutants
     nice -n 19 python bench/mutation_sweep.py --estimate --group around           # only trace and estimate
     nice -n 19 python bench/mutation_sweep.py --again sweep.json     # after adding tests: rerun the survivors
+                                                          # (or go on with an interrupted sweep)
 
 It needs nothing beyond the test extra (``pip install -e ".[test]"``): no mutmut, no coverage.py.
 
@@ -1182,6 +1183,13 @@ def _row(name: str, row: dict[str, int]) -> str:
     )
 
 
+def write_report(path: Path, mutants: list[Mutant]) -> None:
+    """Every mutant and its outcome so far (an empty status: not run yet), replaced in one step."""
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_text(json.dumps([asdict(m) for m in mutants], indent=1))
+    temporary.replace(path)
+
+
 def module_paths(arg: str, parser: argparse.ArgumentParser) -> list[str]:
     """``arg`` as paths under src/nnscratch: ``web/app.py``, ``src/nnscratch/web/app.py``, or a folder
     (``commands``: its modules, not ``__init__.py``)."""
@@ -1219,8 +1227,9 @@ def main(argv: list[str] | None = None) -> int:
         "--again",
         type=Path,
         metavar="JSON",
-        help="run only the mutants that survived in this earlier --json report (after adding tests); "
-        "the others keep their status from it (default modules: the report's)",
+        help="run only the mutants that survived in this earlier --json report (after adding tests) or "
+        "that it had not reached (an interrupted sweep: the report is written every 10 mutants); the "
+        "others keep their status from it (default modules: the report's)",
     )
     args = parser.parse_args(argv)
     report = json.loads(args.again.read_text()) if args.again else []
@@ -1278,10 +1287,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"[{i}/{len(mutants)}] {mutant.status}: {mutant.module}:{mutant.line} {mutant.description}",
                     flush=True,
                 )
+            if args.json and i % 10 == 0:  # an interrupted sweep goes on with --again from here
+                write_report(args.json, mutants)
         print(f"\n{len(mutants)} mutants in {time.perf_counter() - started:.0f} s\n")
         print(summarise(mutants))
         if args.json:
-            args.json.write_text(json.dumps([asdict(m) for m in mutants], indent=1))
+            write_report(args.json, mutants)
     finally:
         if args.keep:
             print(f"kept {work}")
