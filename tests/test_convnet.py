@@ -298,8 +298,8 @@ def test_relu_before_max_pooling_runs_after_it_with_exactly_the_same_results(rng
     # every gradient are bit for bit those of the written order, blank (tied) backgrounds included.
     spec = "1x8x8-conv3k3p1-relu-maxpool2-conv4k2-relu-maxpool2-flatten-3"
     swapped, written = Network.from_spec(spec, seed=0), Network.from_spec(spec, seed=0)
-    assert swapped._order == [0, 2, 1, 3, 5, 4, 6, 7]
-    written._order = list(range(len(written.layers)))
+    assert swapped.stack().order == [0, 2, 1, 3, 5, 4, 6, 7]
+    written.stack().order = list(range(len(written.layers)))
     X = rng.random((6, 64), dtype=np.float32)
     X[:3] = 0.0  # blank images: every window ties
     y = np.array([0, 1, 2, 0, 1, 2])

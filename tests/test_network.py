@@ -9,7 +9,7 @@ import pytest
 
 from nnscratch.errors import ModelFileError, SpecError
 from nnscratch.io import load_npz, save_npz
-from nnscratch.layers import Dense
+from nnscratch.layers import AlphaDropout, Dense, Dropout
 from nnscratch.layers.dropout import SELU_SATURATION
 from nnscratch.network import LayerSpec, Network, parse_hidden, parse_spec
 
@@ -239,9 +239,11 @@ def test_labels_must_be_integers_in_range():
 def test_training_dropout_never_drops_the_output_logits(rng):
     net = Network.from_spec("6-50:relu-4:softmax", seed=0, dtype="float64")
     net.layers[1].b[...] = 1.0  # a logit is 0 only if its unit were dropped
-    Z, _, masks = net.forward(rng.random((30, 6)), training=True, rng=rng, dropout=0.5)
-    assert masks[-1] is None and np.count_nonzero(Z == 0) == 0
-    assert masks[0] is not None and np.mean(masks[0] == 0) == pytest.approx(0.5, abs=0.05)
+    Z, caches = net.forward(rng.random((30, 6)), training=True, rng=rng, dropout=0.5)
+    pairs = zip(caches.stack.layers, caches.values, strict=True)
+    masks = [cache for layer, cache in pairs if isinstance(layer, Dropout)]
+    assert caches.stack.layers[-1] is net.layers[-1] and np.count_nonzero(Z == 0) == 0
+    assert len(masks) == 1 and np.mean(masks[0] == 0) == pytest.approx(0.5, abs=0.05)
 
 
 def test_backward_stops_at_the_lowest_layer_with_weights(rng, monkeypatch):
@@ -355,11 +357,12 @@ def test_the_decayed_ranges_are_the_weights_in_the_flat_buffer():
 def test_hidden_dropout_on_a_selu_layer_is_alpha_dropout(rng):
     net = Network.from_spec("6-40:selu-3:softmax", seed=0, dtype="float64")
     X, p = rng.random((25, 6)), 0.3
-    Z, _, masks = net.forward(X, training=True, rng=np.random.default_rng(2), dropout=p)
+    Z, caches = net.forward(X, training=True, rng=np.random.default_rng(2), dropout=p)
+    assert isinstance(caches.stack.layers[1], AlphaDropout)  # the network put it after layer 0
     a = ((1 - p) * (1 + p * SELU_SATURATION**2)) ** -0.5
     b = -a * p * SELU_SATURATION
     A = net.layers[0].forward(X)[0]
-    dropped = masks[0] == 0
+    dropped = caches.values[1] == 0
     assert dropped.mean() == pytest.approx(p, abs=0.05)
     seen = np.where(dropped, a * SELU_SATURATION + b, a * A + b)  # what the output layer is given
     np.testing.assert_allclose(Z, seen @ net.layers[1].W + net.layers[1].b, rtol=1e-12)

@@ -90,8 +90,9 @@ def test_alpha_dropout_layer_gradient_and_prediction(rng):
 def test_dropout_on_a_selu_network_is_alpha_dropout(rng):
     net = Network.from_spec("10-200:selu-3", seed=0, dtype="float64")
     X = rng.standard_normal((400, 10))
-    _, _, masks = net.forward(X, training=True, rng=np.random.default_rng(0), dropout=0.25)
-    values = np.unique(masks[0])
+    _, caches = net.forward(X, training=True, rng=np.random.default_rng(0), dropout=0.25)
+    assert isinstance(caches.stack.layers[1], AlphaDropout)  # the network put it after layer 0
+    values = np.unique(caches.values[1])
     a = ((1 - 0.25) * (1 + 0.25 * SELU_SATURATION**2)) ** -0.5
     np.testing.assert_allclose(values, [0.0, a])
     results = check_gradients(net, X[:6], rng.integers(0, 3, 6), dropout=0.25, max_entries=60)

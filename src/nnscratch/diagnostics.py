@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from nnscratch.layers import ActivationLayer, Dense, Layer
+from nnscratch.layers import Layer
 from nnscratch.network import Network
+from nnscratch.network import hidden_activations as stack_activations
 
 Array = npt.NDArray[np.floating]
 
@@ -52,23 +53,19 @@ def saturated_fraction(A: Array, activation: str) -> float | None:
 
 def hidden_positions(layers: Sequence[Layer]) -> list[int]:
     """Indices into a network's ``layers`` of its hidden activations: activation layers and dense layers
-    with an activation of their own, the output layer excluded."""
-    return [
-        i
-        for i, layer in enumerate(layers[:-1])
-        if isinstance(layer, ActivationLayer | Dense) and layer.activation.name != "identity"
-    ]
+    with an activation of their own, the output layer excluded (``Network.hidden_activations``)."""
+    return [i for i, _ in stack_activations(layers)]
 
 
 def hidden_activations(net: Network, X: Array) -> list[tuple[str, Array]]:
     """(activation name, outputs (rows, units)) of every hidden activation of ``net`` on X, in order."""
     outputs = net.layer_outputs(X)
     found = []
-    for i in hidden_positions(net.layers):
+    for i, activation in net.hidden_activations:
         A = outputs[i]
         if A.ndim == 4:  # (m, C, H, W): every position of a channel is a sample of that unit
             A = A.transpose(0, 2, 3, 1).reshape(-1, A.shape[1])
-        found.append((net.layers[i].activation.name, A))  # type: ignore[attr-defined]
+        found.append((activation.name, A))
     return found
 
 
@@ -93,7 +90,7 @@ def layer_statistics(net: Network, X: Array) -> list[dict[str, Any]]:
 def gradient_norms(net: Network, X: Array, y: npt.NDArray[np.integer]) -> list[float]:
     """‖dW‖ (Frobenius) of the weights of every dense and convolutional layer, first to last, on (X, y)."""
     _, g = net.gradient(X, y)
-    return [float(np.linalg.norm(g[s.offset : s.offset + s.size])) for s in net.layout.slots if s.name == "W"]
+    return [float(np.linalg.norm(slot.view(g))) for slot in net.weight_slots]
 
 
 def histograms(net: Network, X: Array, *, bins: int = 40) -> list[dict[str, Any]]:

@@ -40,6 +40,7 @@ never imports it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +50,7 @@ import numpy.typing as npt
 from nnscratch.activations import SELU_ALPHA, SELU_LAMBDA, LeakyReLU
 from nnscratch.errors import NNScratchError
 from nnscratch.io import atomic_write
-from nnscratch.layers import ActivationLayer, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
+from nnscratch.layers import ActivationLayer, AlphaDropout, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
 from nnscratch.network import Network
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 OPSET = 17  # BatchNormalization-15, Softmax-13 (one axis); run by every onnxruntime since 1.12
 INPUT_LAYOUTS = ("nchw", "flat")
 INPUT_NAME, OUTPUT_NAME = "input", "probabilities"
+Perm = npt.NDArray[np.intp] | None  # which of the engine's flat features each of the graph's is (None: the same)
 
 # The activations ONNX has an operator for: (operator, its attributes).  Softmax is handled apart
 # (it needs the axis); identity adds no node.
@@ -129,7 +131,7 @@ def to_onnx(net: Network, *, input_layout: str | None = None) -> onnx.ModelProto
 
     # perm[j]: which of the engine's flat features the graph's feature j is, after an NCHW flatten
     # (None: the same order).  Parameters indexed by feature are gathered through it.
-    perm: npt.NDArray[np.intp] | None = None
+    perm: Perm = None
     for i, layer in enumerate(net.layers):
         x, perm = _layer(graph, i, layer, x, perm)
     probabilities = graph.node("Softmax", [x], OUTPUT_NAME, axis=1)
@@ -152,47 +154,72 @@ def to_onnx(net: Network, *, input_layout: str | None = None) -> onnx.ModelProto
     return model
 
 
-def _layer(
-    graph: _Graph, i: int, layer: Layer, x: str, perm: npt.NDArray[np.intp] | None
-) -> tuple[str, npt.NDArray[np.intp] | None]:
-    """Add layer i's nodes after tensor ``x``; returns the output tensor and the feature permutation after it."""
-    name = f"{i}_{layer.kind}"
-    if isinstance(layer, Dense):
-        W = layer.W if perm is None else layer.W[perm]  # rows in the graph's feature order
-        W_name, b_name = graph.constant(f"{i}.W", W), graph.constant(f"{i}.b", layer.b)
-        z = graph.node("Gemm", [x, W_name, b_name], name)
-        return _activation(graph, i, layer, layer.activation.name, z), None
-    if isinstance(layer, Conv2D):
-        W = graph.constant(f"{i}.W", layer.W.transpose(3, 2, 0, 1))  # HWIO → OIHW
-        b = graph.constant(f"{i}.b", layer.b)
-        k, s, p = layer.kernel, layer.stride, layer.padding
-        return graph.node("Conv", [x, W, b], name, kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p]), None
-    if isinstance(layer, MaxPool2D):
-        k = layer.size
-        return graph.node("MaxPool", [x], name, kernel_shape=[k, k], strides=[k, k]), None
-    if isinstance(layer, BatchNorm):
-        arrays = [layer.params["gamma"], layer.params["beta"], layer.state["running_mean"], layer.state["running_var"]]
-        names = ("gamma", "beta", "running_mean", "running_var")
-        inputs = [
-            graph.constant(f"{i}.{n}", a if perm is None else a[perm]) for n, a in zip(names, arrays, strict=True)
-        ]
-        return graph.node("BatchNormalization", [x, *inputs], name, epsilon=layer.eps), perm
-    if isinstance(layer, ActivationLayer):
-        return _activation(graph, i, layer, layer.activation.name, x), perm
-    if isinstance(layer, Dropout):
-        return x, perm  # the identity when predicting
-    if isinstance(layer, Flatten):
-        assert layer.input_shape is not None
-        if len(layer.input_shape) == 1:
-            return x, perm
-        C, H, W = layer.input_shape
-        # The graph's feature j = (c, y, x) in row-major order is the engine's (y, x, c).
-        order = np.arange(H * W * C).reshape(H, W, C).transpose(2, 0, 1).reshape(-1)
-        return graph.node("Flatten", [x], name, axis=1), order
-    raise ExportError(
-        f"layer {i} ({layer.token!r}, {type(layer).__name__}) cannot be exported to ONNX: nnscratch has no ONNX "
-        "operator for this kind of layer; remove it from the network or use the model in nnscratch"
-    )
+def _layer(graph: _Graph, i: int, layer: Layer, x: str, perm: Perm) -> tuple[str, Perm]:
+    """Add layer i's nodes after tensor ``x``: its operator (``_OPERATORS``), then the activation it
+    applies, if any; returns the output tensor and the feature permutation after it."""
+    operator = _OPERATORS.get(layer.kind)
+    if operator is None:
+        raise ExportError(
+            f"layer {i} ({layer.token!r}, {type(layer).__name__}) cannot be exported to ONNX: nnscratch has no "
+            "ONNX operator for this kind of layer; remove it from the network or use the model in nnscratch"
+        )
+    x, perm = operator(graph, f"{i}_{layer.kind}", i, layer, x, perm)
+    if layer.activation is not None:
+        x = _activation(graph, i, layer, layer.activation.name, x)
+    return x, perm
+
+
+def _dense(graph: _Graph, name: str, i: int, layer: Dense, x: str, perm: Perm) -> tuple[str, Perm]:
+    W = layer.W if perm is None else layer.W[perm]  # rows in the graph's feature order
+    W_name, b_name = graph.constant(f"{i}.W", W), graph.constant(f"{i}.b", layer.b)
+    return graph.node("Gemm", [x, W_name, b_name], name), None
+
+
+def _conv(graph: _Graph, name: str, i: int, layer: Conv2D, x: str, perm: Perm) -> tuple[str, Perm]:
+    W = graph.constant(f"{i}.W", layer.W.transpose(3, 2, 0, 1))  # HWIO → OIHW
+    b = graph.constant(f"{i}.b", layer.b)
+    k, s, p = layer.kernel, layer.stride, layer.padding
+    return graph.node("Conv", [x, W, b], name, kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p]), None
+
+
+def _max_pool(graph: _Graph, name: str, i: int, layer: MaxPool2D, x: str, perm: Perm) -> tuple[str, Perm]:
+    k = layer.size
+    return graph.node("MaxPool", [x], name, kernel_shape=[k, k], strides=[k, k]), None
+
+
+def _batch_norm(graph: _Graph, name: str, i: int, layer: BatchNorm, x: str, perm: Perm) -> tuple[str, Perm]:
+    arrays = [layer.params["gamma"], layer.params["beta"], layer.state["running_mean"], layer.state["running_var"]]
+    names = ("gamma", "beta", "running_mean", "running_var")
+    inputs = [graph.constant(f"{i}.{n}", a if perm is None else a[perm]) for n, a in zip(names, arrays, strict=True)]
+    return graph.node("BatchNormalization", [x, *inputs], name, epsilon=layer.eps), perm
+
+
+def _identity(graph: _Graph, name: str, i: int, layer: Layer, x: str, perm: Perm) -> tuple[str, Perm]:
+    """No node: an activation layer is only its activation, and dropout is the identity when predicting."""
+    return x, perm
+
+
+def _flatten(graph: _Graph, name: str, i: int, layer: Flatten, x: str, perm: Perm) -> tuple[str, Perm]:
+    assert layer.input_shape is not None
+    if len(layer.input_shape) == 1:
+        return x, perm
+    C, H, W = layer.input_shape
+    # The graph's feature j = (c, y, x) in row-major order is the engine's (y, x, c).
+    order = np.arange(H * W * C).reshape(H, W, C).transpose(2, 0, 1).reshape(-1)
+    return graph.node("Flatten", [x], name, axis=1), order
+
+
+# How each kind of layer (``Layer.kind``, as model files record it) becomes ONNX nodes; its activation follows.
+_OPERATORS: dict[str, Callable[..., tuple[str, Perm]]] = {
+    Dense.kind: _dense,
+    Conv2D.kind: _conv,
+    MaxPool2D.kind: _max_pool,
+    BatchNorm.kind: _batch_norm,
+    ActivationLayer.kind: _identity,
+    Dropout.kind: _identity,
+    AlphaDropout.kind: _identity,
+    Flatten.kind: _flatten,
+}
 
 
 def _activation(graph: _Graph, i: int, layer: Layer, activation: str, x: str) -> str:

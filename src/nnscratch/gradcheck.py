@@ -105,17 +105,16 @@ def check_gradients(
     flat = np.empty_like(net.params)
 
     def loss() -> float:  # forward only (half the cost), drawing the same masks as the analytic pass
-        Z, _, _ = net.forward(X, training=True, rng=np.random.default_rng(seed), dropout=dropout)
+        Z, _ = net.forward(X, training=True, rng=np.random.default_rng(seed), dropout=dropout)
         return softmax_cross_entropy(Z, y)[0] + net.penalty(l2=l2, l1=l1)
 
     net.loss_and_flat_grad(X, y, flat, l2=l2, l1=l1, dropout=dropout, rng=np.random.default_rng(seed))
     analytic = flat.copy()
     results = []
     for slot in net.layout.slots:
-        param = net.params[slot.offset : slot.offset + slot.size]
         index = _entries(slot.size, max_entries, rng)
-        numeric = numeric_gradient(loss, param, index, h=h)
-        g = analytic[slot.offset : slot.offset + slot.size][index]
+        numeric = numeric_gradient(loss, slot.view(net.params), index, h=h)
+        g = slot.view(analytic)[index]
         error, gap = relative_error(g, numeric), float(np.linalg.norm(g - numeric))
         results.append(LayerCheck(slot.layer, slot.name, slot.shape, index.size, error, tolerance, gap))
     return results

@@ -12,6 +12,11 @@ sees the state.
 
 The last layer is dense and produces logits Z (m, k); the loss owns the softmax (``losses``), so
 no other module needs to know the output is special.
+
+The trainer's ``dropout`` option is carried out by layer objects too: for a training step the
+network runs a :class:`Stack`, its own layers with a Dropout layer (AlphaDropout after SELU) after
+each hidden dense layer.  Those layers exist only while training: the spec, the model file and
+prediction never see them.
 """
 
 from __future__ import annotations
@@ -26,12 +31,22 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from nnscratch.activations import get_activation
+from nnscratch.activations import Activation, get_activation
 from nnscratch.errors import CapacityError, ModelFileError, NonFiniteOutputError, SpecError
 from nnscratch.io import Expected, load_npz, save_npz
-from nnscratch.layers import LAYERS, ActivationLayer, Conv2D, Dense, Layer, Layout, MaxPool2D
+from nnscratch.layers import (
+    LAYERS,
+    ActivationLayer,
+    AlphaDropout,
+    Conv2D,
+    Dense,
+    Dropout,
+    Layer,
+    Layout,
+    MaxPool2D,
+    Slot,
+)
 from nnscratch.layers.base import MAX_SIZE, Footprint, Shape, Views, echo, size_text
-from nnscratch.layers.dropout import alpha_dropout_mask, dropout_mask
 from nnscratch.losses import l1_penalty, l2_penalty, softmax, softmax_cross_entropy
 from nnscratch.parallel import default_threads, single_threaded_blas
 from nnscratch.parallel import pool as parallel_pool
@@ -110,14 +125,11 @@ class Network:
             ) from None
 
         self.metadata: dict[str, Any] = {}
-        # Worked out once: which arrays L2 decays, where training applies hidden dropout, and the
-        # lowest layer with parameters (no layer below it needs dX).
-        self._decayed = [s for s in self.layout.slots if s.name in self.layers[s.layer].decayed]
-        self._hidden_dense = [isinstance(layer, Dense) for layer in self.layers[:-1]] + [False]
-        with_params = [i for i, (a, b) in enumerate(self.layout.segments) if b > a]
-        self._first_trained = with_params[0] if with_params else len(self.layers)
-        self._grad_views: tuple[Array, list[Views]] | None = None  # (buffer, its per-layer views)
-        self._order = _execution_order(self.layers)
+        # Worked out once: the weights (what L2, L1 and weight decay apply to), and what a forward
+        # pass runs: the layers, or with dropout the stack for the last rate asked for.
+        self._weight_slots = [s for s in self.layout.slots if s.name == "W" and self.layers[s.layer].weighted]
+        self._stack = Stack.of(self.layers)
+        self._dropout_stack: tuple[float, Stack] | None = None
         self.threads = default_threads() if threads is None else threads
 
     # -- construction ---------------------------------------------------------------------------
@@ -227,9 +239,32 @@ class Network:
         return self.layers[-1].n_out  # type: ignore[attr-defined]
 
     @property
+    def hidden_activations(self) -> list[tuple[int, Activation]]:
+        """(index into ``layers``, activation) of every hidden activation, in order (see :func:`hidden_activations`)."""
+        return hidden_activations(self.layers)
+
+    @property
+    def weighted_layers(self) -> list[int]:
+        """Indices into ``layers`` of the layers with weights W (dense and convolutional), first to last."""
+        return [i for i, layer in enumerate(self.layers) if layer.weighted]
+
+    @property
+    def weight_slots(self) -> list[Slot]:
+        """The slot of each weighted layer's W in ``params``, first to last: what L2, L1 and weight decay
+        apply to, and what the diagnostics report ‖dW‖ of."""
+        return list(self._weight_slots)
+
+    @property
+    def map_layers(self) -> list[int]:
+        """Indices into ``layers`` of the convolution and max-pooling layers: the ones whose outputs the
+        plots and the web page draw as feature maps."""
+        return [i for i, layer in enumerate(self.layers) if isinstance(layer, Conv2D | MaxPool2D)]
+
+    @property
     def is_mlp(self) -> bool:
-        """True for a flat input and dense layers only (the networks of model format 1)."""
-        return len(self.input_shape) == 1 and all(isinstance(layer, Dense) for layer in self.layers)
+        """True for a flat input and dense layers only (the networks of model format 1): on flat inputs
+        the only layers with weights are dense."""
+        return len(self.input_shape) == 1 and all(layer.weighted for layer in self.layers)
 
     @property
     def spec(self) -> str:
@@ -253,8 +288,10 @@ class Network:
     @threads.setter
     def threads(self, n: int) -> None:
         self.pool = parallel_pool(n)
-        for layer in self.layers:
-            layer.pool = self.pool
+        stacks = [self._stack] + ([self._dropout_stack[1]] if self._dropout_stack else [])
+        for stack in stacks:
+            for layer in stack.layers:
+                layer.pool = self.pool
 
     def __repr__(self) -> str:
         return f"Network({self.spec!r}, dtype={self.dtype.name})"
@@ -328,51 +365,62 @@ class Network:
         rng: np.random.Generator | None = None,
         dropout: float = 0.0,
         update_state: bool = False,
-    ) -> tuple[Array, list[Any], list[Array | None]]:
-        """Logits Z (m, k) for inputs already checked by :meth:`check_input`, with every layer's cache.
+    ) -> tuple[Array, Caches]:
+        """Logits Z (m, k) for inputs already checked by :meth:`check_input`, and what :meth:`backward` needs.
 
         ``training`` runs batch norm on batch statistics and, given ``rng``, draws dropout masks;
         ``dropout`` p > 0 also drops each hidden dense layer's outputs with probability p (the
-        trainer's ``--dropout``; alpha-dropout after a SELU layer), returning each layer's factor on
-        dA for backward; ``update_state`` folds the batch statistics into the running ones (a training
-        step does; a gradient check must not).
+        trainer's ``--dropout``; alpha-dropout after a SELU layer; see :meth:`stack`);
+        ``update_state`` folds the batch statistics into the running ones (a training step does; a
+        gradient check must not).
         """
-        caches: list[Any] = [None] * len(self.layers)
-        masks: list[Array | None] = [None] * len(self.layers)
+        stack = self.stack(dropout if rng is not None else 0.0)
+        caches: list[Any] = [None] * len(stack.layers)
         A = X
-        for i in self._order:
-            layer = self.layers[i]
+        for i in stack.order:
+            layer = stack.layers[i]
             A, caches[i] = layer.forward(A, training=training, rng=rng)
             if update_state:
                 layer.update_state(caches[i])
-            if dropout and self._hidden_dense[i] and rng is not None:
-                # a new array: the cache keeps the undropped A for the derivative
-                if layer.activation.name == "selu":  # type: ignore[attr-defined]
-                    masks[i], shift = alpha_dropout_mask(A.shape, dropout, rng, self.dtype)
-                    A = A * masks[i]
-                    A += shift
-                else:
-                    masks[i] = dropout_mask(A.shape, dropout, rng, self.dtype)
-                    A = A * masks[i]
-        return A, caches, masks
+        return A, Caches(stack, caches)
 
-    def backward(self, dZ: Array, caches: list[Any], masks: list[Array | None], grad: Array) -> None:
-        """Back-propagate dL/dZ (m, k) through every layer, writing the gradient into the flat ``grad``."""
-        # The trainer passes the same buffer every step, so its views are made once.
-        if self._grad_views is None or self._grad_views[0] is not grad:
-            self._grad_views = (grad, self.layout.split(grad, self.layers))
-        views = self._grad_views[1]
+    def backward(self, dZ: Array, caches: Caches, grad: Array) -> None:
+        """Back-propagate dL/dZ (m, k) through the layers :meth:`forward` ran (``caches`` says which),
+        writing the gradient into the flat ``grad``."""
+        stack = caches.stack
+        views = stack.grad_views(grad)
         dA = dZ
-        for i in reversed(self._order):
-            if masks[i] is not None:
-                dA *= masks[i]
-            dA = self.layers[i].backward(dA, caches[i], views[i], need_dX=i > self._first_trained)
-            if i == self._first_trained:
+        for i in reversed(stack.order):
+            dX = stack.layers[i].backward(dA, caches.values[i], views[i], need_dX=i > stack.first_trained)
+            if i == stack.first_trained or dX is None:  # no layer below the first trained one needs dX
                 break
+            dA = dX
+
+    def stack(self, dropout: float = 0.0) -> Stack:
+        """The layers a forward pass runs: ``layers``, or with ``dropout`` p > 0 also a Dropout(p) layer after
+        each hidden dense layer (AlphaDropout(p) after a SELU one, which keeps its self-normalising mean and
+        variance).  A convolution's or an activation layer's outputs are not dropped: a spec places
+        dropout there with a layer of its own.
+
+        The stack for the last p asked for is kept, so its dropout layers reuse their buffers from step to step.
+        """
+        if not dropout:
+            return self._stack
+        if self._dropout_stack is None or self._dropout_stack[0] != dropout:
+            layers: list[Layer] = []
+            for layer in self.layers[:-1]:
+                layers.append(layer)
+                if isinstance(layer, Dense):
+                    kind = AlphaDropout if layer.activation.name == "selu" else Dropout
+                    layers.append(kind(float(dropout)))
+                    layers[-1].pool = self.pool
+            layers.append(self.layers[-1])
+            self._dropout_stack = (dropout, Stack.of(layers))
+        return self._dropout_stack[1]
 
     def logits(self, X: Array) -> Array:
         """The output layer's Z (m, k) in prediction mode, for inputs already checked."""
-        Z, _, _ = self.forward(X)
+        Z, _ = self.forward(X)
         return Z
 
     def _chunks(self, m: int, batch_size: int | None) -> range:
@@ -383,11 +431,7 @@ class Network:
         (``Footprint.rows_that_fit``): a large ``batch_size`` must not run the machine out of memory.
         """
         if batch_size is None:
-            widest = max(math.prod(layer.output_shape) for layer in self.layers)  # type: ignore[arg-type]
-            for layer in self.layers:
-                if isinstance(layer, Conv2D):
-                    _, Ho, Wo = layer.output_shape  # type: ignore[misc]
-                    widest = max(widest, Ho * Wo * (layer.n_columns + 1))
+            widest = max(layer.widest_values() for layer in self.layers)
             batch_size = max(1, min(MAX_PREDICT_ROWS, PREDICT_VALUES // widest))
         return range(0, m, max(1, min(batch_size, self.footprint.rows_that_fit())))
 
@@ -465,18 +509,18 @@ class Network:
         X = self.check_input(X)
         y = self.check_labels(y, X.shape[0])
         with single_threaded_blas():
-            Z, _, _ = self.forward(X, training=training)
+            Z, _ = self.forward(X, training=training)
         loss, _ = softmax_cross_entropy(Z, y)
         return loss + self.penalty(l2=l2, l1=l1)
 
     @property
     def decayed_ranges(self) -> list[tuple[int, int]]:
         """The (start, stop) runs of ``params`` that are weights (what L2, L1 and weight decay apply to)."""
-        return [(slot.offset, slot.offset + slot.size) for slot in self._decayed]
+        return [(slot.offset, slot.offset + slot.size) for slot in self._weight_slots]
 
     def penalty(self, *, l2: float = 0.0, l1: float = 0.0) -> float:
         """(λ₂/2) Σ ||W||² + λ₁ Σ |W| over the weights of every dense and convolutional layer."""
-        weights = [self._slot(self.params, s) for s in self._decayed]
+        weights = [slot.view(self.params) for slot in self._weight_slots]
         return l2_penalty(weights, l2) + l1_penalty(weights, l1)
 
     def gradient(self, X: npt.ArrayLike, y: npt.ArrayLike, *, l2: float = 0.0, l1: float = 0.0) -> tuple[float, Array]:
@@ -522,24 +566,20 @@ class Network:
         """
         with single_threaded_blas():
             # forward, keeping what backward needs
-            Z, caches, masks = self.forward(X, training=True, rng=rng, dropout=dropout, update_state=update_state)
+            Z, caches = self.forward(X, training=True, rng=rng, dropout=dropout, update_state=update_state)
             # loss; the loss owns the output softmax, so dZ = (P - Y)/m directly
             loss, dZ = softmax_cross_entropy(Z, y)
             # backward, from the last layer to the first
-            self.backward(dZ, caches, masks, grad)
+            self.backward(dZ, caches, grad)
         if l2 or l1:
             loss += self.penalty(l2=l2, l1=l1)
-            for slot in self._decayed:
-                W, dW = self._slot(self.params, slot), self._slot(grad, slot)
+            for slot in self._weight_slots:
+                W, dW = slot.view(self.params), slot.view(grad)
                 if l2:
                     dW += l2 * W
                 if l1:
                     dW += l1 * np.sign(W)
         return loss, Z
-
-    @staticmethod
-    def _slot(flat: Array, slot) -> Array:
-        return flat[slot.offset : slot.offset + slot.size]
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -620,6 +660,46 @@ class Network:
         return net
 
 
+@dataclass
+class Stack:
+    """The layers one forward pass runs, with what backward needs to know about them: the order they run
+    in (see :func:`_execution_order`), and the lowest one with parameters (no layer below it needs dX).
+
+    Made by :meth:`Network.stack`: the network's own layers, or those and the dropout layers that the
+    trainer's dropout option adds.  A dropout layer has no parameters, so the stack lays the gradient
+    out exactly as the network does.
+    """
+
+    layers: list[Layer]
+    order: list[int]
+    first_trained: int
+    layout: Layout
+    _views: tuple[Array, list[Views]] | None = None  # (gradient buffer, its per-layer views)
+
+    @classmethod
+    def of(cls, layers: list[Layer]) -> Stack:
+        layout = Layout.of(layers, "params")
+        with_params = [i for i, (a, b) in enumerate(layout.segments) if b > a]
+        first_trained = with_params[0] if with_params else len(layers)
+        return cls(layers, _execution_order(layers), first_trained, layout)
+
+    def grad_views(self, grad: Array) -> list[Views]:
+        """Per layer, its named views into the flat gradient buffer ``grad``."""
+        # The trainer passes the same buffer every step, so its views are made once.
+        if self._views is None or self._views[0] is not grad:
+            self._views = (grad, self.layout.split(grad, self.layers))
+        return self._views[1]
+
+
+@dataclass(frozen=True)
+class Caches:
+    """What :meth:`Network.forward` keeps for :meth:`Network.backward`: the stack it ran, and in
+    ``values[i]`` the cache of ``stack.layers[i]`` (a dropout layer's is its mask, None when it dropped nothing)."""
+
+    stack: Stack
+    values: list[Any]
+
+
 @dataclass(frozen=True)
 class Architecture:
     """What a model file's header declares, before any array is read: the layers (built, shapes only)."""
@@ -647,7 +727,7 @@ class Architecture:
         return Expected({slot.key: slot.shape for slot in slots})
 
 
-def read_architecture(header: dict[str, Any], source: str) -> Architecture:
+def read_architecture(header: Any, source: str) -> Architecture:
     """The architecture a model header declares (``Network.header``, or format 1's), its layers built
     for their shapes only: nothing the size of the network is allocated.  Raises ModelFileError."""
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
@@ -668,7 +748,7 @@ def read_architecture(header: dict[str, Any], source: str) -> Architecture:
         if version == 1:
             input_shape: Shape = (int(header["n_in"]),)
             specs = [LayerSpec(int(d["units"]), str(d["activation"]), d.get("init")) for d in header["layers"]]
-            layers = [spec.layer() for spec in specs[:-1]]
+            layers: list[Layer] = [spec.layer() for spec in specs[:-1]]
             layers += [output_layer(spec.units, init=spec.init) for spec in specs[-1:]]
         else:
             input_shape = tuple(int(d) for d in header["input_shape"])
@@ -698,7 +778,7 @@ def check_state(flat: np.ndarray, layout: Layout, source: str, name: str) -> Non
     """Refuse (ModelFileError) a state buffer laid out by ``layout`` with a negative running variance
     (batch norm would divide by the square root of it: NaN for every input)."""
     for slot in layout.slots:
-        if slot.name == "running_var" and np.any(flat[slot.offset : slot.offset + slot.size] < 0):
+        if slot.name == "running_var" and np.any(slot.view(flat) < 0):
             raise ModelFileError(
                 f"{source}: layer {slot.layer}'s running variance in {name} is negative; the file is corrupted"
             )
@@ -735,8 +815,19 @@ def _gather(arrays: dict[str, np.ndarray], layout: Layout, source: str) -> np.nd
             raise ModelFileError(f"{source}: array {slot.key} holds non-finite or non-float values")
     flat = np.empty(layout.size, dtype=np.float64)
     for slot in layout.slots:
-        flat[slot.offset : slot.offset + slot.size] = arrays[slot.key].reshape(-1)
+        slot.view(flat)[...] = arrays[slot.key].reshape(-1)
     return flat
+
+
+def hidden_activations(layers: Sequence[Layer]) -> list[tuple[int, Activation]]:
+    """(index, activation) of every hidden activation in a network's ``layers``, in order: each layer that
+    applies an activation other than the identity (a dense layer's own, or an activation layer), the
+    output layer excluded (its softmax belongs to the loss)."""
+    return [
+        (i, layer.activation)
+        for i, layer in enumerate(layers[:-1])
+        if layer.activation is not None and layer.activation.name != "identity"
+    ]
 
 
 def _execution_order(layers: list[Layer]) -> list[int]:
@@ -748,8 +839,8 @@ def _execution_order(layers: list[Layer]) -> list[int]:
     which measured 2 ms of a 25 ms training step of the Keras-example convnet.
     """
     order = list(range(len(layers)))
-    for i in range(len(layers) - 1):
-        relu = isinstance(layers[i], ActivationLayer) and layers[i].activation.name == "relu"  # type: ignore[attr-defined]
+    for i, layer in enumerate(layers[:-1]):
+        relu = isinstance(layer, ActivationLayer) and layer.activation.name == "relu"
         if relu and isinstance(layers[i + 1], MaxPool2D) and order[i] == i:
             order[i], order[i + 1] = i + 1, i
     return order
@@ -764,15 +855,17 @@ def _choose_inits(layers: list[Layer], init: str | None) -> None:
 
         get_initializer(init)  # names a bad value
     for i, layer in enumerate(layers):
-        if not isinstance(layer, Dense | Conv2D) or layer.init is not None:
+        if not layer.weighted or layer.init is not None:
             continue
         if init is not None:
             layer.init = init
-        elif isinstance(layer, Dense) and layer.activation.name != "identity":
+        elif layer.activation is not None and layer.activation.name != "identity":
             layer.init = layer.activation.default_init
         else:
-            fed = next((nxt for nxt in layers[i + 1 :] if isinstance(nxt, ActivationLayer | Dense | Conv2D)), None)
-            layer.init = fed.activation.default_init if isinstance(fed, ActivationLayer) else "glorot"
+            # the next layer that applies an activation or has weights of its own (then the output is linear)
+            fed = next((nxt for nxt in layers[i + 1 :] if nxt.activation is not None or nxt.weighted), None)
+            activation = None if fed is None or fed.weighted else fed.activation
+            layer.init = activation.default_init if activation is not None else "glorot"
 
 
 def _buffer(given: Array | None, size: int, dtype: np.dtype, name: str) -> Array:

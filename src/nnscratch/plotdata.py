@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from nnscratch.augment import Augmentation, augment
-from nnscratch.diagnostics import gradient_norms, hidden_positions, histograms
-from nnscratch.layers import Conv2D, Dense, Layer, MaxPool2D, shape_text
+from nnscratch.diagnostics import gradient_norms, histograms
+from nnscratch.layers import Layer, shape_text
 from nnscratch.network import Network
 
 Array = npt.NDArray[np.floating]
@@ -96,18 +96,12 @@ class ModelPlotData:
     probe: int
 
 
-def weight_positions(net: Network) -> list[int]:
-    """Indices into ``net.layers`` of the layers with weights W (dense and convolutional), first to last:
-    the layers ``diagnostics.gradient_norms`` gives one ‖dW‖ each."""
-    return sorted({slot.layer for slot in net.layout.slots if slot.name == "W"})
-
-
 def fed_by(net: Network) -> list[int | None]:
-    """For each hidden activation, the index into :func:`weight_positions` (and so into the gradient norms)
+    """For each hidden activation, the index into ``net.weighted_layers`` (and so into the gradient norms)
     of the nearest layer with weights at or below it, the one whose outputs it transforms; None if none is."""
-    weights = weight_positions(net)
+    weights = net.weighted_layers
     found = []
-    for i in hidden_positions(net.layers):
+    for i, _ in net.hidden_activations:
         below = [j for j, position in enumerate(weights) if position <= i]
         found.append(below[-1] if below else None)
     return found
@@ -117,23 +111,26 @@ def weight_names(net: Network) -> list[str]:
     """A label per layer with weights that says where it is and what it is, without its activation
     (which the study varies): ``layer 1 (conv8k3)``, ``layer 5 (dense 32)``, ``layer 6 (output)``."""
     last = len(net.layers) - 1
-    return [f"layer {i + 1} ({_kind(net.layers[i], i == last)})" for i in weight_positions(net)]
+    return [f"layer {i + 1} ({_kind(net.layers[i], i == last)})" for i in net.weighted_layers]
 
 
 def _kind(layer: Layer, output: bool) -> str:
+    """A weighted layer's token without its activation: a dense layer's token (``32:relu``) names one, a
+    convolution's does not."""
     if output:
         return "output"
-    return f"dense {layer.units}" if isinstance(layer, Dense) else layer.token
+    return layer.token if layer.activation is None else f"dense {layer.token.split(':')[0]}"
 
 
 def _described(layer: Layer) -> str:
-    """A layer's token, with its output shape where the token does not say it (``relu, 16x26x26``)."""
-    return layer.token if isinstance(layer, Dense) else f"{layer.token}, {shape_text(layer.output_shape)}"  # type: ignore[arg-type]
+    """A hidden activation's layer's token, with its output shape where the token does not say it: a dense
+    layer's (``32:relu``) does, an activation layer's does not (``relu, 16x26x26``)."""
+    return layer.token if layer.weighted else f"{layer.token}, {shape_text(layer.output_shape or ())}"
 
 
 def activation_names(net: Network) -> list[str]:
     """Every activation the network applies, each once, in order; the output's softmax (applied by the loss) last."""
-    hidden = [net.layers[i].activation.name for i in hidden_positions(net.layers)]  # type: ignore[attr-defined]
+    hidden = [activation.name for _, activation in net.hidden_activations]
     return list(dict.fromkeys([*hidden, "softmax"]))
 
 
@@ -144,14 +141,13 @@ def first_layer(net: Network) -> tuple[Array | None, Array | None]:
     the like before it), with their rows in the input's flat order, so column j is unit j's picture.
     Both are None when the first layer with weights sits behind a layer that changes the image.
     """
-    positions = weight_positions(net)
+    positions = net.weighted_layers
     if not positions:
         return None, None
-    layer = net.layers[positions[0]]
-    if isinstance(layer, Conv2D):
-        return None, np.array(layer.params["W"], dtype=np.float64)
-    if isinstance(layer, Dense) and layer.n_in == net.n_in:
-        W = np.array(layer.W, dtype=np.float64)
+    W = np.array(net.layers[positions[0]].params["W"], dtype=np.float64)
+    if W.ndim == 4:  # a convolution's filters
+        return None, W
+    if W.shape[0] == net.n_in:  # a dense layer's (n_in, units) weights, its inputs the input's values
         if len(net.input_shape) == 3:  # flatten reads (H, W, C), channels-last; X's rows are (C, H, W)
             C, H, Wd = net.input_shape
             W = W.reshape(H, Wd, C, -1).transpose(2, 0, 1, 3).reshape(net.n_in, -1)
@@ -162,20 +158,22 @@ def first_layer(net: Network) -> tuple[Array | None, Array | None]:
 def feature_maps(net: Network, x: Array) -> list[FeatureMaps]:
     """The output of every convolution and pooling layer for one image ``x`` (n,), each (C, H, W)."""
     outputs = net.layer_outputs(x.reshape(1, -1))
-    return [
-        FeatureMaps(f"{layer.token} → {shape_text(layer.output_shape)}", np.array(A[0], dtype=np.float64))  # type: ignore[arg-type]
-        for layer, A in zip(net.layers, outputs, strict=True)
-        if isinstance(layer, Conv2D | MaxPool2D)
-    ]
+    maps = []
+    for i in net.map_layers:
+        layer = net.layers[i]
+        title = f"{layer.token} → {shape_text(layer.output_shape or ())}"
+        maps.append(FeatureMaps(title, np.array(outputs[i][0], dtype=np.float64)))
+    return maps
 
 
 def histogram_panels(net: Network, X: Array, y: npt.NDArray[np.integer] | None = None) -> list[Histogram]:
     """A :class:`Histogram` of every hidden layer's activations on X (m, n); with labels y (m,), each
     carries ‖dW‖ of the nearest layer with weights at or below it (the one whose outputs it transforms)."""
     norms = gradient_norms(net, X, y) if y is not None else None
-    weights = weight_positions(net)
+    weights = net.weighted_layers
     panels = []
-    for i, j, h in zip(hidden_positions(net.layers), fed_by(net), histograms(net, X), strict=True):
+    hidden = [i for i, _ in net.hidden_activations]
+    for i, j, h in zip(hidden, fed_by(net), histograms(net, X), strict=True):
         known = norms is not None and j is not None
         panels.append(
             Histogram(

@@ -23,6 +23,7 @@ class ActivationLayer(Layer):
     """
 
     kind = "activation"
+    activation: Activation
 
     def __init__(self, activation: str | Activation) -> None:
         super().__init__()

@@ -15,6 +15,9 @@ A layer
   cannot take with one line naming the layer's token and the shape it met);
 * states the shapes of its trainable parameters (:meth:`Layer.param_shapes`) and of its
   non-trained state (:meth:`Layer.state_shapes`, batch norm's running statistics);
+* says what it is to the code around it: the activation it applies (:attr:`Layer.activation`, None
+  for none) and whether it has weights (:attr:`Layer.weighted`), so that nothing outside the layers
+  needs to ask for a layer's class;
 * computes ``forward(X, training, rng) -> (Y, cache)`` and ``backward(dY, cache, grads) -> dX``,
   writing its parameter gradients into ``grads``, views of the network's flat gradient buffer.
 
@@ -34,6 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from nnscratch.activations import Activation
 from nnscratch.errors import CapacityError, SpecError
 from nnscratch.parallel import Threads
 from nnscratch.parallel import pool as pool_of
@@ -92,6 +96,18 @@ class Layer:
 
     kind: ClassVar[str]
     pool: Threads = pool_of(1)
+
+    activation: Activation | None = None
+    """The activation this layer applies to its output: a dense layer's own, or an activation layer's
+    (the identity counts: it is the output layer's); None for a layer that applies none."""
+
+    weighted: ClassVar[bool] = False
+    """True for a layer with weights, its parameter ``W`` (dense and convolutional layers): what L2,
+    L1 and AdamW's weight decay apply to (not biases, nor batch norm's γ and β), what an initialiser
+    draws from fan-in and fan-out, and what the diagnostics report ‖dW‖ of."""
+
+    init: str | None = None
+    """A weighted layer's initialiser; None lets the network choose the one that suits the activation it feeds."""
 
     def __init__(self) -> None:
         self.input_shape: Shape | None = None
@@ -153,8 +169,12 @@ class Layer:
         assert self.output_shape is not None, "the layer is not built yet"
         return math.prod(self.output_shape)
 
-    decayed: ClassVar[tuple[str, ...]] = ()
-    """Names of the parameters an L2 penalty applies to (weights, not biases or scales)."""
+    def widest_values(self) -> int:
+        """Values per example of the largest single array this layer makes while predicting: its output
+        by default (a convolution's im2col columns where they are more).  Prediction sizes its chunks
+        of rows by the widest layer's."""
+        assert self.output_shape is not None, "the layer is not built yet"
+        return math.prod(self.output_shape)
 
     def views(self, segment: Array) -> Views:
         """Named views into ``segment``, this layer's part of a flat buffer laid out by :meth:`param_shapes`.
@@ -265,6 +285,10 @@ class Slot:
         """The array's name in model files and checkpoints, e.g. ``0.W``."""
         return f"{self.layer}.{self.name}"
 
+    def view(self, flat: Array) -> Array:
+        """This array's values in ``flat`` (a buffer laid out by the slot's table), as a flat view (size,)."""
+        return flat[self.offset : self.offset + self.size]
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -299,7 +323,7 @@ class Layout:
 
     def arrays(self, flat: Array) -> dict[str, Array]:
         """Every slot's view into ``flat``, keyed ``"layer.name"``."""
-        return {slot.key: flat[slot.offset : slot.offset + slot.size].reshape(slot.shape) for slot in self.slots}
+        return {slot.key: slot.view(flat).reshape(slot.shape) for slot in self.slots}
 
 
 @functools.cache

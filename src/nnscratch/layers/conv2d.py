@@ -52,7 +52,7 @@ class Conv2D(Layer):
     """``filters`` k×k filters with stride ``stride`` and zero padding ``padding``, plus a bias per filter."""
 
     kind = "conv2d"
-    decayed = ("W",)
+    weighted = True
 
     def __init__(self, filters: int, kernel: int, stride: int = 1, padding: int = 0, *, init: str | None = None):
         super().__init__()
@@ -119,6 +119,12 @@ class Conv2D(Layer):
         p = self.padding
         padded = (H + 2 * p) * (W + 2 * p) * C if p else 0
         return Ho * Wo * (F + self.n_columns + 1) + padded
+
+    def widest_values(self) -> int:
+        """The output (Ho·Wo·F) or the im2col columns with their ones column (Ho·Wo·(K + 1)), the larger."""
+        assert self.output_shape is not None, "the layer is not built yet"
+        _, Ho, Wo = self.output_shape
+        return max(super().widest_values(), Ho * Wo * (self.n_columns + 1))
 
     @property
     def n_columns(self) -> int:

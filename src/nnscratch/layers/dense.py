@@ -44,7 +44,8 @@ class Dense(Layer):
     """
 
     kind = "dense"
-    decayed = ("W",)
+    weighted = True
+    activation: Activation  # its own: every dense layer has one ("identity" for none)
 
     def __init__(self, units: int, activation: str | Activation = "identity", *, init: str | None = None) -> None:
         super().__init__()

@@ -18,6 +18,10 @@ forward (predicting): Y = X
 The masks come from the generator the training loop passes in, so a seeded run drops the same units
 every time, and a checkpoint resumes bit for bit.  Without a generator (gradient checks, a
 ``Network.gradient`` call) dropout is off even in training mode.
+
+A spec places these layers where it writes ``dropout0.5`` or ``alphadropout0.1``; the trainer's
+``dropout`` option places them too, after every hidden dense layer, for training only
+(``Network.stack``): they are then in no spec and no model file.
 """
 
 from __future__ import annotations

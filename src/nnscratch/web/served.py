@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from nnscratch.errors import ModelFileError
 from nnscratch.images import SIDE
-from nnscratch.layers import ActivationLayer, BatchNorm, Conv2D, Dense, Dropout, MaxPool2D
+from nnscratch.layers import ActivationLayer, BatchNorm, Dropout
 from nnscratch.losses import softmax
 from nnscratch.network import Network
 
@@ -69,9 +69,9 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
-class FeatureMaps:
-    """One layer's feature maps for one drawing: ``values`` (C·H·W,) int16 in −255..255, times
-    ``scale``/255 the real values."""
+class QuantizedMaps:
+    """One layer's feature maps for one drawing, as the page receives them: ``values`` (C·H·W,) int16 in
+    −255..255, times ``scale``/255 the real values.  (``plotdata.FeatureMaps`` holds the real values.)"""
 
     layer: str
     after: list[str]
@@ -92,7 +92,7 @@ class Reading:
     label: int
     probabilities: Array
     activations: list[Array]
-    feature_maps: list[FeatureMaps]
+    feature_maps: list[QuantizedMaps]
     pixels: Array = field(repr=False)
 
 
@@ -138,12 +138,12 @@ class ServedModel:
         )
 
 
-def quantize(layer: str, after: list[str], maps: Array) -> FeatureMaps:
+def quantize(layer: str, after: list[str], maps: Array) -> QuantizedMaps:
     """One layer's maps (C, H, W) as integers in −255..255 relative to their largest |value|."""
     scale = float(np.abs(maps).max())
     values = np.rint(maps * (LEVELS / scale)) if scale > 0 else np.zeros(maps.shape)
     # ravel copies into C order: the maps are a channels-first view of channels-last memory
-    return FeatureMaps(layer, after, list(maps.shape), scale, values.astype(np.int16).ravel())
+    return QuantizedMaps(layer, after, list(maps.shape), scale, values.astype(np.int16).ravel())
 
 
 def dense_blocks(net: Network) -> list[tuple[int, str, int]]:
@@ -153,15 +153,14 @@ def dense_blocks(net: Network) -> list[tuple[int, str, int]]:
     activation, or the batch norm and activation layers that follow it.
     """
     blocks = []
-    weighted = [i for i, layer in enumerate(net.layers) if isinstance(layer, Dense | Conv2D)]
+    weighted = net.weighted_layers
     for i, following in zip(weighted[:-1], weighted[1:], strict=True):
-        layer = net.layers[i]
-        if not isinstance(layer, Dense):
+        shape = net.layers[i].output_shape or ()
+        if len(shape) != 1:  # a convolution: its outputs are feature maps (``map_blocks``)
             continue
-        activation = layer.activation.name
-        for between in net.layers[i + 1 : following]:
-            activation = getattr(between, "activation", None) and between.activation.name or activation
-        blocks.append((layer.units, activation, following - 1))
+        # the last activation before the next weights: the dense layer's own, or an activation layer's after it
+        last = [layer.activation for layer in net.layers[i:following] if layer.activation is not None][-1]
+        blocks.append((shape[0], last.name, following - 1))
     return blocks
 
 
@@ -169,15 +168,13 @@ def map_blocks(net: Network) -> list[tuple[str, list[str], tuple[int, ...], int]
     """(token, tokens after it, shape (C, H, W), index of the layer output to show) for every
     convolution and max-pooling layer of ``net``."""
     blocks = []
-    for i, layer in enumerate(net.layers):
-        if isinstance(layer, MaxPool2D):
-            blocks.append((layer.token, [], layer.output_shape, i))
-        elif isinstance(layer, Conv2D):
-            shown = i
+    for i in net.map_layers:
+        layer, shown = net.layers[i], i
+        if layer.weighted:  # a convolution: shown after what follows it value by value, as the next layer reads it
             while shown + 1 < len(net.layers) and isinstance(net.layers[shown + 1], ELEMENTWISE):
                 shown += 1
-            after = [between.token for between in net.layers[i + 1 : shown + 1]]
-            blocks.append((layer.token, after, layer.output_shape, shown))
+        after = [between.token for between in net.layers[i + 1 : shown + 1]]
+        blocks.append((layer.token, after, layer.output_shape or (), shown))
     return blocks
 
 
