@@ -19,7 +19,6 @@ from nnscratch.augment import (
     gaussian_matrix,
     sample_bilinear,
     shift_whole_pixels,
-    smooth_fields,
     source_positions,
     whole_pixel_limit,
 )
@@ -181,6 +180,13 @@ def test_whole_pixel_shifts_take_every_value_up_to_the_rounded_limit(strength, l
     out = augment(image, aug, np.random.default_rng(1))
     where = np.array(np.unravel_index(out.reshape(2000, -1).argmax(axis=1), (15, 15))) - 7  # (2, m)
     assert out.sum() == 2000 and set(where.ravel().tolist()) == set(range(-limit, limit + 1))
+
+
+def smooth_fields(fields, sigma):
+    """Gaussian-smooth each (H, W) field of fields (m, H, W) pixel by pixel: G_H · field · G_Wᵀ, batched
+    (what ``smooth_noise`` draws cell by cell)."""
+    _, H, W = fields.shape
+    return gaussian_matrix(H, sigma, fields.dtype) @ fields @ gaussian_matrix(W, sigma, fields.dtype).T
 
 
 def test_elastic_fields_are_smooth():

@@ -380,12 +380,12 @@ def test_contradictory_or_invalid_options_are_one_line_naming_the_option_or_file
 
 
 def test_momentum_from_a_default_or_with_a_momentum_optimiser_is_accepted(tmp_path):
-    from nnscratch.commands.train import apply_config, make_config
+    from nnscratch.commands.train import apply_config, make_recipe
 
     def config(*args):
         parsed = build_parser().parse_args(["train", *args])
         apply_config(parsed)
-        return make_config(parsed)
+        return make_recipe(parsed).config
 
     assert config().optimizer == "adam" and config().momentum == 0.9  # the default μ, unused, is no error
     assert config("--optimizer", "nesterov", "--momentum", "0.5").momentum == 0.5

@@ -173,9 +173,7 @@ def test_training_is_bit_for_bit_repeatable_for_a_thread_count_and_equally_good_
 
 def test_one_gradient_agrees_across_thread_counts_within_float32_rounding(rng, split_everything):
     X, y = rng.random((64, 144), dtype=np.float32), np.arange(64) % 3
-    (loss_one, g_one), (loss_two, g_two) = (
-        Network.from_spec(CNN, seed=0, threads=n).gradient(X, y) for n in (1, 2)
-    )
+    (loss_one, g_one), (loss_two, g_two) = (Network.from_spec(CNN, seed=0, threads=n).gradient(X, y) for n in (1, 2))
     # The longest sums are a convolution's weight gradient: 64 examples x 12 x 12 positions.  Reordering
     # a float32 sum of n terms moves it by at most n * 2**-24 of the sum of their magnitudes (Higham's
     # gamma_n, 5.5e-4 for n = 9216); measured, the whole gradient moves by about 1e-6 of its norm.

@@ -98,7 +98,7 @@ def test_settings_refuse_a_spec_that_cannot_be_varied():
         StudySettings(spec="1x4x4-conv3k3-swish-4:softmax")
     with pytest.raises(SpecError, match="does not match the data's 784 values"):
         StudySettings(spec=CONV).base_spec(784, 4)
-    with pytest.raises(SpecError, match="end it in 10:softmax"):
+    with pytest.raises(SpecError, match="end the spec in 10:softmax"):
         StudySettings(spec=CONV).base_spec(16, 10)
 
 

@@ -26,7 +26,7 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from nnscratch.errors import SpecError
+from nnscratch.errors import lookup
 
 Array = npt.NDArray[np.floating]
 
@@ -165,6 +165,17 @@ class SELU(Activation):
         return da
 
 
+def softmax(z: Array, out: Array | None = None) -> Array:
+    """exp(z - max) / Σ exp(z - max) over the last axis: the row max is subtracted first, so nothing overflows.
+
+    The one softmax: :class:`Softmax` (a hidden activation) and the loss's output probabilities.
+    """
+    e = np.subtract(z, z.max(axis=-1, keepdims=True), out=out)
+    np.exp(e, out=e)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
+
+
 class Softmax(Activation):
     """Softmax over the units of each row (the last axis: the channels of a feature map).
 
@@ -181,10 +192,7 @@ class Softmax(Activation):
     name = "softmax"
 
     def forward(self, z: Array, out: Array | None = None) -> Array:
-        e = np.subtract(z, z.max(axis=-1, keepdims=True), out=out)
-        np.exp(e, out=e)
-        e /= e.sum(axis=-1, keepdims=True)
-        return e
+        return softmax(z, out=out)
 
     def backward(self, z: Array, a: Array, da: Array) -> Array:
         da -= np.einsum("...j,...j->...", da, a)[..., None]
@@ -203,7 +211,4 @@ STUDY_ACTIVATIONS = ("relu", "sigmoid", "tanh", "selu", "softmax")
 
 def get_activation(name: str) -> Activation:
     """Return a new activation object for ``name`` (case-insensitive)."""
-    key = name.strip().lower().replace("-", "_")
-    if key not in ACTIVATIONS:
-        raise SpecError(f"unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[key]()
+    return lookup(ACTIVATIONS, name.strip().lower().replace("-", "_"), "activation")()

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from nnscratch.errors import SpecError
+from nnscratch.errors import SpecError, check_name
 
 Array = npt.NDArray[np.floating]
 
@@ -66,8 +66,7 @@ class Augmentation:
     sigma: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise SpecError(f"unknown augmentation {self.kind!r}; choose one of: {', '.join(KINDS)}")
+        check_name(KINDS, self.kind, "augmentation")
         if not (self.strength >= 0 and math.isfinite(self.strength)):
             raise SpecError(f"augmentation strength must be a number >= 0, got {self.strength!r}")
         if self.sigma <= 0:
@@ -113,12 +112,6 @@ def smooth_noise(rng: np.random.Generator, m: int, H: int, W: int, sigma: float)
     noise *= 2.0 * d
     noise -= float(d)
     return G_H @ noise @ G_W.T
-
-
-def smooth_fields(fields: Array, sigma: float) -> Array:
-    """Gaussian-smooth each (H, W) field of fields (m, H, W) pixel by pixel: G_H · field · G_Wᵀ, batched."""
-    _, H, W = fields.shape
-    return gaussian_matrix(H, sigma, fields.dtype) @ fields @ gaussian_matrix(W, sigma, fields.dtype).T
 
 
 class Workspace:

@@ -28,6 +28,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -52,7 +53,7 @@ MNIST_FILES = {
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 
-IDX_DTYPES = {
+IDX_DTYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
@@ -366,10 +367,11 @@ def load_dataset(
     csvs = _csv_pair(directory)
     stems = list(MNIST_FILES)
     found = [_find(directory, stem) for stem in stems]
-    if all(found):
-        tr_img, tr_lab, te_img, te_lab = (read_idx(p) for p in found)  # type: ignore[arg-type]
-        X_train, y_train = _pair(tr_img, _labels(tr_lab, str(found[1])), "training", dtype)
-        X_test, y_test = _pair(te_img, _labels(te_lab, str(found[3])), "test", dtype)
+    present = [path for path in found if path is not None]
+    if len(present) == len(found):
+        tr_img, tr_lab, te_img, te_lab = (read_idx(p) for p in present)
+        X_train, y_train = _pair(tr_img, _labels(tr_lab, str(present[1])), "training", dtype)
+        X_test, y_test = _pair(te_img, _labels(te_lab, str(present[3])), "test", dtype)
     elif csvs:
         (tr_X, tr_y), (te_X, te_y) = read_csv(csvs[0]), read_csv(csvs[1])
         X_train, y_train = _pair(tr_X, tr_y, "training", dtype)
@@ -401,3 +403,13 @@ def split_indices(n: int, n_val: int, rng: np.random.Generator) -> tuple[np.ndar
         raise DataError(f"validation size must be in [0, {n}), got {n_val}; lower --validation-size")
     order = rng.permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def data_fingerprint(*arrays: npt.NDArray) -> str:
+    """A short hash of the data (shapes, every label, a sample of the pixels), to key the cache by."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(f"{a.shape}{a.dtype}".encode())
+        step = max(1, len(a) // 500) if a.ndim > 1 else 1
+        h.update(np.ascontiguousarray(a[::step]).tobytes())
+    return h.hexdigest()[:16]

@@ -6,6 +6,12 @@ these into a message and a non-zero exit code; library users can catch :class:`N
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
+ECHO_CHARS = 40  # of a user's text quoted in a message: a token may be any length
+
 
 class NNScratchError(Exception):
     """Base class of every error nnscratch raises on purpose."""
@@ -46,3 +52,25 @@ class DivergenceError(NNScratchError, ArithmeticError):
         super().__init__(message)
         self.epoch = epoch
         self.batch = batch
+
+
+def echo(text: str, limit: int = ECHO_CHARS) -> str:
+    """``text`` quoted for an error message, cut to ``limit`` characters and ``…``: a token may be any length."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def check_name(known: Collection[str], name: object, what: str, *, error: type[Exception] | None = None) -> str:
+    """``name`` if it is one of ``known``; else ``error`` (SpecError) "unknown {what} 'x'; choose one of: ...".
+
+    The one place a registry's name is checked: activations, initialisers, optimisers, schedules,
+    presets, augmentations, variants and layouts all say it the same way.
+    """
+    if isinstance(name, str) and name in known:
+        return name
+    shown = echo(name) if isinstance(name, str) else repr(name)[:ECHO_CHARS]
+    raise (error or SpecError)(f"unknown {what} {shown}; choose one of: {', '.join(known)}")
+
+
+def lookup(registry: Mapping[str, T], name: object, what: str) -> T:
+    """``registry[name]``, or the SpecError of :func:`check_name`."""
+    return registry[check_name(registry, name, what)]

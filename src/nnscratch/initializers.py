@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from nnscratch.errors import SpecError
+from nnscratch.errors import lookup
 
 Array = npt.NDArray[np.floating]
 Shape = tuple[int, ...]
@@ -57,7 +57,4 @@ INITIALIZERS: dict[str, Init] = {"he": he, "glorot": glorot, "lecun": lecun, "un
 
 def get_initializer(name: str) -> Init:
     """Return the initialiser called ``name``."""
-    key = name.strip().lower()
-    if key not in INITIALIZERS:
-        raise SpecError(f"unknown initialiser {name!r}; choose one of: {', '.join(INITIALIZERS)}")
-    return INITIALIZERS[key]
+    return lookup(INITIALIZERS, name.strip().lower(), "initialiser")

@@ -5,7 +5,7 @@ Legend: m = batch size, k = number of classes.
     L = (1/m) Σ_i -log P[i, y_i]  +  (λ₂/2) Σ_layers ||W||²  +  λ₁ Σ_layers Σ |W|
                                                      P = softmax(Z), Z (m, k) the logits
 
-A network ends in logits Z; the loss owns the output softmax (``softmax`` below is what
+A network ends in logits Z; the loss owns the output softmax (``softmax``, the one in ``activations``, is what
 ``Network.predict_proba`` applies), and fuses it with the cross-entropy: with Y the one-hot labels,
 
     dL/dZ = (P - Y) / m
@@ -21,14 +21,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from nnscratch.activations import softmax as softmax  # the output probabilities (re-exported: P = softmax(Z))
+
 Array = npt.NDArray[np.floating]
-
-
-def softmax(Z: Array) -> Array:
-    """P = softmax(Z) row by row, for logits Z (m, k); the row max is subtracted first, so nothing overflows."""
-    P = np.exp(Z - Z.max(axis=1, keepdims=True))
-    P /= P.sum(axis=1, keepdims=True)
-    return P
 
 
 def softmax_cross_entropy(Z: Array, y: npt.NDArray[np.integer]) -> tuple[float, Array]:

@@ -10,13 +10,13 @@ that do not depend on their number.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from nnscratch.errors import SpecError
+from nnscratch.errors import SpecError, lookup
 from nnscratch.parallel import Threads
 from nnscratch.parallel import pool as pool_of
 
@@ -223,22 +223,19 @@ class AdamW(Adam):
         super().step(params, grad, lr)
 
 
-OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adam", "adamw")
+# Every optimiser by name, made from the settings that any of them reads: (μ, weight decay, decayed runs).
+OPTIMIZERS: dict[str, Callable[[float, float, Sequence[tuple[int, int]]], Optimizer]] = {
+    "sgd": lambda momentum, weight_decay, decayed: SGD(),
+    "momentum": lambda momentum, weight_decay, decayed: Momentum(momentum),
+    "nesterov": lambda momentum, weight_decay, decayed: Momentum(momentum, nesterov=True),
+    "adam": lambda momentum, weight_decay, decayed: Adam(),
+    "adamw": lambda momentum, weight_decay, decayed: AdamW(weight_decay, decayed),
+}
+OPTIMIZER_NAMES = tuple(OPTIMIZERS)
 
 
 def make_optimizer(
     name: str, *, momentum: float = 0.9, weight_decay: float = 0.0, decayed: Sequence[tuple[int, int]] = ()
 ) -> Optimizer:
     """An optimiser by name: sgd, momentum, nesterov, adam or adamw (which decays the ``decayed`` runs)."""
-    key = name.strip().lower()
-    if key == "sgd":
-        return SGD()
-    if key == "momentum":
-        return Momentum(momentum)
-    if key == "nesterov":
-        return Momentum(momentum, nesterov=True)
-    if key == "adam":
-        return Adam()
-    if key == "adamw":
-        return AdamW(weight_decay, decayed)
-    raise SpecError(f"unknown optimiser {name!r}; choose one of: {', '.join(OPTIMIZER_NAMES)}")
+    return lookup(OPTIMIZERS, name.strip().lower(), "optimiser")(momentum, weight_decay, decayed)

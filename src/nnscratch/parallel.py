@@ -100,21 +100,12 @@ class Threads:
 
     def _work(self, inbox: queue.SimpleQueue) -> None:
         while True:
-            job = inbox.get()
-            if job is None:
-                return
-            fn, start, stop, errors = job
+            fn, start, stop, errors = inbox.get()
             try:
                 with np.errstate(**errors):  # the caller's floating-point error handling (thread-local)
                     self._done.put((start, fn(start, stop), None))
             except BaseException as exc:  # handed back to the caller, raised there
                 self._done.put((start, None, exc))
-
-    def close(self) -> None:
-        """Stop the worker threads (they also stop with the process)."""
-        for inbox in self._inboxes:
-            inbox.put(None)
-        self._inboxes = []
 
     def chunks(self, n: int, *, size: int = 1) -> list[tuple[int, int]]:
         """Split range(n) into contiguous (start, stop) pieces, one per thread, each worth ``size`` values

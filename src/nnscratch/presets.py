@@ -7,14 +7,13 @@ give; anything given on the command line wins.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from nnscratch.errors import SpecError
+from nnscratch.errors import lookup
 from nnscratch.layers import Conv2D, MaxPool2D
 from nnscratch.network import Network
-from nnscratch.spec import parse_token
+from nnscratch.spec import compose_spec, parse_token
 
 
 @dataclass(frozen=True)
@@ -29,23 +28,10 @@ class Preset:
         """Whether the network works on images (it then needs square single-channel inputs such as MNIST's)."""
         return any(isinstance(parse_token(token), Conv2D | MaxPool2D) for token in self.layers.split("-"))
 
-    def spec(self, n_features: int, n_classes: int, *, layers: str | None = None) -> str:
-        """The whole spec for data of ``n_features`` values and ``n_classes`` classes.
-
-        ``layers`` replaces the preset's own middle part.  A convolutional preset reads the features
-        as one square channel, 784 as 1x28x28.
-        """
-        middle = self.layers if layers is None else layers
-        head = str(n_features)
-        if self.convolutional:
-            side = math.isqrt(n_features)
-            if side * side != n_features:
-                raise SpecError(
-                    f"a convolutional preset needs square images, but the data has {n_features} values per image; "
-                    "write the network with --spec"
-                )
-            head = f"1x{side}x{side}"
-        return "-".join(part for part in (head, middle, f"{n_classes}:softmax") if part)
+    def spec(self, n_features: int, n_classes: int) -> str:
+        """The whole spec for data of ``n_features`` values and ``n_classes`` classes.  A convolutional
+        preset reads the features as one square channel, 784 as 1x28x28."""
+        return compose_spec(n_features, self.layers, n_classes, image=self.convolutional)
 
     def network(
         self, n_features: int, n_classes: int, *, seed: int | None = 0, dtype: str = "float32", init: str | None = None
@@ -58,6 +44,8 @@ CNN_LAYERS = "conv16k3-bn-relu-maxpool2-conv32k3-bn-relu-maxpool2-flatten-dropou
 CNN_BEST_LAYERS = "conv32k3-bn-relu-maxpool2-conv64k3-bn-relu-maxpool2-flatten-dropout0.4-256:relu-dropout0.4"
 _ELASTIC = {"augment": "elastic", "augment_strength": 0.5}
 _ADAM_WSD = {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 128, "schedule": "wsd"}
+
+DEFAULT_PRESET = "default"  # the network and recipe of `nnscratch train` with no --preset
 
 PRESETS: dict[str, Preset] = {
     "seed": Preset(
@@ -98,6 +86,4 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
-    if name not in PRESETS:
-        raise SpecError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return PRESETS[name]
+    return lookup(PRESETS, name, "preset")

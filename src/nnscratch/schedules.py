@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from nnscratch.errors import SpecError
+from nnscratch.errors import SpecError, check_name
 
 SCHEDULES = ("constant", "step", "cosine", "wsd")
 
@@ -33,8 +33,7 @@ class Schedule:
     decay_fraction: float = 0.2
 
     def __post_init__(self) -> None:
-        if self.kind not in SCHEDULES:
-            raise SpecError(f"unknown schedule {self.kind!r}; choose one of: {', '.join(SCHEDULES)}")
+        check_name(SCHEDULES, self.kind, "schedule")
         if not 0 < self.decay_fraction <= 1:
             raise SpecError(f"decay fraction must be in (0, 1], got {self.decay_fraction}")
         if self.every <= 0 or not 0 < self.gamma <= 1:

@@ -66,8 +66,8 @@ from nnscratch.layers import Conv2D, Dense, Layer
 from nnscratch.network import Network
 from nnscratch.optimizers import SGD, Adam, Momentum, Optimizer
 from nnscratch.presets import PRESETS
-from nnscratch.spec import LayerSpec, output_layer, parse_spec
-from nnscratch.training import Callback, EpochRecord, TrainConfig, Trainer, TrainState
+from nnscratch.spec import LayerSpec, compose_spec, output_layer, parse_spec, square_side
+from nnscratch.training import Callback, EpochRecord, History, TrainConfig, Trainer, TrainState
 
 __all__ = ["CNNClassifier", "MLPClassifier"]
 
@@ -84,6 +84,29 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
 
     A subclass states its network (``_architecture``) and checks its inputs, as flat rows (``_validate``).
     """
+
+    # What fit sets (declared, not assigned: scikit-learn counts an estimator as fitted once they exist).
+    classes_: np.ndarray
+    network_: Network
+    history_: History
+    n_iter_: int
+    t_: int
+    n_outputs_: int
+    n_layers_: int
+    out_activation_: str
+    loss_: float
+    loss_curve_: list[float]
+    validation_scores_: list[float] | None  # None without early_stopping
+    best_validation_score_: float | None  # None without early_stopping
+    best_loss_: float | None  # None with early_stopping
+    coefs_: list[np.ndarray]
+    intercepts_: list[np.ndarray]
+    _seed_value: int
+    _train_state: TrainState
+    _learning_rate: float
+    _no_improvement_count: int
+    _best_params: np.ndarray | None  # the best epoch's weights and state, with early_stopping
+    _best_state: np.ndarray | None
 
     def _architecture(self, n_features: int, n_classes: int) -> tuple[tuple[int, ...], list[Layer]]:
         """(input shape, layers) of the network for data of ``n_features`` values and ``n_classes`` classes."""
@@ -239,19 +262,23 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
         tol = float(self.tol)
         if self.early_stopping:
             score = record.val_accuracy
-            self.validation_scores_.append(score)
+            scores, best = self.validation_scores_, self.best_validation_score_
+            if scores is None or best is None:  # early_stopping switched on since a fit without it (warm_start)
+                raise AttributeError("validation_scores_ is None: early_stopping was off when the network was made")
+            scores.append(score)
             if self.verbose:
                 print(f"Validation score: {score:f}")
-            self._no_improvement_count = (
-                self._no_improvement_count + 1 if score < self.best_validation_score_ + tol else 0
-            )
-            if score > self.best_validation_score_:
+            self._no_improvement_count = self._no_improvement_count + 1 if score < best + tol else 0
+            if score > best:
                 self.best_validation_score_ = score
                 self._best_params, self._best_state = self.network_.params.copy(), self.network_.state.copy()
         else:
             loss = self.loss_curve_[-1]
-            self._no_improvement_count = self._no_improvement_count + 1 if loss > self.best_loss_ - tol else 0
-            self.best_loss_ = min(self.best_loss_, loss)
+            best_loss = self.best_loss_
+            if best_loss is None:  # early_stopping switched off since a fit with it (warm_start)
+                raise TypeError("best_loss_ is None: early_stopping was on when the network was made")
+            self._no_improvement_count = self._no_improvement_count + 1 if loss > best_loss - tol else 0
+            self.best_loss_ = min(best_loss, loss)
 
     def _stop(self) -> bool:
         """After ``n_iter_no_change`` epochs without progress: stop, or (sgd, "adaptive") divide the rate by 5."""
@@ -280,13 +307,13 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
         self.n_outputs_ = len(self.classes_)
         self.n_layers_ = len(self.network_.layers) + 1  # with the input layer, as scikit-learn counts
         self.out_activation_ = "softmax"
-        self.loss_curve_: list[float] = []
+        self.loss_curve_ = []
         self._no_improvement_count = 0
         self._best_params = self._best_state = None
         if self.early_stopping:
-            self.validation_scores_: list[float] | None = []
-            self.best_validation_score_: float | None = -np.inf
-            self.best_loss_: float | None = None
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
         else:
             self.best_loss_ = np.inf
             self.validation_scores_ = None
@@ -303,7 +330,11 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
         """The classes (k,) this call trains on, checked against earlier calls as scikit-learn does."""
         check_classification_targets(y)
         if first_pass:
-            return classes if incremental else np.unique(y)
+            if not incremental:
+                return np.unique(y)
+            if classes is None:  # partial_fit refuses a first call without classes before it gets here
+                raise ValueError("classes must be passed on the first call to partial_fit")
+            return classes
         if self.warm_start and not incremental and not np.array_equal(np.unique(y), self.classes_):
             raise ValueError(
                 f"warm_start can only be used where y has the same classes as in the previous call to fit: "
@@ -573,8 +604,9 @@ class MLPClassifier(_NetworkClassifier):
         self.dtype = dtype
 
     def _hidden_layers(self) -> list[LayerSpec]:
-        sizes = self.hidden_layer_sizes
-        sizes = [sizes] if isinstance(sizes, numbers.Integral) else list(sizes)
+        hidden = self.hidden_layer_sizes
+        # int spelled out beside Integral: the type checker does not know that int is an Integral
+        sizes: list[object] = [hidden] if isinstance(hidden, int | numbers.Integral) else list(hidden)
         units = [_positive_int(u, "hidden_layer_sizes") for u in sizes]
         if isinstance(self.activation, str):
             names = [self.activation] * len(units)
@@ -632,6 +664,8 @@ class CNNClassifier(_NetworkClassifier):
 """
     )
 
+    image_shape_: tuple[int, int, int]  # set by fit
+
     def __init__(
         self,
         layers: str = CNN_LAYERS,
@@ -688,17 +722,16 @@ class CNNClassifier(_NetworkClassifier):
         self.dtype = dtype
 
     def _architecture(self, n_features: int, n_classes: int) -> tuple[tuple[int, ...], list[Layer]]:
-        C, H, W = self.image_shape_
-        spec = "-".join(part for part in (f"{C}x{H}x{W}", str(self.layers).strip("-"), f"{n_classes}:softmax") if part)
-        return parse_spec(spec)
+        return parse_spec(compose_spec(self.image_shape_, str(self.layers), n_classes))
 
     def _validate(self, X: Any, y: Any = NO_Y, *, reset: bool) -> Any:
         """Images or rows X as flat rows (m, C·H·W) (and y, if given), checked by scikit-learn; sets image_shape_."""
-        shape = None
+        shape: tuple[int, int, int] | None = None
         if not hasattr(X, "tocsr") and not hasattr(X, "columns"):  # neither sparse nor a data frame
             array = np.asarray(X)
             if array.ndim in (3, 4):
-                shape = (1, *array.shape[1:]) if array.ndim == 3 else tuple(array.shape[1:])
+                C, H, W = (1, *array.shape[1:]) if array.ndim == 3 else array.shape[1:]
+                shape = (C, H, W)
                 X = array.reshape(array.shape[0], -1)
         if y is NO_Y:
             X = _dense(validate_data(self, X, reset=reset, accept_sparse=SPARSE, dtype=(np.float64, np.float32)))
@@ -711,7 +744,7 @@ class CNNClassifier(_NetworkClassifier):
             raise ValueError(f"X holds images of shape {shape}, but the network was fitted on {self.image_shape_}")
         return X if y is NO_Y else (X, y)
 
-    def _image_shape(self, seen: tuple[int, ...] | None, n_features: int) -> tuple[int, int, int]:
+    def _image_shape(self, seen: tuple[int, int, int] | None, n_features: int) -> tuple[int, int, int]:
         if self.image_shape is not None:
             shape = tuple(_positive_int(d, "image_shape") for d in self.image_shape)
             if len(shape) != 3 or math.prod(shape) != n_features:
@@ -721,11 +754,11 @@ class CNNClassifier(_NetworkClassifier):
                 )
             if seen is not None and seen != shape:
                 raise ValueError(f"X holds images of shape {seen}, but image_shape is {shape}")
-            return shape  # type: ignore[return-value]
+            return shape
         if seen is not None:
-            return seen  # type: ignore[return-value]
-        side = math.isqrt(n_features)
-        if side * side != n_features:
+            return seen
+        side = square_side(n_features)
+        if side is None:
             raise ValueError(
                 f"X has {n_features} values per row, not a square image; give image_shape=(C, H, W) "
                 "or pass X as (m, H, W) or (m, C, H, W) images"

@@ -25,11 +25,13 @@ it meets, with an error naming the token and that shape, and that the whole fits
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nnscratch.activations import ACTIVATIONS
-from nnscratch.errors import SpecError
+from nnscratch.errors import SpecError, check_name
 from nnscratch.initializers import INITIALIZERS
 from nnscratch.layers import ActivationLayer, AlphaDropout, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
 from nnscratch.layers.base import MAX_SIZE, Shape, echo, shape_text, spec_int
@@ -49,10 +51,9 @@ class LayerSpec:
         if not isinstance(self.units, int) or not 1 <= self.units <= MAX_SIZE:
             shown = "a larger number" if isinstance(self.units, int) and self.units > 0 else echo(repr(self.units))
             raise SpecError(f"a layer needs a positive number of units, at most {MAX_SIZE:,}; got {shown}")
-        if self.activation not in ACTIVATIONS:
-            raise SpecError(f"unknown activation {echo(self.activation)}; choose one of: {', '.join(ACTIVATIONS)}")
-        if self.init is not None and self.init not in INITIALIZERS:
-            raise SpecError(f"unknown initialiser {echo(self.init)}; choose one of: {', '.join(INITIALIZERS)}")
+        check_name(ACTIVATIONS, self.activation, "activation")
+        if self.init is not None:
+            check_name(INITIALIZERS, self.init, "initialiser")
 
     def __str__(self) -> str:
         return f"{self.units}:{self.activation}" + (f":{self.init}" if self.init else "")
@@ -172,14 +173,74 @@ def parse_spec(spec: str) -> tuple[Shape, list[Layer]]:
             f"the network must end in its dense output layer, such as 10:softmax; {echo(spec)} ends in {echo(last)}"
         )
     output = parse_layer(last, default_activation="softmax")
-    if output.activation != "softmax":
-        raise SpecError(
-            f"the output layer must use softmax (it is trained with cross-entropy), not {echo(output.activation)}"
-        )
+    check_output_activation(output.activation)
     if image:
         layers.append(Flatten())
     layers.append(output_layer(output.units, init=output.init))
     return input_shape, layers
+
+
+def square_side(n_features: int) -> int | None:
+    """The side of the square image that ``n_features`` flat values are (28 for MNIST's 784), else None."""
+    side = math.isqrt(n_features)
+    return side if side * side == n_features else None
+
+
+def compose_spec(inputs: int | Shape, middle: str | Sequence[str], n_classes: int, *, image: bool = False) -> str:
+    """The spec of a network on ``inputs`` (784, or a shape such as (1, 28, 28)) whose hidden layers are
+    ``middle`` (tokens, or tokens already joined by ``-``; empty for none), ending in ``n_classes`` outputs.
+
+    ``image=True`` reads flat ``inputs`` as one square channel (784 as 1x28x28), as a convnet needs;
+    a number of values that is no square is refused.
+    """
+    if image and isinstance(inputs, int):
+        side = square_side(inputs)
+        if side is None:
+            raise SpecError(
+                f"a convolutional network needs square images, but the data has {inputs} values per image; "
+                "write the network with --spec"
+            )
+        inputs = (1, side, side)
+    head = str(inputs) if isinstance(inputs, int) else shape_text(tuple(inputs))
+    body = middle if isinstance(middle, str) else "-".join(middle)
+    return "-".join(part for part in (head, body.strip("-"), f"{n_classes}:softmax") if part)
+
+
+def check_fits(
+    input_shape: Shape, layers: Sequence[Layer], n_features: int, n_classes: int, *, exact_classes: bool = True
+) -> None:
+    """Refuse (SpecError) a parsed network whose input is not ``n_features`` values per example, or whose
+    output has not ``n_classes`` classes (with ``exact_classes=False``: fewer than the labels need)."""
+    n_in, classes = math.prod(input_shape), dense_output(layers).units
+    if n_in != n_features:
+        side = square_side(n_features)
+        square = f" or 1x{side}x{side}" if side else ""
+        raise SpecError(
+            f"the network's input {shape_text(input_shape)} ({n_in} values) does not match the data's "
+            f"{n_features} values per image; start the spec with {n_features}{square}"
+        )
+    if classes != n_classes if exact_classes else classes < n_classes:
+        data = f"the data has {n_classes}" if exact_classes else f"the labels go up to {n_classes - 1}"
+        raise SpecError(f"the network ends in {classes} classes but {data}; end the spec in {n_classes}:softmax")
+
+
+def dense_output(layers: Sequence[Layer]) -> Dense:
+    """The output layer of a stack of layers: the last, which must be dense (SpecError otherwise)."""
+    if not layers:
+        raise SpecError("a network needs at least an output layer")
+    output = layers[-1]
+    if not isinstance(output, Dense):
+        raise SpecError(f"the last layer must be the dense output layer, such as 10:softmax, not {output.token!r}")
+    return output
+
+
+def check_output_activation(name: str, *, logits: bool = False) -> None:
+    """Refuse an output activation other than softmax: the network is trained with softmax cross-entropy.
+
+    ``logits=True`` also accepts identity, the built output layer's (the loss applies the softmax).
+    """
+    if name != "softmax" and not (logits and name == "identity"):
+        raise SpecError(f"the output layer must use softmax (it is trained with cross-entropy), not {echo(name)}")
 
 
 def output_layer(classes: int, *, init: str | None = None) -> Dense:

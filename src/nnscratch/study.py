@@ -28,21 +28,22 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 
 from nnscratch import plotdata
 from nnscratch.activations import STUDY_ACTIVATIONS, get_activation
+from nnscratch.data import data_fingerprint
 from nnscratch.diagnostics import gradient_norms, hidden_positions, layer_statistics
-from nnscratch.errors import DivergenceError, SpecError
+from nnscratch.errors import DivergenceError, SpecError, check_name
 from nnscratch.io import atomic_write
 from nnscratch.metrics import accuracy
 from nnscratch.network import Network
 from nnscratch.parallel import available_cores
 from nnscratch.plotdata import Histogram
-from nnscratch.spec import parse_spec
+from nnscratch.spec import check_fits, compose_spec, parse_spec
 from nnscratch.training import Callback, EpochRecord, History, TrainConfig, train
 
 SEED_STACK = ("relu", "sigmoid", "selu", "tanh")
@@ -123,31 +124,17 @@ class StudySettings:
         """The architecture every variant starts from, for data of ``n_features`` values per image and
         labels in [0, ``n_classes``); raises SpecError if the given spec does not fit that data."""
         if self.spec is None:
-            return "-".join([str(n_features), *(f"{w}:relu" for w in self.widths or ()), f"{n_classes}:softmax"])
+            return compose_spec(n_features, [f"{w}:relu" for w in self.widths or ()], n_classes)
         input_shape, layers = parse_spec(self.spec)
-        n_in, classes = math.prod(input_shape), layers[-1].units  # type: ignore[attr-defined]
-        if n_in != n_features:
-            side = math.isqrt(n_features)
-            square = f" or 1x{side}x{side}" if side * side == n_features else ""
-            raise SpecError(
-                f"the spec's input ({n_in} values) does not match the data's {n_features} values per image; "
-                f"start it with {n_features}{square}"
-            )
-        if classes < n_classes:
-            raise SpecError(
-                f"the spec ends in {classes} classes but the labels go up to {n_classes - 1}; "
-                f"end it in {n_classes}:softmax"
-            )
+        check_fits(input_shape, layers, n_features, n_classes, exact_classes=False)
         return self.spec
 
 
 def variant_activations(variant: str, n: int) -> list[str]:
     """The activation of each of a network's n hidden activations in a variant: one name everywhere, or
     the seed stack's, cycled."""
-    if variant == "seed":
+    if check_name(VARIANTS, variant, "variant") == "seed":
         return [SEED_STACK[i % len(SEED_STACK)] for i in range(n)]
-    if variant not in STUDY_ACTIVATIONS:
-        raise SpecError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     return [variant] * n
 
 
@@ -180,16 +167,6 @@ def run_key(variant: str, seed: int, learning_rate: float, settings: StudySettin
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
-def data_fingerprint(*arrays: npt.NDArray) -> str:
-    """A short hash of the data (shapes, every label, a sample of the pixels), to key the cache by."""
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(f"{a.shape}{a.dtype}".encode())
-        step = max(1, len(a) // 500) if a.ndim > 1 else 1
-        h.update(np.ascontiguousarray(a[::step]).tobytes())
-    return h.hexdigest()[:16]
 
 
 # -- what one run records -----------------------------------------------------------------------
@@ -336,6 +313,19 @@ class RunResult:
         )
 
 
+class _Described(TypedDict):
+    """The fields of a :class:`RunResult` known before its training starts."""
+
+    variant: str
+    seed: int
+    learning_rate: float
+    spec: str
+    input_shape: tuple[int, ...]
+    hidden_layers: tuple[int, ...]
+    fed_by: tuple[int | None, ...]
+    weight_layers: tuple[str, ...]
+
+
 class _Diagnose(Callback):
     """After each epoch: the record, gradient norms and layer statistics on the probe batch."""
 
@@ -377,7 +367,7 @@ def run_one(
     net = variant_network(settings.base_spec(X_train.shape[1], n_classes), variant, seed=seed, threads=threads)
     probe = min(PROBE, len(X_test))
     diagnose = _Diagnose(X_test[:probe], y_test[:probe])
-    described = dict(
+    described = _Described(
         variant=variant,
         seed=seed,
         learning_rate=learning_rate,
@@ -492,9 +482,14 @@ def run_study(
     tasks = [delayed(run_one)(*job, settings, X_train, y_train, X_test, y_test, threads) for job in todo]
     with parallel_config(backend=backend) if backend else contextlib.nullcontext():
         for run in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):
-            atomic_write(paths[run.job], lambda f, run=run: f.write(json.dumps(run.to_dict()).encode()))
+            atomic_write(paths[run.job], _json_writer(run))
             record(run.job, run, False)
     return [finished[job] for job in jobs]
+
+
+def _json_writer(run: RunResult) -> Callable[[IO[bytes]], int]:
+    """What writes ``run`` as JSON to the file :func:`atomic_write` hands it."""
+    return lambda f: f.write(json.dumps(run.to_dict()).encode())
 
 
 # -- the summary of each variant ----------------------------------------------------------------

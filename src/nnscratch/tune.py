@@ -38,7 +38,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,20 +47,20 @@ import numpy as np
 import numpy.typing as npt
 
 from nnscratch.activations import ACTIVATIONS, STUDY_ACTIVATIONS
-from nnscratch.errors import DivergenceError, NNScratchError, SpecError
+from nnscratch.data import data_fingerprint
+from nnscratch.errors import DivergenceError, NNScratchError, SpecError, check_name
 from nnscratch.io import atomic_write
 from nnscratch.network import Network
 from nnscratch.optimizers import OPTIMIZER_NAMES
-from nnscratch.presets import PRESETS
+from nnscratch.presets import DEFAULT_PRESET, PRESETS
+from nnscratch.recipe import Recipe
 from nnscratch.schedules import SCHEDULES
-from nnscratch.spec import parse_hidden
 from nnscratch.training import Callback, EpochRecord, TrainConfig, Trainer
 
 if TYPE_CHECKING:
     import optuna
 
-PRESET = "default"  # the preset whose network and recipe a trial varies (as `nnscratch train --hidden` does)
-MOMENTUM = 0.9  # of the momentum and nesterov optimisers: nnscratch train's default
+MOMENTUM = TrainConfig.momentum  # of the momentum and nesterov optimisers: nnscratch train's default
 STARTUP_TRIALS = 5  # finished trials before the median pruner prunes anything
 WARMUP_EPOCHS = 1  # epochs a trial runs before the pruner judges it (from its second epoch on)
 
@@ -160,7 +160,7 @@ def _check_range(
         )
 
 
-def _check_choices(name: str, chosen: Sequence[str], known: Sequence[str]) -> None:
+def _check_choices(name: str, chosen: Sequence[str], known: Collection[str]) -> None:
     unknown = [c for c in chosen if c not in known]
     if not chosen or unknown:
         raise SpecError(f"{name} must be some of {', '.join(known)}; got {', '.join(map(str, chosen)) or 'none'}")
@@ -176,7 +176,7 @@ class TuneSettings:
     epochs: int = 5
     seed: int = 0
     dtype: str = "float32"
-    schedule: str = PRESETS[PRESET].training["schedule"]
+    schedule: str = PRESETS[DEFAULT_PRESET].training["schedule"]
     pruning: bool = True
 
     def __post_init__(self) -> None:
@@ -184,8 +184,7 @@ class TuneSettings:
             raise SpecError(f"epochs must be a positive integer, got {self.epochs!r}")
         if not _is_int(self.seed):
             raise SpecError(f"the seed must be an integer, got {self.seed!r}")
-        if self.schedule not in SCHEDULES:
-            raise SpecError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        check_name(SCHEDULES, self.schedule, "schedule")
 
     def train_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """A trial's options with these settings: every ``nnscratch train`` option that decides the run."""
@@ -195,27 +194,10 @@ class TuneSettings:
 
 
 def trial_run(options: dict[str, Any], n_features: int, n_classes: int) -> tuple[Network, TrainConfig]:
-    """The network and config ``nnscratch train`` builds from these options (see ``TuneSettings.train_options``)."""
-    preset = PRESETS[PRESET]
-    middle = "-".join(str(layer) for layer in parse_hidden(options["hidden"]))
-    net = Network.from_spec(
-        preset.spec(n_features, n_classes, layers=middle),
-        seed=options["seed"],
-        dtype=options["dtype"],
-        init=preset.init,
-    )
-    config = TrainConfig(
-        epochs=options["epochs"],
-        batch_size=options["batch-size"],
-        optimizer=options["optimizer"],
-        learning_rate=options["lr"],
-        momentum=options.get("momentum", MOMENTUM),
-        schedule=options["schedule"],
-        l2=options["l2"],
-        dropout=options["dropout"],
-        seed=options["seed"],
-    )
-    return net, config
+    """The network and config ``nnscratch train`` builds from these options (see ``TuneSettings.train_options``):
+    both go through the same :class:`~nnscratch.recipe.Recipe`."""
+    recipe = Recipe.from_options(options)
+    return recipe.network(n_features, n_classes), recipe.config
 
 
 @dataclass(frozen=True)
@@ -375,8 +357,6 @@ def tune(
     n_classes = int(y.max()) + 1 if n_classes is None else n_classes
     if TrainConfig().validation_count(len(y)) < 1:
         raise SpecError(f"tuning needs a validation split, and {len(y)} samples are too few to hold one out")
-    from nnscratch.study import data_fingerprint
-
     study = open_study(settings=settings, storage=storage, study_name=study_name, data_id=data_fingerprint(X, y))
     done = [len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))]
     running: dict[int, tuple[optuna.Trial, dict[str, Any]]] = {}

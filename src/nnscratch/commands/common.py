@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 from rich.console import Console
 
 from nnscratch.data import ENV_DATA, Dataset, load_dataset
+from nnscratch.errors import SpecError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -84,6 +89,50 @@ def directory(text: str) -> str:
     return text
 
 
+def parallel_jobs(what: str):
+    """An argparse type for how many ``what`` ("runs", "trials") run at a time: N >= 1, or -1 for one per core."""
+    return _number(int, lambda v: v >= 1 or v == -1, f"a positive number of parallel {what} or -1 (one per core)")
+
+
+def add_scheduler(group: argparse._ArgumentGroup, *, what: str, needs: str, here: str, implies: str = "") -> None:
+    """--scheduler ADDRESS: send the ``what`` to a Dask cluster (see :func:`dask_backend`)."""
+    group.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help=f"send the {what} to this Dask scheduler, e.g. tcp://10.0.0.5:8786 ({implies}every worker needs "
+        f"{needs} installed; only this machine reads the data and {here})",
+    )
+
+
+@contextlib.contextmanager
+def dask_backend(scheduler: str | None) -> Iterator[str | None]:
+    """Inside the block, connected to the Dask scheduler at ``scheduler`` and yielding joblib's backend
+    name for it, ``"dask"``; with no scheduler, yields None (joblib's own processes, on this machine)."""
+    if not scheduler:
+        yield None
+        return
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise SpecError("--scheduler needs Dask: pip install 'dask[distributed]'") from None
+    with Client(scheduler):
+        yield "dask"
+
+
+@contextlib.contextmanager
+def terminate_interrupts() -> Iterator[None]:
+    """Inside the block SIGTERM stops the command as Ctrl-C does (KeyboardInterrupt): as cleanly."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def percent(value: float) -> str:
     return f"{100 * value:.2f}%"
 
@@ -132,67 +181,13 @@ def add_network_options(parser: argparse.ArgumentParser, *, default_preset: str 
     )
 
 
-def chosen_preset(args: argparse.Namespace, *, default_preset: str = "default"):
-    from nnscratch.presets import get_preset
+def network_recipe(
+    args: argparse.Namespace, training: dict[str, Any] | None = None, *, default_preset: str = "default"
+):
+    """The :class:`~nnscratch.recipe.Recipe` of --preset/--spec/--hidden/--init/--dtype/--seed, with the
+    ``training`` options given (by TrainConfig field; the preset fills the rest); checked whole before any
+    data is read: a malformed or contradictory --spec/--hidden, or a network that cannot fit in memory."""
+    from nnscratch.recipe import Recipe
 
-    return get_preset(args.preset or default_preset)
-
-
-def check_network_options(args: argparse.Namespace, *, default_preset: str = "default") -> None:
-    """Refuse a malformed or contradictory --spec/--hidden before any data is read."""
-    from nnscratch.errors import SpecError
-    from nnscratch.network import Network
-    from nnscratch.spec import parse_hidden
-
-    if args.spec is not None and args.hidden is not None:
-        raise SpecError("give either --spec (the whole network) or --hidden (an MLP's hidden layers), not both")
-    if args.spec is not None:
-        # the grammar, every layer against the shape it meets, and the memory it needs: shapes only, no arrays
-        Network.check_spec(args.spec, dtype=getattr(args, "dtype", "float32"))
-    if args.hidden is not None:
-        parse_hidden(args.hidden)
-        if chosen_preset(args, default_preset=default_preset).convolutional:
-            raise SpecError(
-                f"--hidden replaces an MLP's hidden layers, but the {args.preset} preset is a convnet; "
-                "write the whole network with --spec"
-            )
-
-
-def network_spec(args: argparse.Namespace, n_features: int, n_classes: int, *, default_preset: str = "default") -> str:
-    """The spec of the network --preset, --spec and --hidden describe, for data of that shape."""
-    from nnscratch.spec import parse_hidden
-
-    check_network_options(args, default_preset=default_preset)
-    if args.spec is not None:
-        return args.spec
-    preset = chosen_preset(args, default_preset=default_preset)
-    if args.hidden is None:
-        return preset.spec(n_features, n_classes)
-    middle = "-".join(str(layer) for layer in parse_hidden(args.hidden))
-    return preset.spec(n_features, n_classes, layers=middle)
-
-
-def build_network(args: argparse.Namespace, n_features: int, n_classes: int, *, default_preset: str = "default"):
-    """The network of --preset/--spec/--hidden/--init for data of ``n_features`` values and ``n_classes`` classes."""
-    from nnscratch.errors import SpecError
-    from nnscratch.layers import shape_text
-    from nnscratch.network import Network
-    from nnscratch.spec import parse_spec
-
-    spec = network_spec(args, n_features, n_classes, default_preset=default_preset)
-    init = args.init or chosen_preset(args, default_preset=default_preset).init
-    # Checked against the data from the parsed shapes alone, before any array exists.
-    input_shape, layers = parse_spec(spec)
-    n_in, classes = math.prod(input_shape), layers[-1].units  # type: ignore[attr-defined]
-    if n_in != n_features:
-        side = math.isqrt(n_features)
-        square = f" or 1x{side}x{side}" if side * side == n_features else ""
-        raise SpecError(
-            f"the network's input {shape_text(input_shape)} ({n_in} values) does not match the data's "
-            f"{n_features} values per image; start the spec with {n_features}{square}"
-        )
-    if classes != n_classes:
-        raise SpecError(
-            f"the network ends in {classes} classes but the data has {n_classes}; end the spec in {n_classes}:softmax"
-        )
-    return Network(input_shape, layers, seed=args.seed, dtype=args.dtype, init=init)
+    network = {"spec": args.spec, "hidden": args.hidden, "init": args.init, "dtype": args.dtype, "seed": args.seed}
+    return Recipe.of({"preset": args.preset or default_preset, **network, **(training or {})})

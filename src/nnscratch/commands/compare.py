@@ -8,12 +8,14 @@ import time
 from rich.console import Console
 
 from nnscratch.commands.common import (
-    _number,
     add_data_dir,
+    add_scheduler,
+    dask_backend,
     epoch_count,
     err,
     load_data,
     out,
+    parallel_jobs,
     positive_float,
     positive_int,
 )
@@ -34,7 +36,7 @@ def _list_of(convert, expected: str):
     return parse
 
 
-jobs = _number(int, lambda v: v >= 1 or v == -1, "a positive number of parallel runs or -1 (one per core)")
+jobs = parallel_jobs("runs")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -92,12 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="joblib backend: loky (local processes, the default) or dask (a Dask cluster; needs --scheduler)",
     )
-    where.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="the Dask scheduler to send the runs to, e.g. tcp://10.0.0.5:8786 (implies --backend dask); every "
-        "worker needs nnscratch installed; only this machine reads the data and writes OUTPUT",
-    )
+    add_scheduler(where, what="runs", needs="nnscratch", here="writes OUTPUT", implies="implies --backend dask; ")
     parser.add_argument("--output", "-o", default="compare", metavar="DIR", help="results directory (default: compare)")
     add_data_dir(parser)
     where.add_argument(
@@ -166,15 +163,8 @@ def run(args: argparse.Namespace) -> int:
     )
     arrays = (data.X_train, data.y_train, data.X_test, data.y_test)
     try:
-        if backend == "dask":
-            try:
-                from dask.distributed import Client
-            except ImportError:
-                raise SpecError("--scheduler needs Dask: pip install 'dask[distributed]'") from None
-            with Client(args.scheduler):
-                runs = run_study(settings, *arrays, backend="dask", **study)
-        else:
-            runs = run_study(settings, *arrays, backend=backend, **study)
+        with dask_backend(args.scheduler) as dask:
+            runs = run_study(settings, *arrays, backend=dask or backend, **study)
     except KeyboardInterrupt:
         err.print(
             f"interrupted; the finished runs are cached in {output / 'cache'}: "

@@ -10,8 +10,7 @@ from rich.table import Table
 from nnscratch.commands.common import (
     add_network_options,
     add_threads,
-    build_network,
-    check_network_options,
+    network_recipe,
     non_negative_float,
     out,
     positive_int,
@@ -57,11 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_network_options(args, default_preset="seed")
+    recipe = network_recipe(args, default_preset="seed")
     if args.spec is not None:  # the spec says its own input and classes
         net = Network.from_spec(args.spec, seed=args.seed, dtype=args.dtype, init=args.init)
     else:
-        net = build_network(args, args.inputs, args.classes, default_preset="seed")
+        net = recipe.network(args.inputs, args.classes)
     use_threads(net, args)
     net.footprint.check_batch(args.samples, smaller="fewer --samples")  # before the inputs: they may not fit
     rng = np.random.default_rng(args.seed)

@@ -6,13 +6,12 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from nnscratch.augment import KINDS as AUGMENTATIONS
 from nnscratch.commands.common import (
@@ -20,13 +19,11 @@ from nnscratch.commands.common import (
     add_data_dir,
     add_network_options,
     add_threads,
-    build_network,
-    check_network_options,
-    chosen_preset,
     directory,
     epoch_count,
     err,
     load_data,
+    network_recipe,
     non_negative_float,
     non_negative_int,
     out,
@@ -34,6 +31,7 @@ from nnscratch.commands.common import (
     positive_float,
     positive_int,
     probability,
+    terminate_interrupts,
     use_threads,
 )
 from nnscratch.errors import SpecError
@@ -41,7 +39,8 @@ from nnscratch.initializers import INITIALIZERS
 from nnscratch.io import check_output_dir, check_writable_file, deferred_signals, remove_stale_temporaries
 from nnscratch.network import Network
 from nnscratch.optimizers import OPTIMIZER_NAMES
-from nnscratch.presets import PRESETS
+from nnscratch.presets import DEFAULT_PRESET, PRESETS, get_preset
+from nnscratch.recipe import ARCHITECTURE, DTYPES, NETWORK_FIELDS, OPTIONS, Recipe
 from nnscratch.schedules import SCHEDULES
 from nnscratch.spec import parse_hidden
 from nnscratch.training import CHECKPOINT_NAME, Callback, EpochRecord, TrainConfig, Trainer, evaluate
@@ -170,8 +169,9 @@ def _choice(names) -> Any:
 
 
 def _spec(text: str) -> str:
-    """A network spec, checked as --spec is: the grammar, and every layer against the shape it meets."""
-    Network.from_spec(text)
+    """A network spec, checked as --spec is: the grammar, every layer against the shape it meets, and the
+    memory it needs (from the shapes alone: no array is made)."""
+    Network.check_spec(text)
     return text
 
 
@@ -181,32 +181,34 @@ def _hidden(text: str) -> str:
     return text
 
 
-# The options a --config file may set: name (as on the command line) -> (argparse dest, how to read a value).
-# Every value is read, and so checked, even where the command line overrides it: a bad file is refused whole.
-CONFIG_OPTIONS: dict[str, tuple[str, Any]] = {
-    "preset": ("preset", _choice(list(PRESETS))),
-    "spec": ("spec", _spec),
-    "hidden": ("hidden", _hidden),
-    "init": ("init", _choice(list(INITIALIZERS))),
-    "dtype": ("dtype", _choice(["float32", "float64"])),
-    "seed": ("seed", non_negative_int),
-    "optimizer": ("optimizer", _choice(OPTIMIZER_NAMES)),
-    "lr": ("lr", positive_float),
-    "momentum": ("momentum", non_negative_float),
-    "schedule": ("schedule", _choice(SCHEDULES)),
-    "epochs": ("epochs", epoch_count),
-    "batch-size": ("batch_size", batch_size),
-    "l2": ("l2", non_negative_float),
-    "l1": ("l1", non_negative_float),
-    "weight-decay": ("weight_decay", non_negative_float),
-    "dropout": ("dropout", probability),
-    "augment": ("augment", _choice(AUGMENTATIONS)),
-    "augment-strength": ("augment_strength", non_negative_float),
-    "validation-size": ("validation_size", non_negative_int),
-    "early-stopping": ("early_stopping", positive_int),
+# How a --config file's value of each option is read (as on the command line).  Every value is read, and
+# so checked, even where the command line overrides it: a bad file is refused whole.
+READERS: dict[str, Any] = {
+    "preset": _choice(list(PRESETS)),
+    "spec": _spec,
+    "hidden": _hidden,
+    "init": _choice(list(INITIALIZERS)),
+    "dtype": _choice(DTYPES),
+    "seed": non_negative_int,
+    "optimizer": _choice(OPTIMIZER_NAMES),
+    "lr": positive_float,
+    "momentum": non_negative_float,
+    "schedule": _choice(SCHEDULES),
+    "epochs": epoch_count,
+    "batch-size": batch_size,
+    "l2": non_negative_float,
+    "l1": non_negative_float,
+    "weight-decay": non_negative_float,
+    "dropout": probability,
+    "augment": _choice(AUGMENTATIONS),
+    "augment-strength": non_negative_float,
+    "validation-size": non_negative_int,
+    "early-stopping": positive_int,
 }
+# The options a --config file may set: a recipe's (nnscratch.recipe.OPTIONS), by name as on the command
+# line -> (argparse dest, how to read a value).
+CONFIG_OPTIONS: dict[str, tuple[str, Any]] = {name: (name.replace("-", "_"), READERS[name]) for name in OPTIONS}
 CONFIG_NOTE = "tuning"  # the key where 'nnscratch tune' records where the values came from; not an option
-ARCHITECTURE = ("preset", "spec", "hidden")  # one network: given any of them, the command line gives it whole
 MOMENTUM_OPTIMIZERS = ("momentum", "nesterov")  # the optimisers that read --momentum
 
 
@@ -243,7 +245,9 @@ def apply_config(args: argparse.Namespace) -> None:
         return
     # A μ set on purpose is refused with an optimiser that would ignore it (the default μ is never refused).
     # The config's μ goes with the config's optimiser, if it names one, even where the command line's wins.
-    optimizer = args.optimizer or chosen_preset(args).training.get("optimizer", TrainConfig.optimizer)
+    optimizer = args.optimizer or get_preset(args.preset or DEFAULT_PRESET).training.get(
+        "optimizer", TrainConfig.optimizer
+    )
     for where, used_by, set_here in (
         ("--momentum", optimizer, momentum_given),
         (f"{args.config}: momentum", config.get("optimizer", optimizer), "momentum" in config),
@@ -289,30 +293,18 @@ def read_config(path: str) -> dict[str, Any]:
     return values
 
 
-def make_config(args: argparse.Namespace) -> TrainConfig:
-    recipe = dict(chosen_preset(args).training)
-    given = {
-        "optimizer": args.optimizer,
-        "learning_rate": args.lr,
-        "schedule": args.schedule,
-        "epochs": args.epochs,
-        "l2": args.l2,
-        "l1": args.l1,
-        "weight_decay": args.weight_decay,
-        "dropout": args.dropout,
-        "augment": args.augment,
-        "augment_strength": args.augment_strength,
-    }
-    recipe.update({key: value for key, value in given.items() if value is not None})
-    if hasattr(args, "batch_size"):
-        recipe["batch_size"] = args.batch_size
-    return TrainConfig(
-        **recipe,
-        momentum=args.momentum,
-        validation_size=args.validation_size,
-        early_stopping=args.early_stopping,
-        seed=args.seed,
-    )
+def make_recipe(args: argparse.Namespace) -> Recipe:
+    """The recipe of the options given on the command line or in --config (after ``apply_config``), the
+    preset filling the rest; refuses a network or setting that cannot work before any data is read."""
+    training = {}
+    for name, field in OPTIONS.items():
+        dest = CONFIG_OPTIONS[name][0]
+        if field in NETWORK_FIELDS or field == "seed" or not hasattr(args, dest):
+            continue  # the network's options, or --batch-size not given (argparse leaves it out)
+        value = getattr(args, dest)
+        if value is not None or field == "batch_size":  # a batch size of None is the full batch
+            training[field] = value
+    return network_recipe(args, training)
 
 
 class ProgressCallback(Callback):
@@ -320,7 +312,7 @@ class ProgressCallback(Callback):
 
     def __init__(self, progress: Progress | None) -> None:
         self.progress = progress
-        self.task = None
+        self.task: TaskID | None = None
 
     def on_train_begin(self, n_epochs: int, n_batches: int) -> None:
         self.n_epochs, self.n_batches = n_epochs, n_batches
@@ -353,80 +345,77 @@ def run(args: argparse.Namespace) -> int:
     apply_config(args)
     output = _check_outputs(args)  # before any work: a model trained for nothing is the worst outcome
     remove_stale_temporaries(output)
-    if not args.resume:
-        check_network_options(args)
-    config = None if args.resume else make_config(args)
+    recipe = None if args.resume else make_recipe(args)
     started = time.perf_counter()
     data = load_data(args, quiet=args.quiet)
     checkpoint_dir = args.resume or args.checkpoint_dir
     trainer: Trainer | None = None
     saved: Path | None = None  # the model file, once written
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        with _progress(args.quiet) as progress:
-            callback = ProgressCallback(progress) if not args.quiet else None
-            if args.resume:
-                trainer = Trainer.from_checkpoint(args.resume, data.X_train, data.y_train)
-                net, config = use_threads(trainer.net, args), trainer.config
-                _describe(args, net, config, data, resumed_at=trainer.state.epoch)
-            else:
-                net = use_threads(build_network(args, data.n_features, data.n_classes), args)
-                _describe(args, net, config, data)
-                trainer = Trainer(net, data.X_train, data.y_train, config, checkpoint_dir=checkpoint_dir)
-            batch = config.batch_size or len(trainer.train_idx)  # None: the full batch
-            net.footprint.check_batch(batch, smaller="a smaller --batch-size")
-            history = trainer.run(callback or Callback())
-        test_loss, test_acc = evaluate(net, data.X_test, data.y_test)
-        wall = time.perf_counter() - started
-        net.metadata = {
-            "config": asdict(config),
-            "history": history.to_dict(),
-            "test_accuracy": test_acc,
-            "test_loss": test_loss,
-            "data": data.source,
-            "seconds": wall,
-            "preset": net.metadata.get("preset") or args.preset or "default",
-        }
-        with deferred_signals():  # a Ctrl-C during the save arrives once `saved` names the file
-            saved = net.save(output)
-        stopped = f" (early stop, best epoch {history.best_epoch})" if history.stopped_early else ""
-        out.print(
-            f"test accuracy {percent(test_acc)}  test loss {test_loss:.4f}  "
-            f"({len(history)} epochs{stopped}, {history.seconds:.1f}s training, {wall:.1f}s in all)"
-        )
-        out.print(f"saved {output}")
-        if args.plots:
-            from nnscratch.plotdata import measure
-            from nnscratch.plots import save_training_plots
-
-            made = save_training_plots(measure(net, data.X_test, data.y_test), history, args.plots)
-            augmentation = config.augmentation()
-            if augmentation.active:
-                from nnscratch.plotdata import augmented_variants
-                from nnscratch.plots import augmented_examples
-                from nnscratch.training import image_side
-
-                side = image_side(net)
-                originals, variants = augmented_variants(data.X_train, side, augmentation, seed=args.seed)
-                title = f"{augmentation.kind} augmentation at strength {augmentation.strength:g}: "
-                title += "training images, each varied"
-                path = Path(args.plots) / "augmented_examples.png"
-                made.append(augmented_examples(originals, variants, path, title=title))
-            out.print(f"wrote {len(made)} plots to {args.plots}")
-    except KeyboardInterrupt:
-        if saved is not None:  # stopped while testing or plotting: the model is safe
-            unfinished = ", but not every plot was written" if args.plots else ""
-            err.print(f"interrupted; the trained model was saved to {saved}{unfinished}")
-        elif trainer is not None and trainer.saved_epoch is not None:
-            err.print(
-                f"interrupted; the checkpoint of epoch {trainer.saved_epoch} is in {checkpoint_dir}: "
-                f"continue with 'nnscratch train --resume {checkpoint_dir}'"
+    with terminate_interrupts():
+        try:
+            with _progress(args.quiet) as progress:
+                callback = ProgressCallback(progress) if not args.quiet else None
+                if args.resume:
+                    trainer = Trainer.from_checkpoint(args.resume, data.X_train, data.y_train)
+                    net, config = use_threads(trainer.net, args), trainer.config
+                    _describe(args, net, config, data, resumed_at=trainer.state.epoch)
+                else:
+                    assert recipe is not None
+                    net, config = use_threads(recipe.network(data.n_features, data.n_classes), args), recipe.config
+                    _describe(args, net, config, data)
+                    trainer = Trainer(net, data.X_train, data.y_train, config, checkpoint_dir=checkpoint_dir)
+                batch = config.batch_size or len(trainer.train_idx)  # None: the full batch
+                net.footprint.check_batch(batch, smaller="a smaller --batch-size")
+                history = trainer.run(callback or Callback())
+            test_loss, test_acc = evaluate(net, data.X_test, data.y_test)
+            wall = time.perf_counter() - started
+            net.metadata = {
+                "config": asdict(config),
+                "history": history.to_dict(),
+                "test_accuracy": test_acc,
+                "test_loss": test_loss,
+                "data": data.source,
+                "seconds": wall,
+                "preset": net.metadata.get("preset") or (recipe.preset if recipe else DEFAULT_PRESET),
+            }
+            with deferred_signals():  # a Ctrl-C during the save arrives once `saved` names the file
+                saved = net.save(output)
+            stopped = f" (early stop, best epoch {history.best_epoch})" if history.stopped_early else ""
+            out.print(
+                f"test accuracy {percent(test_acc)}  test loss {test_loss:.4f}  "
+                f"({len(history)} epochs{stopped}, {history.seconds:.1f}s training, {wall:.1f}s in all)"
             )
-        else:
-            err.print("interrupted; nothing was saved (use --checkpoint-dir DIR to make runs resumable)")
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+            out.print(f"saved {output}")
+            if args.plots:
+                from nnscratch.plotdata import measure
+                from nnscratch.plots import save_training_plots
+
+                made = save_training_plots(measure(net, data.X_test, data.y_test), history, args.plots)
+                augmentation = config.augmentation()
+                if augmentation.active:
+                    from nnscratch.plotdata import augmented_variants
+                    from nnscratch.plots import augmented_examples
+                    from nnscratch.training import image_side
+
+                    side = image_side(net)
+                    originals, variants = augmented_variants(data.X_train, side, augmentation, seed=args.seed)
+                    title = f"{augmentation.kind} augmentation at strength {augmentation.strength:g}: "
+                    title += "training images, each varied"
+                    path = Path(args.plots) / "augmented_examples.png"
+                    made.append(augmented_examples(originals, variants, path, title=title))
+                out.print(f"wrote {len(made)} plots to {args.plots}")
+        except KeyboardInterrupt:
+            if saved is not None:  # stopped while testing or plotting: the model is safe
+                unfinished = ", but not every plot was written" if args.plots else ""
+                err.print(f"interrupted; the trained model was saved to {saved}{unfinished}")
+            elif trainer is not None and trainer.saved_epoch is not None:
+                err.print(
+                    f"interrupted; the checkpoint of epoch {trainer.saved_epoch} is in {checkpoint_dir}: "
+                    f"continue with 'nnscratch train --resume {checkpoint_dir}'"
+                )
+            else:
+                err.print("interrupted; nothing was saved (use --checkpoint-dir DIR to make runs resumable)")
+            return 130
     return 0
 
 
@@ -441,10 +430,6 @@ def _check_outputs(args: argparse.Namespace) -> Path:
     if checkpoint_dir and os.path.isdir(checkpoint_dir):
         check_writable_file(Path(checkpoint_dir) / CHECKPOINT_NAME, option, example=None)
     return output
-
-
-def _terminate(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def _progress(quiet: bool):

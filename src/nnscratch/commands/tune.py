@@ -4,27 +4,28 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import time
 
 from rich.console import Console
 from rich.table import Table
 
 from nnscratch.commands.common import (
-    _number,
     add_data_dir,
+    add_scheduler,
     add_threads,
+    dask_backend,
     epoch_count,
     err,
     load_data,
     out,
+    parallel_jobs,
     positive_int,
+    terminate_interrupts,
 )
-from nnscratch.errors import SpecError
 from nnscratch.io import check_output_dir
 from nnscratch.parallel import ENV_THREADS
 
-jobs = _number(int, lambda v: v >= 1 or v == -1, "a positive number of parallel trials or -1 (one per core)")
+jobs = parallel_jobs("trials")
 
 
 def _range(convert, what: str):
@@ -133,12 +134,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="trials at a time, in parallel processes (-1: one per core); default: 1, or with "
         "--scheduler one per Dask worker thread",
     )
-    where.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="send the trials to this Dask scheduler, e.g. tcp://10.0.0.5:8786 (every worker needs "
-        "nnscratch[tune] installed; only this machine reads the data and talks to the storage)",
-    )
+    add_scheduler(where, what="trials", needs="nnscratch[tune]", here="talks to the storage")
     parser.add_argument("--output", "-o", default="tune", metavar="DIR", help="results directory (default: tune)")
     add_data_dir(parser)
     add_threads(parser)
@@ -169,8 +165,8 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV_THREADS] = str(args.threads)
     space = search_space(args)  # names a bad range before any data is read
     settings = TuneSettings(epochs=args.epochs, seed=args.seed, dtype=args.dtype, pruning=not args.no_pruning)
-    written = ("best.json", "trials.csv", "optimization_history.png", "param_importances.png")
-    output = check_output_dir(args.output, "--output", files=written)
+    files = ("best.json", "trials.csv", "optimization_history.png", "param_importances.png")
+    output = check_output_dir(args.output, "--output", files=files)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # this command reports each trial itself
     data = load_data(args)
     where = args.storage or "memory"
@@ -189,10 +185,10 @@ def run(args: argparse.Namespace) -> int:
             f"batch {options['batch-size']} dropout {options['dropout']:.2f} l2 {options['l2']:.2g}"
         )
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
     study, interrupted = None, False
     try:
-        study = _tune(args, data, space, settings, report)
+        with terminate_interrupts():
+            study = _tune(args, data, space, settings, report)
     except KeyboardInterrupt:
         interrupted = True
         kept = (
@@ -201,8 +197,6 @@ def run(args: argparse.Namespace) -> int:
             else ("are lost with the in-memory study (use --storage sqlite:///tune.db to keep them)")
         )
         err.print(f"interrupted; the finished trials {kept}")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if study is None:
         if not args.storage:
             return 130
@@ -236,14 +230,8 @@ def _tune(args, data, space, settings, report):
         n_jobs=args.n_jobs or (-1 if args.scheduler else 1),
         on_trial=report,
     )
-    if not args.scheduler:
-        return tune(data.X_train, data.y_train, **common)
-    try:
-        from dask.distributed import Client
-    except ImportError:
-        raise SpecError("--scheduler needs Dask: pip install 'dask[distributed]'") from None
-    with Client(args.scheduler):
-        return tune(data.X_train, data.y_train, backend="dask", **common)
+    with dask_backend(args.scheduler) as backend:
+        return tune(data.X_train, data.y_train, backend=backend, **common)
 
 
 def _print_table(rows, top: int = 10) -> None:
@@ -265,7 +253,3 @@ def _print_table(rows, top: int = 10) -> None:
             f"{r.seconds or 0:.1f}",
         )
     (out if out.is_terminal else Console(highlight=False, width=200)).print(table)
-
-
-def _terminate(signum, frame) -> None:
-    raise KeyboardInterrupt
