@@ -68,7 +68,9 @@ def open_image(source: str | os.PathLike[str] | bytes) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=FORMATS)
+            image: Image.Image = Image.open(
+                io.BytesIO(source) if isinstance(source, bytes) else source, formats=FORMATS
+            )
             width, height = image.size  # from the header: nothing is decoded before load()
             if width * height > MAX_PIXELS and isinstance(image, JpegImagePlugin.JpegImageFile):
                 reduce_jpeg(image)

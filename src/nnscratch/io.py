@@ -21,12 +21,14 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType, ModuleType
 from typing import IO, Any
 
 import numpy as np
 
 from nnscratch.errors import ModelFileError, OutputPathError
 
+fcntl: ModuleType | None  # the module, or None where the platform has none
 try:
     import fcntl
 except ImportError:  # not POSIX: temporaries are not locked, and stale ones are removed unconditionally
@@ -41,11 +43,13 @@ Shape = tuple[int, ...]
 # Temporary files are named as tempfile.mkstemp names them: ".NAME." + 8 of these + ".tmp".
 _TEMP_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 _TEMP_LENGTH = 8
-_DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_DEFERRED_SIGNALS: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
     """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    What ``write`` returns (the byte count of ``f.write``, say) is ignored.
 
     Readers see either the old file or the complete new one, never half of it; if ``write`` fails
     the temporary file is removed and ``path`` is untouched.  SIGINT and SIGTERM wait until the file
@@ -128,7 +132,7 @@ def remove_stale_temporaries(path: str | os.PathLike[str], *, suffix: str = ".tm
     """
     target = Path(os.path.realpath(path))
     name = re.compile(rf"\.{re.escape(target.name)}\.[{_TEMP_CHARS}]{{{_TEMP_LENGTH}}}{re.escape(suffix)}")
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(target.parent))
     except OSError:
@@ -159,7 +163,9 @@ def deferred_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    holding, pending, previous = True, [], {}
+    holding = True
+    pending: list[int] = []
+    previous: dict[int, Callable[[int, FrameType | None], Any] | int] = {}
 
     def hold(signum: int, frame: Any) -> None:
         if holding:
@@ -294,7 +300,8 @@ def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], hea
     """Write ``arrays`` and a JSON ``header`` to ``path`` atomically (uncompressed .npz)."""
     encoded = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), dtype=np.uint8)
     payload = {HEADER_KEY: encoded, **arrays}
-    return atomic_write(path, lambda f: np.savez(f, **payload))
+    # allow_pickle=True is np.savez's default, named so that no key of ``payload`` can be taken for it
+    return atomic_write(path, lambda f: np.savez(f, allow_pickle=True, **payload))
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,14 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import matplotlib
 import numpy as np
 import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
@@ -34,7 +36,8 @@ from nnscratch.plotdata import FeatureMaps, Histogram, LayerProfile, ModelPlotDa
 from nnscratch.training import History
 
 PathLike = str | os.PathLike[str]
-COLOURS = matplotlib.colormaps["tab10"].colors
+# tab10 is a ListedColormap, whose colours are a list of 10 (r, g, b)
+COLOURS: Sequence[Any] = cast(ListedColormap, matplotlib.colormaps["tab10"]).colors  # type: ignore[assignment]
 
 
 def _figure(**kwargs) -> Figure:
@@ -192,7 +195,8 @@ def gradient_norms(
     rows, cols = _grid(n, 3)
     fig = _figure(figsize=(4.5 * cols, 3.3 * rows))
     axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
-    handles, labels = [], []
+    handles: list[Any] = []
+    labels: list[str] = []
     for ax, (label, per_epoch) in zip(axes.flat, norms.items(), strict=False):
         values = np.asarray(per_epoch, dtype=float)
         if values.size == 0:  # a run that diverged before its first epoch ended

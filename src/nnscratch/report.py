@@ -64,7 +64,7 @@ class TableData:
 
     title: str
     headers: tuple[str, ...]
-    rows: list[tuple[str, ...]]
+    rows: Sequence[tuple[str, ...]]
 
 
 def _percent(x: float | None) -> str:
@@ -341,12 +341,13 @@ def make_plots(
             )
         )
     for v in variants:
-        if first[v].histograms is not None:
+        histograms = first[v].histograms
+        if histograms is not None:
             made.append(
                 (
                     f"Activation histograms: {v} (seed 0, after training)",
                     plots.activation_histograms(
-                        first[v].histograms, directory / f"histograms_{v}.png", title=f"Activation histograms: {v}"
+                        histograms, directory / f"histograms_{v}.png", title=f"Activation histograms: {v}"
                     ),
                 )
             )

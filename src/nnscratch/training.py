@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -335,6 +336,8 @@ class Trainer:
         self.X = net.check_input(X)
         self.y = net.check_labels(y, self.X.shape[0])
         n_val = config.validation_count(self.X.shape[0])
+        self.X_val: Array | None
+        self.y_val: npt.NDArray[np.intp] | None
         if validation is not None:
             self.X_val = net.check_input(validation[0])
             self.y_val = net.check_labels(validation[1], self.X_val.shape[0])
@@ -407,7 +410,7 @@ class Trainer:
                 return X.take(idx, axis=0), y[idx]
 
             # With augmentation, a background thread prepares each batch while the one before trains.
-            batches = (gather(b) for b in range(n_batches))
+            batches: Iterator[tuple[Array, Any]] = (gather(b) for b in range(n_batches))
             if self.augmenter is not None:
                 batches = self.augmenter.batches(gather, n_batches)
             for b, (xb, yb) in enumerate(batches):
@@ -436,7 +439,7 @@ class Trainer:
                     batch=n_batches,
                 )
             # evaluate, record, maybe stop
-            if self.X_val is not None:
+            if self.X_val is not None and self.y_val is not None:
                 val_loss, val_acc = _evaluate(net, self.X_val, self.y_val)
             else:
                 val_loss, val_acc = math.nan, math.nan
