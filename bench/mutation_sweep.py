@@ -196,13 +196,11 @@ REASONS = {
     "views": "the gradient views are made again: the same views",
     "last pair": "the last layer is dense, so the last pair is never a ReLU before pooling",
     "together": "M, V (and the buffer) are set and cleared together",
-    "t": "every state Adam writes has its t",
     "symmetric": "accuracy is symmetric",
     "flat": "the side of an image input is never read: the next test needs a flat input",
     "first epoch": "the first epoch always beats best_loss = inf, which sets waited to 0",
     "spawn": "the first child of spawn(2) is the child of spawn(1)",
     "early stopping": "best_params is only ever set when early stopping is on",
-    "one dot": "the optimiser's array names hold one dot",
     "empty": "initial only counts when both label arrays are empty, and then the other -1 wins",
     "big-endian": "IDX_DTYPES are big-endian or one byte already: newbyteorder('>') changes none of them",
     "one byte": "newbyteorder('>') leaves a one-byte dtype as it is",
@@ -248,8 +246,8 @@ layers/base.py | zip(layers, self.segments, strict=True) | True -> False | * | s
 network.py | strict=True, | True -> False | * | strict
 network.py | pairs = zip(self.layers, views, strict=True) | True -> False | * | strict
 data.py | zip(stems, found, strict=True) | True -> False | * | strict
-layers/base.py | pool: Threads = pool_of(1) | 1 -> 2 | * | threads
-optimizers.py | pool: Threads = pool_of(1) | 1 -> 2 | * | threads
+layers/base.py | pool: Threads = thread_pool(1) | 1 -> 2 | * | threads
+optimizers.py | pool: Threads = thread_pool(1) | 1 -> 2 | * | threads
 training.py | optimizer.pool = net.pool | delete statement: optimizer.pool = net.pool | * | threads
 layers/dropout.py | keep = rng.random(shape, dtype=dtype) >= rate | >= -> > (boundary) | * | tie
 layers/_im2col.py | FEW_CHANNELS = 4 | 4 -> 5 | * | im2col
@@ -271,21 +269,19 @@ layers/pool.py | if H % k or W % k: | % -> // | * | tiled
 network.py | PREDICT_VALUES = 1 << 24 | 1 -> 2 | * | chunks
 network.py | PREDICT_VALUES = 1 << 24 | 24 -> 25 | * | chunks
 network.py | MAX_PREDICT_ROWS = 4096 | 4096 -> 4097 | * | chunks
-network.py | widest = max(math.prod(layer.output_shape) | max -> min | * | chunks
-network.py | widest = max(widest, Ho * Wo * (layer.n_columns + 1)) | * | * | chunks
+network.py | widest = max(layer.widest_values() for layer in self.layers) | max -> min | * | chunks
+layers/conv2d.py | return max(super().widest_values(), Ho * Wo * (self.n_columns + 1)) | * | * | chunks
 network.py | batch_size = max(1, min(MAX_PREDICT_ROWS, PREDICT_VALUES // widest)) | 1 -> 2 | * | chunks
 network.py | batch_size = max(1, min(MAX_PREDICT_ROWS, PREDICT_VALUES // widest)) | min -> max | * | chunks
 network.py | return y.astype(np.intp, copy=False) | False -> True | * | copy
-network.py | self._grad_views[0] is not grad | 0 -> 1 | * | views
-network.py | for i in range(len(layers) - 1): | 1 -> 2 | * | last pair
+network.py | self._views[0] is not grad | 0 -> 1 | * | views
+network.py | for i, layer in enumerate(layers[:-1]): | 1 -> 2 | * | last pair
 optimizers.py | if self.M is None or self.V is None | or -> and | * | together
-optimizers.py | self.t = int(state.get("t", 0)) | 0 -> 1 | * | t
 training.py | accuracy(y, P.argmax(axis=1)) | swap the arguments of accuracy | * | symmetric
 training.py | side = math.isqrt(shape[0]) if len(shape) == 1 else 0 | 0 -> 1 | 1 | flat
 training.py | waited: int = 0 | 0 -> 1 | * | first epoch
 training.py | rng.spawn(1)[0] | 1 -> 2 | * | spawn
 training.py | early_stopping is not None and self.state.best_params is not None | and -> or | * | early stopping
-training.py | k.split(".", 1)[1] | 1 -> 2 | 0 | one dot
 metrics.py | y_true.max(initial=-1), y_pred.max(initial=-1) | 1 -> 2 | 0 | empty
 metrics.py | y_true.max(initial=-1), y_pred.max(initial=-1) | 1 -> 2 | 1 | empty
 data.py | IDX_CODES = {dtype.newbyteorder | > -> >= (boundary) | * | big-endian

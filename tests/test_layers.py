@@ -313,14 +313,14 @@ THREAD_CASES = [*LAYER_CASES, (lambda: Dense(4, "relu"), (5,)), (lambda: Dense(4
 @pytest.mark.parametrize("make, shape", THREAD_CASES, ids=[*LAYER_IDS, "Dense(5, 4, relu)-5", "Dense(5, 4, selu)-5"])
 def test_split_over_threads_every_layer_computes_what_one_thread_does(make, shape, monkeypatch):
     import nnscratch.parallel
-    from nnscratch.parallel import pool
+    from nnscratch.parallel import thread_pool
 
     monkeypatch.setattr(nnscratch.parallel, "GRAIN", 1)  # every operation split, however small
     results = []
     for n in (1, 3):
         layer = make().materialize(shape, seed=0)
         layer.flat[...] = np.random.default_rng(1).uniform(0.5, 1.5, layer.flat.size)  # biases and shifts too
-        layer.pool = pool(n)
+        layer.pool = thread_pool(n)
         X = channels_last(np.random.default_rng(2), shape, m=7)  # 7 rows: chunks of 2, 2 and 3
         Y, cache = layer.forward(X, training=True, rng=np.random.default_rng(3))
         Y = Y.copy()

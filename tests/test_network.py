@@ -11,7 +11,7 @@ from nnscratch.errors import ModelFileError, SpecError
 from nnscratch.io import load_npz, save_npz
 from nnscratch.layers import AlphaDropout, Dense, Dropout
 from nnscratch.layers.dropout import SELU_SATURATION
-from nnscratch.network import LayerSpec, Network, parse_hidden, parse_spec
+from nnscratch.network import DenseSpec, Network, parse_hidden, parse_spec
 
 SEED_SPEC = "784-32:relu-32:sigmoid-64:selu-64:tanh-10:softmax"
 
@@ -69,7 +69,7 @@ def test_malformed_specs_are_refused_with_a_reason(spec, message):
 
 
 def test_parse_helpers():
-    assert parse_hidden("32:relu, 64:Tanh,16") == [LayerSpec(32, "relu"), LayerSpec(64, "tanh"), LayerSpec(16, "relu")]
+    assert parse_hidden("32:relu, 64:Tanh,16") == [DenseSpec(32, "relu"), DenseSpec(64, "tanh"), DenseSpec(16, "relu")]
     assert parse_hidden("") == []
     input_shape, layers = parse_spec("20-5:selu:uniform-3")
     assert input_shape == (20,) and [layer.token for layer in layers] == ["5:selu", "3:identity"]
@@ -169,16 +169,16 @@ def test_copy_is_independent():
 
 
 def test_from_layers_builds_the_mlp_its_specs_describe(rng):
-    specs = [LayerSpec(5, "tanh"), LayerSpec(4, "relu", "uniform"), LayerSpec(3, "softmax", "lecun")]
-    net = Network.from_layers(6, specs, seed=2, dtype="float64")
+    specs = [DenseSpec(5, "tanh"), DenseSpec(4, "relu", "uniform"), DenseSpec(3, "softmax", "lecun")]
+    net = Network.from_dense(6, specs, seed=2, dtype="float64")
     assert net.spec == "6-5:tanh-4:relu-3:softmax" and net.dtype == np.float64
     assert [layer.init for layer in net.layers] == ["glorot", "uniform", "lecun"]
     same = Network.from_spec("6-5:tanh-4:relu:uniform-3:softmax:lecun", seed=2, dtype="float64")
     np.testing.assert_array_equal(net.params, same.params)
     with pytest.raises(SpecError, match="at least an output layer"):
-        Network.from_layers(6, [])
+        Network.from_dense(6, [])
     with pytest.raises(SpecError, match="output layer must use softmax .* not 'relu'"):
-        Network.from_layers(6, [LayerSpec(3, "relu")])
+        Network.from_dense(6, [DenseSpec(3, "relu")])
 
 
 def test_a_softmax_output_layer_given_directly_produces_logits(rng):

@@ -10,7 +10,7 @@ import pytest
 import nnscratch.parallel
 from nnscratch.errors import SpecError
 from nnscratch.optimizers import SGD, Adam, AdamW, Momentum, make_optimizer
-from nnscratch.parallel import pool
+from nnscratch.parallel import thread_pool
 from nnscratch.schedules import Schedule
 
 
@@ -96,7 +96,7 @@ def test_every_optimiser_steps_the_same_on_one_thread_and_on_three(name, monkeyp
     finals = []
     for n in (1, 3):
         optimizer = make_optimizer(name, weight_decay=0.1, decayed=[(0, 6)])
-        optimizer.pool = pool(n)
+        optimizer.pool = thread_pool(n)
         params = np.linspace(-1.0, 1.0, 10)
         for step in range(3):
             optimizer.step(params, np.random.default_rng(step).standard_normal(10), 0.1)

@@ -13,7 +13,7 @@ from nnscratch.errors import SpecError
 from nnscratch.layers import ActivationLayer, BatchNorm, Conv2D, MaxPool2D
 from nnscratch.network import Network
 from nnscratch.optimizers import Adam, Momentum
-from nnscratch.parallel import ENV_THREADS, GRAIN, Threads, default_threads, pool, single_threaded_blas
+from nnscratch.parallel import ENV_THREADS, GRAIN, Threads, default_threads, single_threaded_blas, thread_pool
 from nnscratch.training import TrainConfig, train
 
 CNN = "1x12x12-conv8k3p1-bn-relu-maxpool2-conv8k3-relu-flatten-dropout0.2-16:tanh-3"
@@ -70,7 +70,7 @@ def test_thread_counts_are_checked(monkeypatch):
         default_threads()
     monkeypatch.setenv(ENV_THREADS, "3")
     assert default_threads() == 3 and Network.from_spec("4-2").threads == 3
-    assert pool(3) is pool(3)  # one pool of each size per process
+    assert thread_pool(3) is thread_pool(3)  # one pool of each size per process
 
 
 def test_blas_uses_one_thread_inside_the_engine():

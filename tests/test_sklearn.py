@@ -218,26 +218,29 @@ def test_early_stopping_holds_out_a_stratified_split_and_keeps_the_best_epoch(rn
     assert clf.score(X_val, y_val) == clf.best_validation_score_
 
 
-def record_epochs(clf):
-    """Wrap ``clf``'s one-epoch step to keep copies of (params, state) before and after every epoch it trains."""
+def record_epochs(clf, monkeypatch):
+    """Wrap the trainer's step of ``clf`` (``Trainer.run_more``, one epoch at a time) to keep copies of
+    (params, state) before and after every epoch it trains."""
+    from nnscratch.training import Trainer
+
     seen = []
-    step = clf._epoch
+    step = Trainer.run_more
 
-    def epoch(*args):
+    def epoch(trainer, *args, **kwargs):
         before = (clf.network_.params.copy(), clf.network_.state.copy())
-        record = step(*args)
+        history = step(trainer, *args, **kwargs)
         seen.append((before, (clf.network_.params.copy(), clf.network_.state.copy())))
-        return record
+        return history
 
-    clf._epoch = epoch
+    monkeypatch.setattr(Trainer, "run_more", epoch)
     return seen
 
 
-def test_warm_start_continues_from_the_fitted_weights(blobs):
+def test_warm_start_continues_from_the_fitted_weights(blobs, monkeypatch):
     X, y = blobs
     clf = quick(max_iter=3, warm_start=True, tol=0.0).fit(X, y)
     first, fitted = list(clf.loss_curve_), clf.network_.params.copy()
-    epochs = record_epochs(clf)
+    epochs = record_epochs(clf, monkeypatch)
     clf.fit(X, y)
     # the refit's first epoch starts from exactly the fitted weights, not from new ones
     np.testing.assert_array_equal(epochs[0][0][0], fitted)
@@ -485,7 +488,7 @@ def test_partial_fit_takes_the_classes_in_any_order_and_predicts_their_labels(bl
     np.testing.assert_array_equal(clf.classes_[clf.predict_proba(X).argmax(axis=1)], labels)
 
 
-def test_cnn_early_stopping_restores_the_batch_norm_statistics_with_the_best_weights(digit_images):
+def test_cnn_early_stopping_restores_the_batch_norm_statistics_with_the_best_weights(digit_images, monkeypatch):
     images, _ = digit_images
     labels = np.random.default_rng(0).integers(0, 3, 240)  # random labels: the validation accuracy wanders
     clf = small_cnn(
@@ -496,7 +499,7 @@ def test_cnn_early_stopping_restores_the_batch_norm_statistics_with_the_best_wei
         n_iter_no_change=2,
         learning_rate_init=0.05,
     )
-    epochs = record_epochs(clf)
+    epochs = record_epochs(clf, monkeypatch)
     clf.fit(images[:240], labels)
     assert clf.network_.state.size > 0  # batch norm's running mean and variance
     best = int(np.argmax(clf.validation_scores_))  # the first best: a tie is no improvement

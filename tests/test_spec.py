@@ -11,7 +11,7 @@ from nnscratch.errors import SpecError
 from nnscratch.layers import Conv2D, Dense
 from nnscratch.layers.base import MAX_SIZE
 from nnscratch.network import Network
-from nnscratch.spec import LayerSpec, parse_hidden, parse_layer, parse_spec
+from nnscratch.spec import DenseSpec, parse_hidden, parse_layer, parse_spec
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_whitespace_and_control_characters_in_a_spec_are_refused(spec, char):
 
 
 def test_a_hidden_list_keeps_its_spaces_after_commas_but_refuses_other_whitespace():
-    assert parse_hidden("32:relu, 16") == [LayerSpec(32, "relu"), LayerSpec(16, "relu")]
+    assert parse_hidden("32:relu, 16") == [DenseSpec(32, "relu"), DenseSpec(16, "relu")]
     for text in ("32:relu,\n16", "32:relu,\t16", "３２:relu", "32:relu,1６"):
         with pytest.raises(SpecError, match="list of hidden layers .* plain ASCII"):
             parse_hidden(text)
@@ -77,7 +77,7 @@ def test_every_number_in_a_spec_is_bounded_and_the_message_names_its_token(spec,
 def test_the_largest_sizes_a_spec_allows_still_parse():
     (shape, layers) = parse_spec(f"1x28x28-conv4k3s{MAX_SIZE}p000001-10")
     assert shape == (1, 28, 28) and (layers[0].stride, layers[0].padding) == (MAX_SIZE, 1)
-    assert parse_hidden(f"{MAX_SIZE}:relu") == [LayerSpec(MAX_SIZE, "relu")]
+    assert parse_hidden(f"{MAX_SIZE}:relu") == [DenseSpec(MAX_SIZE, "relu")]
 
 
 def test_a_number_of_thousands_of_digits_is_refused_quickly_as_a_spec_error():
@@ -108,7 +108,7 @@ def test_layers_built_from_model_files_are_bounded_too():
         lambda: Conv2D(4, 3, stride=2**40),
         lambda: Conv2D(2**40, 3),
         lambda: Dense(2**40),
-        lambda: LayerSpec(2**40, "relu"),
+        lambda: DenseSpec(2**40, "relu"),
         lambda: Network((1, 2**40, 1), [Dense(3)]),
     ):
         with pytest.raises(SpecError, match="2,147,483,647"):

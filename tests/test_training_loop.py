@@ -660,3 +660,21 @@ def test_resuming_on_other_data_says_the_data_does_not_fit_not_that_the_checkpoi
 def test_momentum_outside_0_to_1_is_refused_by_the_config(momentum):
     with pytest.raises(SpecError, match=r"momentum must be a number in \[0, 1\)"):
         TrainConfig(momentum=momentum)
+
+
+def test_run_more_continues_a_run_as_if_it_had_asked_for_those_epochs_at_once(rng):
+    X, y = rng.random((90, 12)), rng.integers(0, 4, 90)
+    config = TrainConfig(epochs=3, batch_size=16, learning_rate=0.05, validation_size=10)
+    whole = fresh()
+    Trainer(whole, X, y, config).run(Callback())
+    stepped = fresh()
+    trainer = Trainer(stepped, X, y, TrainConfig(epochs=1, batch_size=16, learning_rate=0.05, validation_size=10))
+    trainer.run(Callback())
+    history = trainer.run_more(2)
+    assert len(history) == 3 and trainer.state.epoch == 3 and trainer.config.epochs == 3
+    np.testing.assert_array_equal(stepped.params, whole.params)  # one run, one machine: bit for bit
+    # a new rate for the epochs to come, as scikit-learn's adaptive rate sets it
+    trainer.run_more(1, learning_rate=0.01)
+    assert trainer.history.epochs[-1].learning_rate == 0.01 and len(trainer.history) == 4
+    with pytest.raises(SpecError, match="epochs must be a positive integer, got 0"):
+        trainer.run_more(0)

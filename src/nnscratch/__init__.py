@@ -11,7 +11,8 @@ from nnscratch.activations import ACTIVATIONS
 from nnscratch.data import Dataset, load_dataset
 from nnscratch.errors import NNScratchError
 from nnscratch.gradcheck import check_gradients
-from nnscratch.network import LayerSpec, Network
+from nnscratch.network import DenseSpec, Network
+from nnscratch.spec import LayerSpec
 from nnscratch.training import Callback, History, TrainConfig, evaluate, train
 
 __version__ = "0.1.0"
@@ -21,6 +22,7 @@ __all__ = [
     "Callback",
     "Dataset",
     "History",
+    "DenseSpec",
     "LayerSpec",
     "NNScratchError",
     "Network",

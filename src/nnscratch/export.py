@@ -48,7 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nnscratch.activations import SELU_ALPHA, SELU_LAMBDA, LeakyReLU
-from nnscratch.errors import NNScratchError
+from nnscratch.errors import NNScratchError, check_name
 from nnscratch.io import atomic_write
 from nnscratch.layers import ActivationLayer, AlphaDropout, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
 from nnscratch.network import Network
@@ -112,8 +112,7 @@ def to_onnx(net: Network, *, input_layout: str | None = None) -> onnx.ModelProto
     onnx = require_onnx()
     image = len(net.input_shape) == 3
     layout = input_layout or ("nchw" if image else "flat")
-    if layout not in INPUT_LAYOUTS:
-        raise ExportError(f"unknown input layout {layout!r}; choose one of: {', '.join(INPUT_LAYOUTS)}")
+    check_name(INPUT_LAYOUTS, layout, "input layout", error=ExportError)
     if layout == "nchw" and not image:
         raise ExportError(
             f"the network takes flat rows of {net.n_in} values, not images; export it with the flat input layout"

@@ -48,9 +48,17 @@ from nnscratch.layers import (
 )
 from nnscratch.layers.base import MAX_SIZE, Footprint, Shape, Views, echo, size_text
 from nnscratch.losses import l1_penalty, l2_penalty, softmax, softmax_cross_entropy
-from nnscratch.parallel import default_threads, single_threaded_blas
-from nnscratch.parallel import pool as parallel_pool
-from nnscratch.spec import LayerSpec, format_spec, output_layer, parse_hidden, parse_layer, parse_spec
+from nnscratch.parallel import default_threads, single_threaded_blas, thread_pool
+from nnscratch.spec import (
+    DenseSpec,
+    check_output_activation,
+    dense_output,
+    format_spec,
+    output_layer,
+    parse_hidden,
+    parse_layer,
+    parse_spec,
+)
 
 Array = npt.NDArray[np.floating]
 Grads = list[tuple[Array, ...]]
@@ -61,13 +69,13 @@ DTYPES = ("float32", "float64")
 PREDICT_VALUES = 1 << 24  # values the widest layer may hold at once while predicting in chunks
 MAX_PREDICT_ROWS = 4096
 
-__all__ = ["LayerSpec", "Network", "parse_hidden", "parse_layer", "parse_spec"]
+__all__ = ["DenseSpec", "Network", "parse_hidden", "parse_layer", "parse_spec"]
 
 
 class Network:
     """A stack of layers: ``layers[-1]`` is the dense output layer, whose outputs are the logits.
 
-    Build one with :meth:`from_spec` (any spec), :meth:`from_layers` (an MLP from ``LayerSpec``\\ s) or
+    Build one with :meth:`from_spec` (any spec), :meth:`from_dense` (an MLP from ``DenseSpec``\\ s) or
     directly from layer objects: ``Network((1, 28, 28), [Conv2D(8, 3), ActivationLayer("relu"),
     MaxPool2D(2), Flatten(), Dense(10)], seed=0)``.  In an MLP, ``layers[i].W`` has shape
     (n_in, n_out) and ``layers[i].b`` shape (n_out,).
@@ -159,17 +167,10 @@ class Network:
                 f"got {echo(repr(input_shape))}"
             )
         shape: Shape = tuple(int(d) for d in input_shape)
-        if not layers:
-            raise SpecError("a network needs at least an output layer")
-        output = layers[-1]
-        if not isinstance(output, Dense):
-            raise SpecError(f"the last layer must be the dense output layer, such as 10:softmax, not {output.token!r}")
+        output = dense_output(layers)
+        check_output_activation(output.activation.name, logits=True)
         if output.activation.name == "softmax":
             output.activation = get_activation("identity")  # the loss applies the softmax
-        elif output.activation.name != "identity":
-            raise SpecError(
-                f"the output layer must use softmax (it is trained with cross-entropy), not {output.activation.name!r}"
-            )
         built = shape
         for layer in layers:
             built = layer.build(built)
@@ -188,10 +189,10 @@ class Network:
         return cls.plan(input_shape, layers, dtype=dtype)[0], layers
 
     @classmethod
-    def from_layers(
+    def from_dense(
         cls,
         n_in: int,
-        layers: Sequence[LayerSpec],
+        layers: Sequence[DenseSpec],
         *,
         seed: int | np.random.Generator | None = None,
         dtype: str | np.dtype = "float32",
@@ -200,13 +201,12 @@ class Network:
         """An MLP of dense ``layers`` on ``n_in`` inputs; the last must be softmax (the output layer)."""
         if not layers:
             raise SpecError("a network needs at least an output layer")
-        if layers[-1].activation != "softmax":
-            raise SpecError(
-                f"the output layer must use softmax (it is trained with cross-entropy), not {layers[-1].activation!r}"
-            )
+        check_output_activation(layers[-1].activation)
         stack: list[Layer] = [spec.layer() for spec in layers[:-1]]
         stack.append(output_layer(layers[-1].units, init=layers[-1].init))
         return cls(n_in, stack, seed=seed, dtype=dtype, init=init)
+
+    from_layers = from_dense  # its earlier name, kept for code that calls it
 
     @classmethod
     def from_spec(
@@ -287,7 +287,7 @@ class Network:
 
     @threads.setter
     def threads(self, n: int) -> None:
-        self.pool = parallel_pool(n)
+        self.pool = thread_pool(n)
         stacks = [self._stack] + ([self._dropout_stack[1]] if self._dropout_stack else [])
         for stack in stacks:
             for layer in stack.layers:
@@ -747,7 +747,7 @@ def read_architecture(header: Any, source: str) -> Architecture:
         dtype = _check_dtype(header["dtype"])
         if version == 1:
             input_shape: Shape = (int(header["n_in"]),)
-            specs = [LayerSpec(int(d["units"]), str(d["activation"]), d.get("init")) for d in header["layers"]]
+            specs = [DenseSpec(int(d["units"]), str(d["activation"]), d.get("init")) for d in header["layers"]]
             layers: list[Layer] = [spec.layer() for spec in specs[:-1]]
             layers += [output_layer(spec.units, init=spec.init) for spec in specs[-1:]]
         else:

@@ -17,8 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nnscratch.errors import SpecError, lookup
-from nnscratch.parallel import Threads
-from nnscratch.parallel import pool as pool_of
+from nnscratch.parallel import Threads, thread_pool
 
 Array = npt.NDArray[np.floating]
 
@@ -26,7 +25,7 @@ Array = npt.NDArray[np.floating]
 class Optimizer:
     name: ClassVar[str]
     arrays: ClassVar[tuple[str, ...]] = ()  # the arrays of its state, each shaped like the parameters
-    pool: Threads = pool_of(1)  # the trainer sets the network's
+    pool: Threads = thread_pool(1)  # the trainer sets the network's
 
     def step(self, params: Array, grad: Array, lr: float) -> None:
         raise NotImplementedError

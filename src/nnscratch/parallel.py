@@ -90,7 +90,7 @@ class Threads:
 
     def __reduce__(self) -> tuple[Any, tuple[int]]:
         """Pickled as its size: unpickling gives the receiving process's own pool of that size."""
-        return pool, (self.n,)
+        return thread_pool, (self.n,)
 
     def _start(self) -> None:
         for _ in range(self.n - 1):
@@ -143,7 +143,7 @@ _POOLS: dict[int, Threads] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def pool(n: int) -> Threads:
+def thread_pool(n: int) -> Threads:
     """The process's pool of ``n`` threads, started on first use and shared by every network that asks
     for n (like the BLAS library's own pool: worker threads are a resource of the process, and sharing
     them keeps two networks from starting two sets)."""

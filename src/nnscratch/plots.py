@@ -40,13 +40,15 @@ PathLike = str | os.PathLike[str]
 COLOURS: Sequence[Any] = cast(ListedColormap, matplotlib.colormaps["tab10"]).colors  # type: ignore[assignment]
 
 
-def _figure(**kwargs) -> Figure:
+def figure(**kwargs) -> Figure:
+    """A matplotlib figure of its own (no pyplot, no global figure registry), with its Agg canvas."""
     fig = Figure(**kwargs)
     FigureCanvasAgg(fig)  # a renderer of its own: tight layouts measure text with it, and savefig draws with it
     return fig
 
 
-def _save(fig: Figure, path: PathLike) -> Path:
+def save_png(fig: Figure, path: PathLike) -> Path:
+    """Write ``fig`` to ``path`` as a PNG (100 dpi, tight), atomically; returns the path."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     return atomic_write(path, lambda f: f.write(buffer.getvalue()))
@@ -102,7 +104,7 @@ def learning_curves(histories: Mapping[str, History], path: PathLike, *, title: 
     ``histories`` maps a label to a run's History.  The error-rate panel is on a log scale, so runs
     that all sit above 95% accuracy are still told apart.
     """
-    fig = _figure(figsize=(15, 4.2))
+    fig = figure(figsize=(15, 4.2))
     ax_loss, ax_acc, ax_err = fig.subplots(1, 3)
     has_val = False
     for i, (label, history) in enumerate(histories.items()):
@@ -144,7 +146,7 @@ def learning_curves(histories: Mapping[str, History], path: PathLike, *, title: 
         )
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def activation_functions(names: Sequence[str], path: PathLike) -> Path:
@@ -155,7 +157,7 @@ def activation_functions(names: Sequence[str], path: PathLike) -> Path:
     a₁ and ∂a₁/∂z₁ = a₁(1 − a₁).
     """
     z = np.linspace(-5, 5, 401).reshape(1, -1)
-    fig = _figure(figsize=(3.3 * len(names), 3.4))
+    fig = figure(figsize=(3.3 * len(names), 3.4))
     axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         act = get_activation(name)
@@ -181,7 +183,7 @@ def activation_functions(names: Sequence[str], path: PathLike) -> Path:
     axes[0][0].legend(loc="upper left")
     fig.suptitle("Activations (solid) and their derivatives (dashed)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def gradient_norms(
@@ -193,7 +195,7 @@ def gradient_norms(
     """
     n = len(norms)
     rows, cols = _grid(n, 3)
-    fig = _figure(figsize=(4.5 * cols, 3.3 * rows))
+    fig = figure(figsize=(4.5 * cols, 3.3 * rows))
     axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
     handles: list[Any] = []
     labels: list[str] = []
@@ -219,14 +221,14 @@ def gradient_norms(
     fig.suptitle("Gradient norm of each layer's weights, after each epoch, on a fixed probe batch")
     fig.tight_layout()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def activation_histograms(layers: Sequence[Histogram], path: PathLike, *, title: str = "") -> Path:
     """One histogram per hidden layer (log counts), its title, mean and std, and ‖dW‖ where it has one."""
     n = max(len(layers), 1)
     rows, cols = _grid(n, 5)
-    fig = _figure(figsize=(3.4 * cols, 3.4 * rows))
+    fig = figure(figsize=(3.4 * cols, 3.4 * rows))
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[len(layers) :]:
         ax.axis("off")
@@ -243,7 +245,7 @@ def activation_histograms(layers: Sequence[Histogram], path: PathLike, *, title:
         ax.grid(alpha=0.3)
     fig.suptitle(title or "Activation histograms per hidden layer")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _shared(names: list[tuple[str, ...]]) -> tuple[str, ...]:
@@ -256,7 +258,7 @@ def layer_profiles(profiles: Mapping[str, LayerProfile], path: PathLike, *, titl
 
     A profile's hidden and weight names label the x axes when every profile has the same ones.
     """
-    fig = _figure(figsize=(14, 3.8))
+    fig = figure(figsize=(14, 3.8))
     ax_mean, ax_std, ax_grad = fig.subplots(1, 3)
     for i, (label, p) in enumerate(profiles.items()):
         style = dict(color=COLOURS[i % len(COLOURS)], marker="o", label=label)
@@ -282,7 +284,7 @@ def layer_profiles(profiles: Mapping[str, LayerProfile], path: PathLike, *, titl
         fig.legend(*ax_mean.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9)
     fig.suptitle(title or "Activation statistics and gradient norm per layer")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def confusion(C: npt.ArrayLike, path: PathLike, *, title: str = "Confusion matrix") -> Path:
@@ -291,7 +293,7 @@ def confusion(C: npt.ArrayLike, path: PathLike, *, title: str = "Confusion matri
     k = C.shape[0]
     total = C.sum()
     heading = f"{title}: {100 * np.trace(C) / total:.2f}% correct" if total else title
-    fig = _figure(figsize=(0.55 * k + 1.5, 0.5 * k + 1))
+    fig = figure(figsize=(0.55 * k + 1.5, 0.5 * k + 1))
     ax = fig.subplots()
     shade = np.log1p(C)
     image = ax.imshow(shade, cmap="Blues")
@@ -301,7 +303,7 @@ def confusion(C: npt.ArrayLike, path: PathLike, *, title: str = "Confusion matri
             ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=8, color=colour)
     ax.set(xticks=range(k), yticks=range(k), xlabel="predicted class", ylabel="true class", title=heading)
     fig.colorbar(image, ax=ax, label="log(1 + count)")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def confident_mistakes(
@@ -318,7 +320,7 @@ def confident_mistakes(
     wrong = np.flatnonzero(predicted != y)
     order = wrong[np.argsort(-P[wrong, predicted[wrong]], kind="stable")][:n]
     rows, cols = max(1, math.ceil(len(order) / 8)), 8
-    fig = _figure(figsize=(1.5 * cols, 2.0 * rows + 0.4))
+    fig = figure(figsize=(1.5 * cols, 2.0 * rows + 0.4))
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -327,7 +329,7 @@ def confident_mistakes(
         ax.set_title(f"true {y[i]}, said {predicted[i]}\n{100 * P[i, predicted[i]]:.1f}% sure", fontsize=9)
     fig.suptitle(f"The most confidently wrong test images ({len(wrong)} wrong of {len(y)})")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _signed_tiles(fig: Figure, tiles: Sequence[tuple[str, npt.NDArray]], rows: int, cols: int) -> None:
@@ -352,10 +354,10 @@ def first_layer_weights(W: npt.ArrayLike, path: PathLike, *, shape: Sequence[int
     size = tiles[0][1].shape if tiles else (1, 1)
     rows, cols = _grid(n, 8)
     tile = 1.1 / max(size)  # inches per pixel row or column
-    fig = _figure(figsize=(tile * size[1] * cols, (tile * size[0] + 0.2) * rows + 0.4), layout="constrained")
+    fig = figure(figsize=(tile * size[1] * cols, (tile * size[0] + 0.2) * rows + 0.4), layout="constrained")
     _signed_tiles(fig, tiles, rows, cols)
     fig.suptitle(f"First-layer weights of {n} units, one image per unit (red positive, blue negative)", fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def conv_filters(W: npt.ArrayLike, path: PathLike, *, title: str = "", max_tiles: int = 64) -> Path:
@@ -371,12 +373,12 @@ def conv_filters(W: npt.ArrayLike, path: PathLike, *, title: str = "", max_tiles
         (f"filter {f + 1}" if C == 1 else f"f{f + 1} c{c + 1}", W[:, :, c, f]) for f in range(shown) for c in range(C)
     ]
     rows, cols = _grid(len(tiles), 8 if C == 1 else C * max(1, 8 // C))
-    fig = _figure(figsize=(1.0 * cols, 1.15 * rows + 0.5), layout="constrained")
+    fig = figure(figsize=(1.0 * cols, 1.15 * rows + 0.5), layout="constrained")
     _signed_tiles(fig, tiles, rows, cols)
     heading = title or f"First-layer filters: {F} of {kh}×{kw}" + (f" on {C} channels" if C > 1 else "")
     more = "" if shown == F else f", the first {shown} shown"
     fig.suptitle(f"{heading}{more}\n(red positive, blue negative, each on its own scale)", fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def feature_maps(
@@ -400,7 +402,7 @@ def feature_maps(
     sizes = [math.ceil(min(len(layer.maps), max_maps) / cols) for layer in layers]
     tile = 0.72
     heights = [1.6, *(tile * r + 0.45 for r in sizes)]
-    fig = _figure(figsize=(tile * cols, sum(heights)), layout="constrained")
+    fig = figure(figsize=(tile * cols, sum(heights)), layout="constrained")
     parts = fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0]
     ax = parts[0].subplots()
     ax.imshow(picture(image, shape), cmap="gray_r")
@@ -421,14 +423,14 @@ def feature_maps(
         more = f" (the first {max_maps} of {len(maps)} channels)" if len(maps) > max_maps else ""
         part.suptitle(f"{layer.title}{more}", fontsize=10)
     fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def augmented_examples(originals: npt.ArrayLike, variants: npt.ArrayLike, path: PathLike, *, title: str = "") -> Path:
     """Each original image (n, H, W) in the first column, its augmented variants (n, k, H, W) beside it."""
     originals, variants = np.asarray(originals), np.asarray(variants)
     n, k = variants.shape[:2]
-    fig = _figure(figsize=(1.1 * (k + 1), 1.15 * n + 0.5))
+    fig = figure(figsize=(1.1 * (k + 1), 1.15 * n + 0.5))
     axes = fig.subplots(n, k + 1, squeeze=False)
     for i in range(n):
         for j, image in enumerate([originals[i], *variants[i]]):
@@ -440,7 +442,7 @@ def augmented_examples(originals: npt.ArrayLike, variants: npt.ArrayLike, path: 
                 ax.set_title("original" if j == 0 else f"variant {j}", fontsize=8)
     fig.suptitle(title or "Training images and augmented variants of them", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _make_directory(directory: PathLike) -> Path:

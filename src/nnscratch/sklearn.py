@@ -62,12 +62,12 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     ) from exc
 
 from nnscratch.activations import get_activation
-from nnscratch.layers import Conv2D, Dense, Layer
+from nnscratch.layers import Layer
 from nnscratch.network import Network
 from nnscratch.optimizers import SGD, Adam, Momentum, Optimizer
 from nnscratch.presets import PRESETS
-from nnscratch.spec import LayerSpec, compose_spec, output_layer, parse_spec, square_side
-from nnscratch.training import Callback, EpochRecord, History, TrainConfig, Trainer, TrainState
+from nnscratch.spec import DenseSpec, compose_spec, output_layer, parse_spec, square_side
+from nnscratch.training import EpochRecord, History, TrainConfig, Trainer, TrainState
 
 __all__ = ["CNNClassifier", "MLPClassifier"]
 
@@ -205,11 +205,24 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
                 )
         m = X.shape[0]
         batch_size = settings["batch_size"](m)
+        config = TrainConfig(
+            epochs=self._train_state.epoch + 1,
+            batch_size=batch_size,
+            learning_rate=self._learning_rate,
+            l2=float(self.alpha) / batch_size,
+            dropout=float(self.dropout),
+            validation_size=0,
+            seed=self._seed_value,
+            shuffle=bool(self.shuffle),
+        )
+        validation: tuple[Any, Any] | None = (X_val, y_val) if self.early_stopping else None
+        trainer = Trainer(self.network_, X, labels, config, validation=validation, state=self._train_state)
 
         self.n_iter_ = 0
         try:
             for _ in range(settings["max_iter"]):
-                record = self._epoch(X, labels, batch_size, (X_val, y_val) if self.early_stopping else None)
+                # one engine epoch, continuing the state, at the rate scikit-learn's rules set
+                record = trainer.run_more(1, learning_rate=self._learning_rate).epochs[-1]
                 self.n_iter_ += 1
                 self.loss_ = record.train_loss
                 self.t_ += m
@@ -238,24 +251,6 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
             self.network_.params[...] = self._best_params
             self.network_.state[...] = self._best_state
         return self
-
-    def _epoch(
-        self, X: np.ndarray, labels: np.ndarray, batch_size: int, validation: tuple[Any, Any] | None
-    ) -> EpochRecord:
-        """One epoch of the engine's training loop, continuing ``self._train_state``."""
-        state = self._train_state
-        config = TrainConfig(
-            epochs=state.epoch + 1,  # the trainer runs while its state's epoch is below this: one epoch
-            batch_size=batch_size,
-            learning_rate=self._learning_rate,
-            l2=float(self.alpha) / batch_size,
-            dropout=float(self.dropout),
-            validation_size=0,
-            seed=self._seed_value,
-            shuffle=bool(self.shuffle),
-        )
-        Trainer(self.network_, X, labels, config, validation=validation, state=state).run(Callback())
-        return state.history.epochs[-1]
 
     def _update_no_improvement_count(self, record: EpochRecord) -> None:
         """scikit-learn's rule: count the epochs that do not beat the best by ``tol``."""
@@ -322,9 +317,9 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
 
     def _expose_weights(self) -> None:
         """``coefs_`` and ``intercepts_``: views of the weights and biases of every layer that has them."""
-        layers = [layer for layer in self.network_.layers if isinstance(layer, Dense | Conv2D)]
-        self.coefs_ = [layer.W for layer in layers]
-        self.intercepts_ = [layer.b for layer in layers]
+        layers = [self.network_.layers[i] for i in self.network_.weighted_layers]
+        self.coefs_ = [layer.params["W"] for layer in layers]
+        self.intercepts_ = [layer.params["b"] for layer in layers]
 
     def _classes(self, y: np.ndarray, *, first_pass: bool, incremental: bool, classes: np.ndarray | None) -> np.ndarray:
         """The classes (k,) this call trains on, checked against earlier calls as scikit-learn does."""
@@ -603,7 +598,7 @@ class MLPClassifier(_NetworkClassifier):
         self.init = init
         self.dtype = dtype
 
-    def _hidden_layers(self) -> list[LayerSpec]:
+    def _hidden_layers(self) -> list[DenseSpec]:
         hidden = self.hidden_layer_sizes
         # int spelled out beside Integral: the type checker does not know that int is an Integral
         sizes: list[object] = [hidden] if isinstance(hidden, int | numbers.Integral) else list(hidden)
@@ -617,7 +612,7 @@ class MLPClassifier(_NetworkClassifier):
                     f"activation lists {len(names)} names for {len(units)} hidden layers; "
                     "give one name for all layers or one per layer"
                 )
-        return [LayerSpec(u, _activation_name(a)) for u, a in zip(units, names, strict=True)]
+        return [DenseSpec(u, _activation_name(a)) for u, a in zip(units, names, strict=True)]
 
     def _architecture(self, n_features: int, n_classes: int) -> tuple[tuple[int, ...], list[Layer]]:
         return (n_features,), [*(spec.layer() for spec in self._hidden_layers()), output_layer(n_classes)]

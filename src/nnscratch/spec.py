@@ -33,15 +33,22 @@ from dataclasses import dataclass
 from nnscratch.activations import ACTIVATIONS
 from nnscratch.errors import SpecError, check_name
 from nnscratch.initializers import INITIALIZERS
-from nnscratch.layers import ActivationLayer, AlphaDropout, BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
+from nnscratch.layers import LAYERS, ActivationLayer, BatchNorm, Dense, Flatten, Layer
 from nnscratch.layers.base import MAX_SIZE, Shape, echo, shape_text, spec_int
 
 EXAMPLES = "784-128:relu-10:softmax or 1x28x28-conv32k3-relu-maxpool2-10:softmax"
+# The layers a spec may hold, from the registry of layer kinds: "conv{F}k{K}[s{S}][p{P}], maxpool{K}, ..."
+_WRITTEN = [cls.grammar for cls in LAYERS.values()]
+GRAMMAR = f"{', '.join(_WRITTEN[:-1])} or {_WRITTEN[-1]}"
 
 
 @dataclass(frozen=True)
-class LayerSpec:
-    """One dense layer: its width, activation name and (optional) initialiser name."""
+class DenseSpec:
+    """One dense layer of an MLP: its width, activation name and (optional) initialiser name.
+
+    A list of them is an MLP's hidden layers (``--hidden 32:relu,64:tanh``) and the layers of a format-1
+    model file; any other network is a spec (``parse_spec``).
+    """
 
     units: int
     activation: str
@@ -62,6 +69,8 @@ class LayerSpec:
         """The dense layer this describes.  As the output layer (``softmax``) it produces logits."""
         return Dense(self.units, self.activation, init=self.init)
 
+
+LayerSpec = DenseSpec  # its earlier name, kept for code that imports it
 
 # [0-9], not \d: \d and int() also read other scripts' digits, such as the fullwidth ３２.
 _DENSE = re.compile(r"^([0-9]+)(?::([A-Za-z_\-]+))?(?::([A-Za-z_]+))?\Z")
@@ -87,7 +96,7 @@ def check_text(text: str, what: str, *, spaces: bool = False) -> None:
         )
 
 
-def parse_layer(text: str, *, default_activation: str = "relu") -> LayerSpec:
+def parse_layer(text: str, *, default_activation: str = "relu") -> DenseSpec:
     """Parse a dense layer ``UNITS[:ACTIVATION[:INIT]]``, e.g. ``"64:selu"`` or ``"32:relu:uniform"``."""
     check_text(text, "layer", spaces=True)
     text = text.strip(" ")
@@ -96,12 +105,12 @@ def parse_layer(text: str, *, default_activation: str = "relu") -> LayerSpec:
         raise SpecError(f"cannot read layer {echo(text)}; write UNITS:ACTIVATION such as 64:relu")
     units, activation, init = match.groups()
     activation = (activation or default_activation).lower().replace("-", "_")
-    # 0 is let through to LayerSpec, which says that a layer needs a positive number of units
+    # 0 is let through to DenseSpec, which says that a layer needs a positive number of units
     n_units = spec_int(units, "number of units", text) if units.strip("0") else 0
-    return LayerSpec(n_units, activation, init.lower() if init else None)
+    return DenseSpec(n_units, activation, init.lower() if init else None)
 
 
-def parse_hidden(text: str) -> list[LayerSpec]:
+def parse_hidden(text: str) -> list[DenseSpec]:
     """Parse the command line's hidden-layer list, e.g. ``"32:relu,32:sigmoid,64:selu,64:tanh"``.
 
     An empty string means no hidden layer (softmax regression).
@@ -124,15 +133,10 @@ def parse_input(token: str) -> Shape:
 
 
 def parse_token(token: str) -> Layer | None:
-    """The layer a token other than a dense layer describes, or None if it is not one of them."""
+    """The layer a token other than a dense layer describes, or None if it is not one of them: each kind
+    of layer (``LAYERS``) reads its own tokens (``Layer.parse``)."""
     word = token.strip().lower()
-    if word in ACTIVATIONS or word.replace("-", "_") in ACTIVATIONS:
-        return ActivationLayer(word.replace("-", "_"))
-    if word == "bn":
-        return BatchNorm()
-    if word == "flatten":
-        return Flatten()
-    for cls in (Conv2D, MaxPool2D, Dropout, AlphaDropout):
+    for cls in LAYERS.values():
         layer = cls.parse(word)
         if layer is not None:
             return layer
@@ -155,12 +159,7 @@ def parse_spec(spec: str) -> tuple[Shape, list[Layer]]:
         layer = parse_token(token)
         if layer is None:
             if not _NUMBER.match(token):
-                raise SpecError(
-                    f"unknown layer {echo(token)} in {echo(spec)}; write conv{{F}}k{{K}}[s{{S}}][p{{P}}], "
-                    f"maxpool{{K}}, bn, flatten, dropout{{P}}, alphadropout{{P}}, an activation "
-                    f"({', '.join(ACTIVATIONS)}) "
-                    "or UNITS:ACTIVATION"
-                )
+                raise SpecError(f"unknown layer {echo(token)} in {echo(spec)}; write {GRAMMAR}")
             following = parse_token(hidden[i + 1]) if i + 1 < len(hidden) else None
             linear = isinstance(following, ActivationLayer | BatchNorm)
             layer = parse_layer(token, default_activation="identity" if linear else "relu").layer()
@@ -259,5 +258,5 @@ def format_spec(input_shape: Shape, layers: list[Layer]) -> str:
             tokens.append(str(layer.units) if linear else layer.token)
         else:
             tokens.append(layer.token)
-    tokens.append(f"{layers[-1].n_out}:softmax")  # type: ignore[attr-defined]
+    tokens.append(f"{dense_output(layers).units}:softmax")
     return "-".join(tokens)

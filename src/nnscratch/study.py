@@ -147,7 +147,7 @@ def variant_network(base_spec: str, variant: str, *, seed: int | None = None, th
     input_shape, layers = parse_spec(base_spec)
     hidden = hidden_positions(layers)
     for i, name in zip(hidden, variant_activations(variant, len(hidden)), strict=True):
-        layers[i].activation = get_activation(name)  # type: ignore[attr-defined]
+        layers[i].activation = get_activation(name)
     return Network(input_shape, layers, seed=seed, threads=threads)
 
 

@@ -11,7 +11,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from nnscratch.augment import Augmentation, Augmenter
 from nnscratch.data import split_indices
-from nnscratch.errors import DataError, DivergenceError, ModelFileError, SpecError
+from nnscratch.errors import DataError, DivergenceError, ModelFileError, SpecError, check_name
 from nnscratch.io import Expected, deferred_signals, load_npz, remove_stale_temporaries, save_npz
 from nnscratch.losses import cross_entropy
 from nnscratch.metrics import accuracy
@@ -74,12 +74,10 @@ class TrainConfig:
             raise SpecError(f"epochs must be a positive integer, got {self.epochs!r}")
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise SpecError(f"batch size must be a positive integer or 'full', got {self.batch_size!r}")
-        if self.optimizer not in OPTIMIZER_NAMES:
-            raise SpecError(f"unknown optimiser {self.optimizer!r}; choose one of: {', '.join(OPTIMIZER_NAMES)}")
+        check_name(OPTIMIZER_NAMES, self.optimizer, "optimiser")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise SpecError(f"learning rate must be a positive number, got {self.learning_rate!r}")
-        if self.schedule not in SCHEDULES:
-            raise SpecError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        check_name(SCHEDULES, self.schedule, "schedule")
         for name in ("l2", "l1", "weight_decay"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and value >= 0 and math.isfinite(value)):
@@ -379,6 +377,19 @@ class Trainer:
             if self.state.best_state is not None:
                 self.net.state[...] = self.state.best_state
         return self.state.history
+
+    def run_more(self, epochs: int, *, learning_rate: float | None = None, callback: Callback | None = None) -> History:
+        """Train ``epochs`` more epochs from where the state stands, at ``learning_rate`` if given, and
+        return the history so far.  The config's ``epochs`` (and ``learning_rate``) move on with it, so
+        a schedule other than "constant" sees a run that ends after these epochs; scikit-learn's
+        ``partial_fit`` and its epoch-by-epoch ``fit`` (which set the rate themselves) call this."""
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise SpecError(f"epochs must be a positive integer, got {epochs!r}")
+        changes: dict[str, Any] = {"epochs": self.state.epoch + epochs}
+        if learning_rate is not None:
+            changes["learning_rate"] = learning_rate
+        self.config = replace(self.config, **changes)
+        return self.run(callback or Callback())
 
     def _run(self, callback: Callback) -> None:
         net, config, X, y, state = self.net, self.config, self.X, self.y, self.state

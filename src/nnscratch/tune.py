@@ -521,29 +521,16 @@ def parameter_importances(study: optuna.Study) -> dict[str, float]:
         return {}
 
 
-def _figure(**kwargs):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(**kwargs)
-    FigureCanvasAgg(fig)  # its own canvas: no pyplot, no global figure registry
-    return fig
-
-
-def _save(fig, path: Path) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
-
-
 def plot_history(rows: Sequence[TrialRow], path: Path) -> Path:
     """Optimisation history: each trial's validation accuracy, pruned trials where they stopped, the best so far."""
-    fig = _figure(figsize=(7, 4))
+    from nnscratch.plots import figure, save_png
+
+    fig = figure(figsize=(7, 4))
     ax = fig.add_subplot()
-    for state, style in (("complete", dict(color="C0", marker="o")), ("pruned", dict(color="0.6", marker="x"))):
+    for state, colour, marker in (("complete", "C0", "o"), ("pruned", "0.6", "x")):
         points = [(r.trial, r.val_accuracy) for r in rows if r.state == state and r.val_accuracy is not None]
         if points:
-            ax.scatter(*zip(*points, strict=True), label=f"{state} trial", zorder=3, **style)
+            ax.scatter(*zip(*points, strict=True), label=f"{state} trial", zorder=3, color=colour, marker=marker)
     best, line = -math.inf, []
     for r in rows:
         if r.state == "complete" and r.val_accuracy is not None:
@@ -556,16 +543,18 @@ def plot_history(rows: Sequence[TrialRow], path: Path) -> Path:
     ax.set_title("optimisation history")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_importances(importances: dict[str, float], path: Path) -> Path:
     """Hyper-parameter importances as horizontal bars, the most important at the top."""
+    from nnscratch.plots import figure, save_png
+
     names = list(importances)[::-1]
-    fig = _figure(figsize=(7, 0.4 * len(names) + 1.2))
+    fig = figure(figsize=(7, 0.4 * len(names) + 1.2))
     ax = fig.add_subplot()
     ax.barh(names, [importances[n] for n in names], color="C0")
     ax.set_xlabel("importance for the validation accuracy")
     ax.set_title("hyper-parameter importances")
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -145,6 +145,7 @@ def add_network_options(parser: argparse.ArgumentParser, *, default_preset: str 
     from nnscratch.activations import ACTIVATIONS
     from nnscratch.initializers import INITIALIZERS
     from nnscratch.presets import PRESETS
+    from nnscratch.spec import GRAMMAR
 
     group = parser.add_argument_group("network")
     group.add_argument(
@@ -159,9 +160,8 @@ def add_network_options(parser: argparse.ArgumentParser, *, default_preset: str 
         "--spec",
         metavar="SPEC",
         help="the whole network as a spec, instead of the preset's: tokens joined by '-', the input first "
-        "(784, or CxHxW such as 1x28x28), then conv{F}k{K}[s{S}][p{P}], maxpool{K}, bn, flatten, dropout{P}, "
-        "an activation, or a dense layer UNITS[:ACTIVATION], and last the output layer CLASSES:softmax; e.g. "
-        "1x28x28-conv32k3-relu-maxpool2-conv64k3-relu-maxpool2-flatten-dropout0.5-10:softmax",
+        f"(784, or CxHxW such as 1x28x28), then layers: {GRAMMAR} (a dense layer), and last the output layer "
+        "CLASSES:softmax; e.g. 1x28x28-conv32k3-relu-maxpool2-conv64k3-relu-maxpool2-flatten-dropout0.5-10:softmax",
     )
     group.add_argument(
         "--hidden",

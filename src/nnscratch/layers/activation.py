@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from nnscratch.activations import Activation, get_activation
+from nnscratch.activations import ACTIVATIONS, Activation, get_activation
 from nnscratch.layers.base import Array, Layer, Views, fresh
 
 
@@ -23,11 +23,18 @@ class ActivationLayer(Layer):
     """
 
     kind = "activation"
+    grammar = f"an activation ({', '.join(ACTIVATIONS)})"
     activation: Activation
 
     def __init__(self, activation: str | Activation) -> None:
         super().__init__()
         self.activation = activation if isinstance(activation, Activation) else get_activation(activation)
+
+    @classmethod
+    def parse(cls, token: str) -> ActivationLayer | None:
+        """``relu``, ``leaky-relu`` or ``leaky_relu``, ...: an activation's name alone."""
+        name = token.replace("-", "_")
+        return cls(name) if name in ACTIVATIONS else None
 
     @property
     def token(self) -> str:

@@ -39,8 +39,7 @@ import numpy.typing as npt
 
 from nnscratch.activations import Activation
 from nnscratch.errors import CapacityError, SpecError
-from nnscratch.parallel import Threads
-from nnscratch.parallel import pool as pool_of
+from nnscratch.parallel import Threads, thread_pool
 
 Array = npt.NDArray[np.floating]
 Shape = tuple[int, ...]
@@ -95,7 +94,7 @@ class Layer:
     """
 
     kind: ClassVar[str]
-    pool: Threads = pool_of(1)
+    pool: Threads = thread_pool(1)
 
     activation: Activation | None = None
     """The activation this layer applies to its output: a dense layer's own, or an activation layer's
@@ -115,7 +114,15 @@ class Layer:
         self.params: Views = {}  # views into the network's flat parameter buffer, once bound
         self.state: Views = {}  # views into its non-trained state buffer
 
+    grammar: ClassVar[str]
+    """How a spec writes this kind of layer, for the grammar a message lists, e.g. ``maxpool{K}``."""
+
     # -- description --------------------------------------------------------------------------
+
+    @classmethod
+    def parse(cls, token: str) -> Layer | None:
+        """The layer of this kind a spec's ``token`` (lower case) writes, or None if it writes another kind."""
+        return None
 
     @property
     def token(self) -> str:

@@ -62,6 +62,7 @@ class BatchNorm(Layer):
     """Normalise each unit (or channel) over the batch, then scale by γ and shift by β."""
 
     kind = "batchnorm"
+    grammar = "bn"
 
     def __init__(self, eps: float = EPS, momentum: float = MOMENTUM) -> None:
         super().__init__()
@@ -72,6 +73,10 @@ class BatchNorm(Layer):
         if not (_is_number(momentum) and 0 <= momentum <= 1):
             raise SpecError(f"batch norm's momentum must be a number in [0, 1], got {momentum!r}")
         self.eps, self.momentum = float(eps), float(momentum)
+
+    @classmethod
+    def parse(cls, token: str) -> BatchNorm | None:
+        return cls() if token == cls.grammar else None
 
     @property
     def token(self) -> str:

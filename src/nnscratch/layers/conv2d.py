@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from nnscratch.errors import SpecError
+from nnscratch.errors import check_name
 from nnscratch.initializers import INITIALIZERS, get_initializer
 from nnscratch.layers._im2col import col2im, im2col
 from nnscratch.layers.base import Array, Layer, Shape, Views, check_size, fresh, spec_int
@@ -52,6 +52,7 @@ class Conv2D(Layer):
     """``filters`` k×k filters with stride ``stride`` and zero padding ``padding``, plus a bias per filter."""
 
     kind = "conv2d"
+    grammar = "conv{F}k{K}[s{S}][p{P}]"
     weighted = True
 
     def __init__(self, filters: int, kernel: int, stride: int = 1, padding: int = 0, *, init: str | None = None):
@@ -63,8 +64,8 @@ class Conv2D(Layer):
             ("padding", padding, 0),
         ):
             check_size(value, f"a convolution's {name}", low=low)
-        if init is not None and init not in INITIALIZERS:
-            raise SpecError(f"unknown initialiser {init!r}; choose one of: {', '.join(INITIALIZERS)}")
+        if init is not None:
+            check_name(INITIALIZERS, init, "initialiser")
         self.filters, self.kernel, self.stride, self.padding, self.init = filters, kernel, stride, padding, init
 
     @classmethod

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nnscratch.activations import Activation, get_activation
-from nnscratch.errors import SpecError
+from nnscratch.errors import SpecError, check_name
 from nnscratch.initializers import INITIALIZERS, get_initializer
 from nnscratch.layers.base import MAX_SIZE, Array, Layer, Shape, Views, echo, fresh
 from nnscratch.parallel import GEMM_COST
@@ -44,6 +44,7 @@ class Dense(Layer):
     """
 
     kind = "dense"
+    grammar = "UNITS[:ACTIVATION]"  # read by spec.parse_layer, which also knows the output layer's rules
     weighted = True
     activation: Activation  # its own: every dense layer has one ("identity" for none)
 
@@ -54,8 +55,8 @@ class Dense(Layer):
             raise SpecError(f"a dense layer needs a positive number of units, at most {MAX_SIZE:,}; got {shown}")
         self.units = units
         self.activation = activation if isinstance(activation, Activation) else get_activation(activation)
-        if init is not None and init not in INITIALIZERS:
-            raise SpecError(f"unknown initialiser {init!r}; choose one of: {', '.join(INITIALIZERS)}")
+        if init is not None:
+            check_name(INITIALIZERS, init, "initialiser")
         self.init = init
 
     @property

@@ -76,6 +76,7 @@ class Dropout(Layer):
     """Drop each input with probability ``rate`` while training; the identity when predicting."""
 
     kind = "dropout"
+    grammar = "dropout{P}"
 
     def __init__(self, rate: float) -> None:
         super().__init__()
@@ -123,6 +124,7 @@ class AlphaDropout(Dropout):
     ``rate`` while training, then restore mean 0 and variance 1; the identity when predicting."""
 
     kind = "alphadropout"
+    grammar = "alphadropout{P}"
 
     @classmethod
     def parse(cls, token: str) -> AlphaDropout | None:

@@ -20,6 +20,11 @@ from nnscratch.layers.base import Array, Layer, Shape, Views
 
 class Flatten(Layer):
     kind = "flatten"
+    grammar = "flatten"
+
+    @classmethod
+    def parse(cls, token: str) -> Flatten | None:
+        return cls() if token == cls.grammar else None
 
     @property
     def token(self) -> str:

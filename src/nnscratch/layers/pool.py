@@ -46,6 +46,7 @@ class MaxPool2D(Layer):
     """Max over non-overlapping ``size``×``size`` windows (stride = size)."""
 
     kind = "maxpool2d"
+    grammar = "maxpool{K}"
 
     def __init__(self, size: int) -> None:
         super().__init__()
