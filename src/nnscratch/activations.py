@@ -47,6 +47,12 @@ class Activation:
     def backward(self, z: Array, a: Array, da: Array) -> Array:
         raise NotImplementedError
 
+    def backward_over(self, z: Array, a: Array, da: Array) -> None:
+        """:meth:`backward` with dz written over ``da`` (most activations compute it there already)."""
+        dz = self.backward(z, a, da)
+        if dz is not da:
+            da[...] = dz
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 

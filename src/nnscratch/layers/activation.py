@@ -64,10 +64,7 @@ class ActivationLayer(Layer):
         f = self.activation
 
         def rows(start: int, stop: int) -> None:
-            chunk = dY[start:stop]
-            dZ = f.backward(X[start:stop], A[start:stop], chunk)
-            if dZ is not chunk:
-                chunk[...] = dZ  # an activation that did not work in place
+            f.backward_over(X[start:stop], A[start:stop], dY[start:stop])
 
         self.pool.run(rows, X.shape[0], size=X[0].size if X.ndim > 1 else 1)
         return dY

@@ -142,10 +142,7 @@ class Dense(Layer):
         dX = self.scratch("dX", (m, n_in), dY.dtype) if need_dX else None
 
         def rows(start: int, stop: int) -> None:
-            chunk = dY[start:stop]
-            dZ = f.backward(Z[start:stop], A[start:stop], chunk)
-            if dZ is not chunk:
-                chunk[...] = dZ  # an activation that did not work in place
+            f.backward_over(Z[start:stop], A[start:stop], dY[start:stop])  # dZ, over dY
             if dX is not None:
                 np.matmul(dY[start:stop], W.T, out=dX[start:stop])
 
