@@ -98,11 +98,43 @@ def test_a_narrowed_space_fixes_what_has_one_value():
         ("activations", ("relu", "swish"), "activations must be some of"),
         ("optimizers", (), "optimizers must be some of"),
         ("batch_sizes", (0,), "batch sizes must be positive integers"),
+        ("depth", (-1, 2), "depth range must be LOW:HIGH integers with 0 <= LOW"),
+        ("width", (0, 8), "width range must be LOW:HIGH integers with 1 <= LOW"),
+        ("width", (4.0, 8), "width range must be LOW:HIGH integers"),
     ],
 )
 def test_a_bad_space_is_refused_with_a_reason(field, value, message):
     with pytest.raises(SpecError, match=message):
         SearchSpace(**{field: value})
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("depth", (0, 0)), ("width", (1, 1)), ("batch_sizes", (1,)), ("l2", (0.0, 0.0)), ("dropout", (0.0, 0.0))],
+)
+def test_the_edges_of_each_range_are_accepted(field, value):
+    assert getattr(SearchSpace(**{field: value}), field) == value  # no hidden layer, one unit, one example ...
+
+
+def test_the_default_space_is_the_one_the_help_states(capsys):
+    space = SearchSpace()
+    assert (space.learning_rate, space.depth, space.width) == ((1e-4, 1e-2), (1, 3), (16, 512))
+    assert (space.dropout, space.l2, space.batch_sizes) == ((0.0, 0.5), (1e-6, 1e-3), (32, 64, 128, 256))
+    assert space.activations == ("relu", "sigmoid", "tanh", "selu", "softmax")
+    assert space.optimizers == ("sgd", "momentum", "nesterov", "adam")
+    with pytest.raises(SystemExit):
+        main(["tune", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for default in ("1e-4:1e-2", "1:3", "16:512", "0:0.5", "1e-6:1e-3", "32,64,128,256", "sgd,momentum,nesterov,adam"):
+        assert f"default: {default}" in shown
+
+
+def test_widths_learning_rates_and_l2_are_searched_on_a_log_scale_the_rest_evenly():
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    SearchSpace(depth=(2, 2)).suggest(trial)
+    logarithmic = {name for name, d in trial.distributions.items() if getattr(d, "log", False)}
+    assert logarithmic == {"width_1", "width_2", "lr", "l2"}
+    assert {"dropout", "activation_1", "optimizer", "batch_size"} <= set(trial.distributions) - logarithmic
 
 
 # -- one trial --------------------------------------------------------------------------------------
