@@ -325,6 +325,99 @@ def measure_network(spec: str, X, y, args: argparse.Namespace, threads: int) -> 
     return entry
 
 
+def profile_epoch(spec: str, X: np.ndarray, y: np.ndarray, threads: int, *, batches: int | None = None) -> dict:
+    """Where one training epoch of ``spec`` goes, layer by layer: each layer's forward and backward, the
+    loss, the optimiser's step and the rest of the loop (batch gathering, accuracy, bookkeeping).
+
+    Every layer's ``forward`` and ``backward`` (and the optimiser's ``step``, the loss) are wrapped in a
+    clock, so each figure is wall time on the network's threads; the whole is the loop's own epoch clock.
+    ``batches`` cuts the epoch to that many batches (a shorter run, the same shares).
+    """
+    import time
+
+    import nnscratch.network as network_module
+    from nnscratch.training import Trainer
+
+    net = nnscratch.Network.from_spec(spec, seed=0, threads=threads)
+    m = X.shape[0] if batches is None else min(X.shape[0], batches * BATCH)
+    config = nnscratch.TrainConfig(epochs=2, batch_size=BATCH, learning_rate=LR, validation_size=0, seed=0)
+    trainer = Trainer(net, X[:m], y[:m], config)
+    clocks: dict[str, float] = {}
+
+    def clocked(fn, name):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                clocks[name] = clocks.get(name, 0.0) + time.perf_counter() - start
+
+        return wrapper
+
+    names = []
+    for i, layer in enumerate(net.stack().layers):
+        name = f"{i + 1:2d} {layer.token}"
+        names.append(name)
+        layer.forward = clocked(layer.forward, (name, "forward"))  # type: ignore[method-assign]
+        layer.backward = clocked(layer.backward, (name, "backward"))  # type: ignore[method-assign]
+    optimizer = trainer.state.optimizer
+    optimizer.step = clocked(optimizer.step, ("optimiser step", "update"))  # type: ignore[method-assign]
+    loss = network_module.softmax_cross_entropy
+    network_module.softmax_cross_entropy = clocked(loss, ("loss (softmax cross-entropy)", "forward"))
+    try:
+        trainer.run_more(1)  # a warm-up epoch: buffers allocated, caches warm
+        clocks.clear()
+        history = trainer.run_more(1)
+    finally:
+        network_module.softmax_cross_entropy = loss
+    total = history.epochs[-1].seconds
+    rows = [
+        {"part": name, "forward": clocks.get((name, "forward"), 0.0), "backward": clocks.get((name, "backward"), 0.0)}
+        for name in names
+    ]
+    rows.append(
+        {
+            "part": "loss (softmax cross-entropy)",
+            "forward": clocks.get(("loss (softmax cross-entropy)", "forward"), 0.0),
+            "backward": 0.0,
+        }
+    )
+    rows.append({"part": "optimiser step", "forward": clocks.get(("optimiser step", "update"), 0.0), "backward": 0.0})
+    rows.append(
+        {
+            "part": "the rest of the loop",
+            "forward": total - sum(r["forward"] + r["backward"] for r in rows),
+            "backward": 0.0,
+        }
+    )
+    return {"spec": spec, "threads": threads, "batches": -(-m // BATCH), "epoch_seconds": total, "rows": rows}
+
+
+def report_profile(profiles: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for profile in profiles:
+        total = profile["epoch_seconds"]
+        table = Table(
+            title=f"one epoch of {profile['spec']} ({profile['batches']} batches of {BATCH}, "
+            f"{profile['threads']} threads): {total:.2f} s",
+            title_justify="left",
+        )
+        for column in ("layer", "forward s", "backward s", "share"):
+            table.add_column(column, justify="left" if column == "layer" else "right")
+        for row in profile["rows"]:
+            both = row["forward"] + row["backward"]
+            table.add_row(
+                row["part"],
+                f"{row['forward']:.3f}",
+                f"{row['backward']:.3f}" if row["backward"] else "",
+                f"{100 * both / total:.1f}%",
+            )
+        console.print(table)
+
+
 def run(args: argparse.Namespace) -> dict:
     data = nnscratch.load_dataset(args.data_dir)
     X, y = data.X_train, data.y_train
@@ -490,6 +583,15 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure what each augmentation adds to an epoch of the fast and cnn presets' networks",
     )
     parser.add_argument("--tta-max-epochs", type=int, help="override the preset's number of epochs")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of the comparison: where one epoch of each network goes, layer by layer (forward, "
+        "backward), the loss, the optimiser and the rest of the loop",
+    )
+    parser.add_argument(
+        "--profile-batches", type=int, metavar="N", help="with --profile: profile N batches instead of a whole epoch"
+    )
     args = parser.parse_args(argv)
     args.networks = [n.strip() for n in args.networks.split(",") if n.strip()]
     args.tta_preset = [p.strip() for p in args.tta_preset.split(",") if p.strip()]
@@ -507,8 +609,18 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in args.networks if n not in NETWORKS]
     if unknown:
         parser.error(f"unknown network {unknown[0]!r}; choose from {', '.join(NETWORKS)}")
-    results = run(args)
-    report(results)
+    if args.profile:
+        data = nnscratch.load_dataset(args.data_dir)
+        profiles = [
+            profile_epoch(NETWORKS[key], data.X_train, data.y_train, threads, batches=args.profile_batches)
+            for key in args.networks
+            for threads in args.threads
+        ]
+        report_profile(profiles)
+        results = {"machine": machine_info(), "profile": profiles}
+    else:
+        results = run(args)
+        report(results)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2))

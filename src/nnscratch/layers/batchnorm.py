@@ -53,6 +53,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def wide_rows(X: Array) -> tuple[Array, int]:
+    """X as a 2-D view with every channel's values in its columns, and how often each channel repeats
+    in a row: (m, C) and 1 for a dense layer's units; (m·H, W·C) and W for feature maps (m, H, W, C).
+
+    Rows of W·C values rather than (m·H·W, C): a per-channel vector broadcast over the rows (tiled W
+    times) then runs NumPy's inner loop over long rows, not 16 values at a time, which measured half
+    the time of each pass and a third of each column sum on the first batch norm of the ``cnn`` preset.
+    """
+    if X.ndim == 4:
+        m, H, W, C = X.shape
+        return X.reshape(m * H, W * C), W
+    return X.reshape(-1, X.shape[-1]), 1
+
+
 def column_sums(A: Array) -> Array:
     """Σ over the rows of A (N, C), as one matrix-vector product."""
     return np.ones(A.shape[0], dtype=A.dtype) @ A
@@ -107,48 +121,50 @@ class BatchNorm(Layer):
     def forward(
         self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
     ) -> tuple[Array, BatchNormCache | None]:
-        C = X.shape[-1]
-        X2 = X.reshape(-1, C)
+        X2, reps = wide_rows(X)
         gamma, beta = self.params["gamma"], self.params["beta"]
         if not training:
             scale = gamma / np.sqrt(self.state["running_var"] + self.eps)
             shift = beta - self.state["running_mean"] * scale
-            Y = X2 * scale
-            Y += shift
+            Y = X2 * np.tile(scale, reps)
+            Y += np.tile(shift, reps)
             return Y.reshape(X.shape), None
-        # Four passes over the (N, C) values: x - μ, its square (for σ²), and y = (x - μ)(γ/σ) + β as a
+        # Four passes over the values: x - μ, its square (for σ²), and y = (x - μ)(γ/σ) + β as a
         # multiply and an add.  x̂ is never materialised: backward takes it as (x - μ)/σ per channel.
         # The rows are split over the threads; each sum over N is the sum of the chunks' sums, in order.
-        N = X2.shape[0]
+        rows, width = X2.shape
+        N = rows * reps
         Xc = self.scratch("Xc", X2.shape, X2.dtype)
         Y = self.scratch("Y", X2.shape, X2.dtype)
-        run = self._rows(N, C)
+        run = self._rows(rows, width, reps)
         mean = run(lambda a, b: column_sums(X2[a:b])) / N
+        wide_mean = np.tile(mean, reps)
 
         def centre(a: int, b: int) -> Array:
-            np.subtract(X2[a:b], mean, out=Xc[a:b])
+            np.subtract(X2[a:b], wide_mean, out=Xc[a:b])
             return column_sums(np.multiply(Xc[a:b], Xc[a:b], out=Y[a:b]))  # (x - μ)² first
 
         var = run(centre) / N
         inv_std = 1.0 / np.sqrt(var + self.eps)
-        scale = gamma * inv_std
+        scale, shift = np.tile(gamma * inv_std, reps), np.tile(beta, reps)
 
         def normalise(a: int, b: int) -> None:
             np.multiply(Xc[a:b], scale, out=Y[a:b])
-            Y[a:b] += beta
+            Y[a:b] += shift
 
-        self.pool.run(normalise, N, size=C)
+        self.pool.run(normalise, rows, size=width)
         return Y.reshape(X.shape), BatchNormCache(Xc, inv_std, mean, var, X.shape)
 
-    def _rows(self, N: int, C: int):
-        """A function that runs ``part(start, stop) -> (C,)`` over chunks of the N rows and adds the parts."""
+    def _rows(self, rows: int, width: int, reps: int):
+        """A function that runs ``part(start, stop) -> (..., reps·C)`` over chunks of the rows, adds the
+        parts in order and folds the ``reps`` positions of a row into per-channel sums (..., C)."""
 
         def run(part) -> Array:
-            parts = self.pool.run(part, N, size=C)
+            parts = self.pool.run(part, rows, size=width)
             total = parts[0]
             for more in parts[1:]:
                 total = total + more
-            return total
+            return total.reshape(*total.shape[:-1], reps, -1).sum(axis=-2) if reps > 1 else total
 
         return run
 
@@ -158,10 +174,12 @@ class BatchNorm(Layer):
         dγ = inv_std Σ dy (x - μ)      dx = (γ inv_std) dy - (γ inv_std dβ / N) - (x - μ)(γ inv_std² dγ / N)
         """
         Xc, inv_std = cache.Xc, cache.inv_std
-        N, C = Xc.shape
+        rows, width = Xc.shape
+        reps = width // inv_std.size
+        N = rows * reps
         dY2 = dY.reshape(Xc.shape)
         dX = self.scratch("dX", dY2.shape, dY2.dtype)
-        run = self._rows(N, C)
+        run = self._rows(rows, width, reps)
 
         def sums(a: int, b: int) -> Array:
             np.multiply(dY2[a:b], Xc[a:b], out=dX[a:b])
@@ -174,7 +192,8 @@ class BatchNorm(Layer):
         if not need_dX:
             return None
         scale = self.params["gamma"] * inv_std
-        slope, shift = scale * inv_std * dgamma / N, scale * dbeta / N
+        slope, shift = np.tile(scale * inv_std * dgamma / N, reps), np.tile(scale * dbeta / N, reps)
+        scale = np.tile(scale, reps)
         T = self.scratch("T", dY2.shape, dY2.dtype)
 
         def gradient(a: int, b: int) -> None:
@@ -182,11 +201,11 @@ class BatchNorm(Layer):
             dX[a:b] -= np.multiply(Xc[a:b], slope, out=T[a:b])
             dX[a:b] -= shift
 
-        self.pool.run(gradient, N, size=C)
+        self.pool.run(gradient, rows, size=width)
         return dX.reshape(cache.shape)
 
     def update_state(self, cache: BatchNormCache) -> None:
-        N = cache.Xc.shape[0]
+        N = cache.Xc.size // cache.mean.size  # values per channel
         if N < 2:  # one value per unit says nothing about its spread (the unbiased variance is 0/0)
             return
         rho = self.momentum
