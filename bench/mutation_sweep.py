@@ -212,6 +212,8 @@ REASONS = {
     "64 dims": "NumPy arrays have at most 64 dimensions",
     "mtime": "a fixed mtime either way: the file stays reproducible",
     "val order": "the order of the validation rows changes no mean",
+    "type checking": "the imports under TYPE_CHECKING are only read by type checkers (annotations are strings)",
+    "cache version": "the version only has to differ from earlier releases' (whose cache entries it retires)",
     "seek 0": "the first frame of a just-opened image is the current one: seek(0) decodes nothing and changes nothing",
     "draft": "Pillow's draft picks the largest of 1/8, 1/4, 1/2 that fits min(w // req_w, h // req_h); a JPEG over "
     "the limit has both sides >= 62, so max(1, ...), max(2, ...) and w / s request the same scale",
@@ -328,6 +330,9 @@ images.py | return np.clip((strokes - background) / contrast, 0.0, 1.0) | 1.0 ->
 images.py | if total > 0: | > -> >= (boundary) | * | empty box
 images.py | cy, cx = (bh - 1) / 2, (bw - 1) / 2 | * | * | empty box
 images.py | return fit_and_centre(strokes).reshape(-1) | 1 -> 2 | * | reshape
+tune.py | if TYPE_CHECKING: | negate if condition | * | type checking
+tune.py | ax.scatter(*zip(*points, strict=True) | True -> False | * | strict
+study.py | CACHE_VERSION = 3 | 3 -> 4 | * | cache version
 """
 EQUIVALENT = [
     (module, piece, mutation, None if nth == "*" else int(nth), REASONS[reason])

@@ -295,6 +295,13 @@ def test_verbose_prints_each_epoch_as_scikit_learn_does(blobs, capsys):
     quick(max_iter=2, verbose=True).fit(X, y)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Iteration 1, loss = ") and lines[1].startswith("Iteration 2, loss = ")
+    # the adaptive rate's last words, when it has fallen to 1e-6 (from 5e-6, a division by five)
+    adaptive = quick(max_iter=20, verbose=True, solver="sgd", learning_rate="adaptive", learning_rate_init=5e-6)
+    adaptive.set_params(tol=10.0, n_iter_no_change=1).fit(X, y)
+    said = capsys.readouterr().out
+    assert "Setting learning rate to 0.000001" in said
+    last = "Training loss did not improve more than tol=10.000000 for 1 consecutive epochs."
+    assert said.rstrip().endswith(f"{last} Learning rate too small. Stopping.")
 
 
 # -- labels -----------------------------------------------------------------------------------
@@ -393,6 +400,7 @@ def test_features_outside_unit_range_still_train():
     X, y = load_iris(return_X_y=True)  # raw centimetres, up to 7.9
     assert X.max() > 1.0
     assert quick(max_iter=100, batch_size=16).fit(X, y).score(X, y) > 0.9
+    assert quick(max_iter=1, batch_size=1).fit(X[:20], y[:20]).n_iter_ == 1  # one example a step: the smallest
 
 
 @pytest.mark.parametrize(
@@ -406,6 +414,7 @@ def test_features_outside_unit_range_still_train():
         ({"learning_rate": "cosine"}, "learning_rate must be one of constant, invscaling, adaptive"),
         ({"learning_rate_init": -1.0}, r"learning_rate_init must be a number in \(0, inf\)"),
         ({"alpha": -1.0}, "alpha must be a number"),
+        ({"tol": -1.0}, "tol must be a number"),
         ({"max_iter": 0}, "max_iter must be an integer >= 1"),
         ({"batch_size": "big"}, "batch_size must be an integer >= 1 or 'auto'"),
         ({"momentum": 1.5}, "momentum must be a number in"),

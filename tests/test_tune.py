@@ -501,3 +501,95 @@ def test_tune_without_optuna_says_how_to_install_it(tiny_dir, tmp_path, monkeypa
     monkeypatch.setitem(__import__("sys").modules, "optuna", None)
     assert main(tune_cli(tiny_dir, tmp_path / "o")) == 1
     assert "pip install 'nnscratch[tune]'" in capsys.readouterr().err
+
+
+def test_a_finished_trial_keeps_each_epochs_accuracy_and_a_diverged_one_its_reason(data):
+    X, y = data
+    outcomes = {}
+    study = tune(
+        X,
+        y,
+        n_trials=3,
+        space=SMALL,
+        settings=TuneSettings(epochs=2, pruning=False),
+        on_trial=lambda outcome, options, done, total: outcomes.update({outcome.number: outcome}),
+    )
+    for trial in study.trials:  # the study holds every epoch's validation accuracy, as the pruner needs
+        assert trial.intermediate_values == dict(enumerate(outcomes[trial.number].val_accuracy, start=1))
+    hopeless = SearchSpace(
+        learning_rate=(1e30, 1e30),
+        depth=(1, 1),
+        width=(8, 8),
+        activations=("identity",),
+        optimizers=("sgd",),
+        batch_sizes=(32,),
+        dropout=(0.0, 0.0),
+        l2=(0.0, 0.0),
+    )
+    diverged = tune(X, y, n_trials=2, space=hopeless, settings=TuneSettings(epochs=2))
+    assert all("diverged" in t.user_attrs["diverged"] for t in diverged.trials)
+    assert [row.state for row in tuning.trial_rows(diverged)] == ["diverged", "diverged"]
+    assert [row.state for row in tuning.trial_rows(study)] == ["complete"] * 3
+
+
+def test_trials_running_when_the_search_is_interrupted_are_marked_so(data, monkeypatch):
+    X, y = data
+    study = optuna.create_study(direction="maximize")
+    original = tuning.run_trial
+
+    def interrupted_in_the_second(number, *args):
+        if number == 1:  # Ctrl-C while the second trial trains
+            raise KeyboardInterrupt
+        return original(number, *args)
+
+    monkeypatch.setattr(tuning, "open_study", lambda **kwargs: study)
+    monkeypatch.setattr(tuning, "run_trial", interrupted_in_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        tune(X, y, n_trials=4, space=SMALL, settings=TuneSettings(epochs=1))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert study.trials[1].user_attrs["interrupted"] is True and "interrupted" not in study.trials[0].user_attrs
+
+
+def test_the_library_without_optuna_says_how_to_install_it(data, monkeypatch):
+    from nnscratch.errors import NNScratchError
+
+    monkeypatch.setitem(__import__("sys").modules, "optuna", None)
+    with pytest.raises(NNScratchError, match=r"tuning needs Optuna: pip install 'nnscratch\[tune\]'"):
+        tune(*data, n_trials=1)
+
+
+def test_the_history_plot_shows_each_trial_and_the_best_so_far():
+    rows = [
+        tuning.TrialRow(0, "complete", 0.5, 2, 1.0),
+        tuning.TrialRow(1, "pruned", 0.3, 1, 0.5),
+        tuning.TrialRow(2, "complete", 0.7, 2, 1.0),
+        tuning.TrialRow(3, "complete", 0.6, 2, 1.0),
+        tuning.TrialRow(4, "failed", None, None, None),
+    ]
+    fig = tuning.history_figure(rows)
+    ax = fig.axes[0]
+    complete, pruned = ax.collections
+    np.testing.assert_array_equal(complete.get_offsets(), [[0, 0.5], [2, 0.7], [3, 0.6]])
+    np.testing.assert_array_equal(pruned.get_offsets(), [[1, 0.3]])
+    np.testing.assert_array_equal(ax.lines[0].get_xydata(), [[0, 0.5], [2, 0.7], [3, 0.7]])  # the best so far
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["complete trial", "pruned trial", "best so far"]
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == (
+        "optimisation history",
+        "trial",
+        "validation accuracy",
+    )
+
+
+def test_the_importance_plot_has_a_bar_per_parameter_the_most_important_on_top():
+    fig = tuning.importances_figure({"lr": 0.6, "width_1": 0.3, "dropout": 0.1})
+    fig.canvas.draw()  # the categorical tick labels are set when the figure is drawn
+    ax = fig.axes[0]
+    assert [bar.get_width() for bar in ax.patches] == [0.1, 0.3, 0.6]
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["dropout", "width_1", "lr"]  # top: the last
+    assert (ax.get_title(), ax.get_xlabel()) == (
+        "hyper-parameter importances",
+        "importance for the validation accuracy",
+    )
+    assert ax.xaxis.get_gridlines()[0].get_visible() and not ax.yaxis.get_gridlines()[0].get_visible()
+    heights = [tuning.importances_figure(dict.fromkeys("abcdefgh"[:n], 0.1)).get_size_inches()[1] for n in (1, 5)]
+    assert heights == pytest.approx([1.6, 3.2])  # 0.4 inch a bar, and room for the title and the axis

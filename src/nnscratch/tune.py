@@ -59,6 +59,7 @@ from nnscratch.training import Callback, EpochRecord, TrainConfig, Trainer
 
 if TYPE_CHECKING:
     import optuna
+    from matplotlib.figure import Figure
 
 MOMENTUM = TrainConfig.momentum  # of the momentum and nesterov optimisers: nnscratch train's default
 STARTUP_TRIALS = 5  # finished trials before the median pruner prunes anything
@@ -522,8 +523,22 @@ def parameter_importances(study: optuna.Study) -> dict[str, float]:
 
 
 def plot_history(rows: Sequence[TrialRow], path: Path) -> Path:
+    """Write :func:`history_figure` to ``path`` (PNG)."""
+    from nnscratch.plots import save_png
+
+    return save_png(history_figure(rows), path)
+
+
+def plot_importances(importances: dict[str, float], path: Path) -> Path:
+    """Write :func:`importances_figure` to ``path`` (PNG)."""
+    from nnscratch.plots import save_png
+
+    return save_png(importances_figure(importances), path)
+
+
+def history_figure(rows: Sequence[TrialRow]) -> Figure:
     """Optimisation history: each trial's validation accuracy, pruned trials where they stopped, the best so far."""
-    from nnscratch.plots import figure, save_png
+    from nnscratch.plots import figure
 
     fig = figure(figsize=(7, 4))
     ax = fig.add_subplot()
@@ -543,12 +558,12 @@ def plot_history(rows: Sequence[TrialRow], path: Path) -> Path:
     ax.set_title("optimisation history")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    return save_png(fig, path)
+    return fig
 
 
-def plot_importances(importances: dict[str, float], path: Path) -> Path:
+def importances_figure(importances: dict[str, float]) -> Figure:
     """Hyper-parameter importances as horizontal bars, the most important at the top."""
-    from nnscratch.plots import figure, save_png
+    from nnscratch.plots import figure
 
     names = list(importances)[::-1]
     fig = figure(figsize=(7, 0.4 * len(names) + 1.2))
@@ -557,4 +572,4 @@ def plot_importances(importances: dict[str, float], path: Path) -> Path:
     ax.set_xlabel("importance for the validation accuracy")
     ax.set_title("hyper-parameter importances")
     ax.grid(axis="x", alpha=0.3)
-    return save_png(fig, path)
+    return fig
