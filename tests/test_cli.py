@@ -430,3 +430,41 @@ def test_a_batch_too_large_for_memory_is_refused_before_training(tiny_dir, tmp_p
     assert line.endswith("choose a smaller --batch-size or a smaller network")
     assert not (tmp_path / "m.npz").exists()
     assert main([*args, "--batch-size", "16", "--epochs", "1"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("reader", "accepted", "refused"),
+    [
+        ("positive_int", ["1", "7"], ["0", "-1", "1.5"]),
+        ("non_negative_int", ["0", "7"], ["-1", "x"]),
+        ("epoch_count", ["1", "1000000"], ["0", "1000001"]),
+        ("port_number", ["1", "65535"], ["0", "65536"]),
+        ("positive_float", ["1e-300", "3"], ["0", "-1", "inf", "nan"]),
+        ("non_negative_float", ["0", "2.5"], ["-1e-9", "inf", "nan"]),
+        ("probability", ["0", "0.999"], ["1", "-0.1", "nan"]),
+    ],
+)
+def test_each_option_type_accepts_its_edges_and_refuses_what_is_past_them(reader, accepted, refused):
+    import argparse
+
+    from nnscratch.commands import common
+
+    read = getattr(common, reader)
+    for text in accepted:
+        assert read(text) == type(read(text))(text)
+    for text in refused:
+        with pytest.raises(argparse.ArgumentTypeError, match="expected"):
+            read(text)
+    jobs = common.parallel_jobs("runs")
+    assert (jobs("-1"), jobs("1"), jobs("4")) == (-1, 1, 4)
+    for text in ("0", "-2"):
+        with pytest.raises(argparse.ArgumentTypeError, match="a positive number of parallel runs or -1"):
+            jobs(text)
+
+
+def test_train_says_it_is_loading_the_data_unless_quiet(tiny_dir, tmp_path, capsys):
+    args = ["train", "--data-dir", str(tiny_dir), "--epochs", "1", "-o", str(tmp_path / "m.npz")]
+    assert main(args) == 0
+    assert capsys.readouterr().err.startswith("loading data...")
+    assert main([*args, "--quiet"]) == 0
+    assert "loading data" not in capsys.readouterr().err

@@ -444,3 +444,16 @@ def test_unaligned_arrays_are_aligned_before_training(data, monkeypatch):
     run = study.run_one("relu", 0, 1e-3, settings, *(unaligned(a) for a in data))
     expected = study.run_one("relu", 0, 1e-3, settings, *data)
     assert seen == [True, True] and run.test_accuracy == expected.test_accuracy
+
+
+def test_epochs_to_target_is_the_first_epoch_whose_validation_accuracy_reaches_it(data, monkeypatch):
+    settings = StudySettings(widths=(8,), epochs=4, batch_size=64, seeds=1)
+    monkeypatch.setattr(study, "TARGET", 0.0)  # every epoch reaches it: the first one counts
+    assert study.run_one("relu", 0, 1e-2, settings, *data).epochs_to_target == 1
+    monkeypatch.setattr(study, "TARGET", 1.01)  # none does
+    assert study.run_one("relu", 0, 1e-2, settings, *data).epochs_to_target is None
+    run = study.run_one("relu", 0, 1e-2, settings, *data)
+    val = run.history["val_accuracy"]
+    monkeypatch.setattr(study, "TARGET", val[2])  # reached in the third epoch at the latest
+    expected = next(i + 1 for i, acc in enumerate(val) if acc >= val[2])
+    assert study.run_one("relu", 0, 1e-2, settings, *data).epochs_to_target == expected
