@@ -58,6 +58,24 @@ def nnscratch_epochs(spec: str, X: np.ndarray, y: np.ndarray, epochs: int, threa
     return [record.seconds for record in history.epochs]
 
 
+def command_line_epochs(spec: str, epochs: int, threads: int, data_dir: str | None) -> list[float]:
+    """Seconds of each epoch of ``nnscratch train`` on the same network and recipe (Adam at 1e-3, batches
+    of 128, no validation split), in a process of its own, progress reporting included (to a pipe, as
+    in a script): each epoch's seconds from the saved model's history."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(tmp) / "model.npz"
+        command = [sys.executable, "-m", "nnscratch.cli", "train", "--spec", spec, "--optimizer", "adam"]
+        command += ["--lr", str(LR), "--schedule", "constant", "--batch-size", str(BATCH), "--validation-size", "0"]
+        command += ["--epochs", str(epochs), "--threads", str(threads), "--seed", "0", "-o", str(model)]
+        if data_dir:
+            command += ["--data-dir", data_dir]
+        subprocess.run(command, check=True, capture_output=True)
+        history = nnscratch.Network.load(model).metadata["history"]
+    return [record["seconds"] for record in history["epochs"]]
+
+
 def torch_model(spec: str):
     """The same stack of layers as ``torch.nn.Sequential`` (channels-first, PyTorch's own layout)."""
     import torch
@@ -304,6 +322,8 @@ def measure_network(spec: str, X, y, args: argparse.Namespace, threads: int) -> 
     entry = {
         "nnscratch": measure(nnscratch_epochs, spec, X, y, warmup=args.warmup, epochs=args.epochs, threads=threads)
     }
+    seconds = command_line_epochs(spec, args.warmup + args.epochs, threads, args.data_dir)[args.warmup :]
+    entry["nnscratch train"] = {"median_seconds_per_epoch": statistics.median(seconds), "epochs": seconds}
     for peer, (module, fn) in PEERS.items():
         if is_convnet(spec) and peer in MLP_ONLY:
             entry[peer] = {"skipped": f"{peer} has no convolutional networks"}
@@ -322,6 +342,9 @@ def measure_network(spec: str, X, y, args: argparse.Namespace, threads: int) -> 
         if "median_seconds_per_epoch" in entry[peer]
     }
     entry["ratios"]["nnscratch/gemm_bound"] = ours / entry["gemm_bound"]["seconds_per_epoch"]
+    if "median_seconds_per_epoch" in entry.get("pytorch", {}):
+        command = entry["nnscratch train"]["median_seconds_per_epoch"]
+        entry["ratios"]["nnscratch train/pytorch"] = command / entry["pytorch"]["median_seconds_per_epoch"]
     return entry
 
 
@@ -500,10 +523,12 @@ def report(results: dict) -> None:
         "network",
         "threads",
         "nnscratch",
+        "nnscratch train",
         "PyTorch",
         "scikit-learn",
         "GEMM bound",
         "vs PyTorch",
+        "train vs PyTorch",
         "vs sklearn",
         "vs bound",
     ):
@@ -520,10 +545,12 @@ def report(results: dict) -> None:
                 key,
                 threads,
                 cell("nnscratch"),
+                cell("nnscratch train"),
                 cell("pytorch"),
                 cell("scikit-learn"),
                 f"{row['gemm_bound']['seconds_per_epoch']:.3f}",
                 f"{ratios['nnscratch/pytorch']:.2f}×" if "nnscratch/pytorch" in ratios else "—",
+                f"{ratios['nnscratch train/pytorch']:.2f}×" if "nnscratch train/pytorch" in ratios else "—",
                 f"{ratios['nnscratch/scikit-learn']:.2f}×" if "nnscratch/scikit-learn" in ratios else "—",
                 f"{ratios['nnscratch/gemm_bound']:.2f}×",
             )

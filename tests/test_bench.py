@@ -74,6 +74,37 @@ def test_each_thread_count_is_measured_with_the_speedup_over_one(tmp_path, monke
     assert list(seed["threads"]) == ["1", "2"]
     one, two = (seed["threads"][t]["nnscratch"]["median_seconds_per_epoch"] for t in ("1", "2"))
     assert seed["speedup_over_1_thread"]["2"]["nnscratch"] == pytest.approx(one / two)
+    # the same network as `nnscratch train` runs it, in a process of its own: one measured epoch
+    command = seed["threads"]["2"]["nnscratch train"]
+    assert len(command["epochs"]) == 1 and command["median_seconds_per_epoch"] == command["epochs"][0] > 0
+
+
+def test_the_profile_splits_an_epoch_into_its_layers_the_loss_the_optimiser_and_the_rest(tmp_path, monkeypatch, rng):
+    from tests.test_data import write_tiny_mnist
+
+    write_tiny_mnist(tmp_path / "d", rng, n_train=256, n_test=64, side=28, classes=10)
+    monkeypatch.setattr(train_speed, "NETWORKS", {"cnn": "1x28x28-conv2k3-bn-relu-maxpool2-dropout0.5-10:softmax"})
+    out = tmp_path / "p.json"
+    args = ["--data-dir", str(tmp_path / "d"), "--profile", "--networks", "cnn", "--threads", "1", "--output", str(out)]
+    assert train_speed.main([*args, "--profile-batches", "2"]) == 0
+    (profile,) = json.loads(out.read_text())["profile"]
+    parts = [row["part"] for row in profile["rows"]]
+    assert parts == [
+        " 1 conv2k3",
+        " 2 bn",
+        " 3 relu",
+        " 4 maxpool2",
+        " 5 dropout0.5",
+        " 6 flatten",
+        " 7 10:identity",
+        "loss (softmax cross-entropy)",
+        "optimiser step",
+        "the rest of the loop",
+    ]
+    assert profile["batches"] == 2 and profile["threads"] == 1
+    rows = profile["rows"]
+    assert all(row["forward"] > 0 for row in rows[:4]) and all(row["backward"] > 0 for row in rows[:4])
+    assert sum(row["forward"] + row["backward"] for row in rows) == pytest.approx(profile["epoch_seconds"])
 
 
 def test_gemm_bound_counts_forward_and_backward_flops():
