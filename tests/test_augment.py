@@ -390,3 +390,18 @@ def test_an_error_while_preparing_a_batch_reaches_the_training_loop(digits):
         next(batches)
     with pytest.raises(RuntimeError, match="the data went away"):  # in groups, at the first batch of its group
         list(augmenter.batches(broken, 4))
+
+
+def test_a_loop_that_stops_early_ends_the_background_thread_at_once(rng):
+    import threading
+    import time
+
+    X, y = rng.random((40 * 16, 784), dtype=np.float32), np.arange(40 * 16) % 10
+    augmenter = Augmenter(Augmentation("shift"), (28, 28), rng)
+    batches = augmenter.batches(lambda b: (X[b * 16 : (b + 1) * 16], y[b * 16 : (b + 1) * 16]), 40)
+    next(batches)
+    time.sleep(0.3)  # the producer fills its queue and waits to put the next group
+    started = time.perf_counter()
+    batches.close()  # training stopped: a divergence, Ctrl-C, early stopping
+    assert time.perf_counter() - started < 5.0
+    assert not [t for t in threading.enumerate() if t.name == "nnscratch-augment" and t.is_alive()]

@@ -468,3 +468,18 @@ def test_train_says_it_is_loading_the_data_unless_quiet(tiny_dir, tmp_path, caps
     assert capsys.readouterr().err.startswith("loading data...")
     assert main([*args, "--quiet"]) == 0
     assert "loading data" not in capsys.readouterr().err
+
+
+def test_a_command_leaves_the_sigterm_handler_as_it_found_it(tiny_dir, tmp_path):
+    import signal
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        args = ["train", "--data-dir", str(tiny_dir), "--epochs", "1", "-q", "-o", str(tmp_path / "m.npz")]
+        assert main(args) == 0
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
