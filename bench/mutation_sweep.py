@@ -52,7 +52,9 @@ How it works
      sorted/sort/min/max (and ``reverse=True`` -> ``False``, the constant mutation);
    - a value taken before instead of after a step: two consecutive simple statements (assignments and
      calls) swapped where the second changes what the first reads (``a = f(x)``, then ``x += 1``) or the
-     first updates what the second reads; not where the swap could only raise a NameError;
+     first updates what the second reads; not where the swap could only raise a NameError, nor for two
+     declarations of command-line options (``add_argument``, ``set_defaults``, ``add_*`` helpers), whose
+     order only changes the order of --help;
    - a limit checked after the work instead of before: ``if ...: raise ...`` moved one statement later
      in its block (not past another such check).
    Docstrings, strings, f-strings, type annotations, default argument values, ``assert`` and ``raise``
@@ -545,12 +547,29 @@ def dependent(first: ast.stmt, second: ast.stmt) -> bool:
         return False
     if any(isinstance(s, ast.AnnAssign) and s.value is None for s in (first, second)):
         return False
+    if _declares_options(first) and _declares_options(second):
+        return False  # two command-line options declared in the other order: only --help lists them otherwise
     fresh1, updated1 = _written(first)
     fresh2, updated2 = _written(second)
     reads1, reads2 = _reads(first), _reads(second)
     if _touches(fresh1, reads2):
         return False
     return _touches(fresh2 | updated2, reads1) or _touches(updated1, reads2)
+
+
+OPTION_CALLS = ("add_argument", "set_defaults")  # and the add_* helpers that declare options on a parser
+
+
+def _declares_options(stmt: ast.stmt) -> bool:
+    """A statement that declares command-line options: ``parser.add_argument(...)``, ``set_defaults``,
+    or a helper function ``add_threads(parser)`` (a plain function whose name starts ``add_``; not a
+    method such as ``table.add_row``, whose order matters)."""
+    if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
+        return False
+    func = stmt.value.func
+    if isinstance(func, ast.Name):
+        return func.id.startswith("add_")
+    return isinstance(func, ast.Attribute) and func.attr in OPTION_CALLS
 
 
 def is_guard(stmt: ast.stmt) -> bool:
