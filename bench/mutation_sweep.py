@@ -215,6 +215,7 @@ REASONS = {
     "mtime": "a fixed mtime either way: the file stays reproducible",
     "val order": "the order of the validation rows changes no mean",
     "type checking": "the imports under TYPE_CHECKING are only read by type checkers (annotations are strings)",
+    "flush and mode": "the file's mode (fchmod) and its buffered data (flush) are independent; both precede fsync",
     "colours": "rich highlights numbers in colour on a terminal only: the text is the same",
     "cache version": "the version only has to differ from earlier releases' (whose cache entries it retires)",
     "seek 0": "the first frame of a just-opened image is the current one: seek(0) decodes nothing and changes nothing",
@@ -337,6 +338,7 @@ tune.py | if TYPE_CHECKING: | negate if condition | * | type checking
 tune.py | ax.scatter(*zip(*points, strict=True) | True -> False | * | strict
 study.py | CACHE_VERSION = 3 | 3 -> 4 | * | cache version
 commands/common.py | = Console( | False -> True | * | colours
+io.py | f.flush() | swap with the next statement* | * | flush and mode
 """
 EQUIVALENT = [
     (module, piece, mutation, None if nth == "*" else int(nth), REASONS[reason])
