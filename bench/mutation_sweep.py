@@ -339,6 +339,7 @@ tune.py | ax.scatter(*zip(*points, strict=True) | True -> False | * | strict
 study.py | CACHE_VERSION = 3 | 3 -> 4 | * | cache version
 commands/common.py | = Console( | False -> True | * | colours
 io.py | f.flush() | swap with the next statement* | * | flush and mode
+io.py | if not raw: | check moved after the next statement* | * | still first
 """
 EQUIVALENT = [
     (module, piece, mutation, None if nth == "*" else int(nth), REASONS[reason])

@@ -343,18 +343,6 @@ class Augmenter:
         self.aug, self.image_shape, self.rng = aug, image_shape, rng
         self.ws, self._turn = Workspace(), 0
 
-    def apply(self, batch: Array) -> Array:
-        """The augmented copy of one batch: flat rows (m, H·W) or channels-last images (m, H, W, 1).
-
-        The result is one of three arrays used in turn (one training, one waiting, one being filled),
-        so it stays valid until two more batches have been made.
-        """
-        H, W = self.image_shape
-        images = batch.reshape(-1, H, W)
-        self._turn = (self._turn + 1) % 3
-        out = self.ws.get(f"out{self._turn}", images.shape) if batch.dtype == np.float32 else None
-        return augment(images, self.aug, self.rng, ws=self.ws, out=out).reshape(batch.shape)
-
     def batches(
         self, gather: Callable[[int], tuple[Array, Array]], n_batches: int, *, group: int = GROUP
     ) -> Iterator[tuple[Array, Array]]:
