@@ -215,6 +215,7 @@ REASONS = {
     "mtime": "a fixed mtime either way: the file stays reproducible",
     "val order": "the order of the validation rows changes no mean",
     "type checking": "the imports under TYPE_CHECKING are only read by type checkers (annotations are strings)",
+    "same values": "astype to the dtype the array already has: a copy holds the same values as the array",
     "flush and mode": "the file's mode (fchmod) and its buffered data (flush) are independent; both precede fsync",
     "colours": "rich highlights numbers in colour on a terminal only: the text is the same",
     "cache version": "the version only has to differ from earlier releases' (whose cache entries it retires)",
@@ -340,6 +341,7 @@ study.py | CACHE_VERSION = 3 | 3 -> 4 | * | cache version
 commands/common.py | = Console( | False -> True | * | colours
 io.py | f.flush() | swap with the next statement* | * | flush and mode
 io.py | if not raw: | check moved after the next statement* | * | still first
+augment.py | .astype(images.dtype, copy=False) | drop keyword copy= | * | same values
 """
 EQUIVALENT = [
     (module, piece, mutation, None if nth == "*" else int(nth), REASONS[reason])
@@ -564,9 +566,13 @@ OPTION_CALLS = ("add_argument", "set_defaults")  # and the add_* helpers that de
 
 
 def _declares_options(stmt: ast.stmt) -> bool:
-    """A statement that declares command-line options: ``parser.add_argument(...)``, ``set_defaults``,
-    or a helper function ``add_threads(parser)`` (a plain function whose name starts ``add_``; not a
-    method such as ``table.add_row``, whose order matters)."""
+    """A statement that declares command-line options: ``parser.add_argument(...)``, ``set_defaults``, a
+    group of them (``group = parser.add_argument_group(...)``), or a helper function ``add_threads(parser)``
+    (a plain function whose name starts ``add_``; not a method such as ``table.add_row``, whose order
+    matters)."""
+    if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call):  # group = parser.add_argument_group(...)
+        func = stmt.value.func
+        return isinstance(func, ast.Attribute) and func.attr in ("add_argument_group", "add_mutually_exclusive_group")
     if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
         return False
     func = stmt.value.func
