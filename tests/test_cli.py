@@ -110,6 +110,8 @@ def test_evaluate_prints_accuracy_per_class_and_confusion(tiny_dir, tmp_path, ca
 
     result = json.loads(capsys.readouterr().out)
     assert np.array(result["confusion_matrix"]).sum() == 50 and len(result["recall"]) == 3
+    assert main(["evaluate", str(out), "--data-dir", str(tiny_dir), "--json", "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["confusion_matrix"] == result["confusion_matrix"]
 
 
 def test_gradcheck_passes_for_the_seed_preset(capsys):

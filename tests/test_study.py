@@ -400,6 +400,9 @@ def test_compare_refuses_bad_options_without_writing(tmp_path, rng, capsys):
     write_tiny_mnist(tmp_path / "d", rng)
     assert main(_compare(tmp_path, "--variants", "relu,swish")) == 1
     assert "unknown variant 'swish'" in capsys.readouterr().err
+    # named before any data is read: with no data at all, the variant is still what is wrong
+    assert main([*_compare(tmp_path, "--variants", "relu,swish"), "--data-dir", str(tmp_path / "nowhere")]) == 1
+    assert "unknown variant 'swish'" in capsys.readouterr().err
     assert main(_compare(tmp_path, "--backend", "dask")) == 1
     assert "--scheduler" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
