@@ -215,6 +215,7 @@ REASONS = {
     "mtime": "a fixed mtime either way: the file stays reproducible",
     "val order": "the order of the validation rows changes no mean",
     "type checking": "the imports under TYPE_CHECKING are only read by type checkers (annotations are strings)",
+    "exactly the tolerance": "a relative error (a float from a division) exactly equal to the tolerance does not occur",
     "same values": "astype to the dtype the array already has: a copy holds the same values as the array",
     "flush and mode": "the file's mode (fchmod) and its buffered data (flush) are independent; both precede fsync",
     "colours": "rich highlights numbers in colour on a terminal only: the text is the same",
@@ -342,6 +343,8 @@ commands/common.py | = Console( | False -> True | * | colours
 io.py | f.flush() | swap with the next statement* | * | flush and mode
 io.py | if not raw: | check moved after the next statement* | * | still first
 augment.py | .astype(images.dtype, copy=False) | drop keyword copy= | * | same values
+commands/evaluate.py | accuracy(data.y_test, predicted) | swap the arguments of accuracy | * | symmetric
+commands/gradcheck.py | if r.passed and r.relative_error > r.tolerance: | > -> >= (boundary) | * | exactly the tolerance
 """
 EQUIVALENT = [
     (module, piece, mutation, None if nth == "*" else int(nth), REASONS[reason])

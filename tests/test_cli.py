@@ -118,6 +118,30 @@ def test_gradcheck_passes_for_the_seed_preset(capsys):
     assert main(["gradcheck", "--inputs", "30", "--samples", "4"]) == 0
     text = capsys.readouterr().out
     assert text.count("pass") >= 10 and "all 10 gradient arrays pass" in text
+    header = next(line for line in text.splitlines() if "relative error" in line)
+    assert [word for word in header.split() if word.isalpha()] == [
+        "layer",
+        "kind",
+        "param",
+        "shape",
+        "checked",
+        "relative",
+        "error",
+        "result",
+    ]
+    assert main(["gradcheck", "--inputs", "30", "--samples", "4", "--threads", "1"]) == 0
+    assert "all 10 gradient arrays pass" in capsys.readouterr().out
+
+
+def test_compare_reads_its_budget_and_rate_sweep_as_the_help_says():
+
+    args = build_parser().parse_args(["compare"])
+    assert (args.epochs, args.optimizer, args.schedule, args.lr, args.lrs) == (10, "adam", "wsd", 1e-3, None)
+    assert (args.batch_size, args.seeds, args.jobs, args.widths, args.spec) == (128, 3, -1, None, None)
+    assert build_parser().parse_args(["compare", "--lrs", "1e-3,3e-3"]).lrs == (1e-3, 3e-3)
+    assert build_parser().parse_args(["compare", "--widths", "8,4"]).widths == (8, 4)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["compare", "--lrs", "1e-3,x"])
 
 
 def test_gradcheck_fails_loudly_on_a_wrong_derivative(monkeypatch, capsys):

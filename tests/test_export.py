@@ -260,6 +260,9 @@ def test_export_without_onnx_says_how_to_install_it(tmp_path, monkeypatch, capsy
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now fails
     assert main(["export", str(tmp_path / "mlp.npz"), str(tmp_path / "out.onnx")]) == 1
     assert "pip install 'nnscratch[onnx]'" in capsys.readouterr().err
+    # said before the model is read: the missing library, not the missing file
+    assert main(["export", str(tmp_path / "missing.npz"), str(tmp_path / "out.onnx")]) == 1
+    assert "pip install 'nnscratch[onnx]'" in capsys.readouterr().err
 
 
 def test_importing_nnscratch_does_not_import_onnx():
