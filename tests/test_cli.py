@@ -134,7 +134,6 @@ def test_gradcheck_passes_for_the_seed_preset(capsys):
 
 
 def test_compare_reads_its_budget_and_rate_sweep_as_the_help_says():
-
     args = build_parser().parse_args(["compare"])
     assert (args.epochs, args.optimizer, args.schedule, args.lr, args.lrs) == (10, "adam", "wsd", 1e-3, None)
     assert (args.batch_size, args.seeds, args.jobs, args.widths, args.spec) == (128, 3, -1, None, None)
