@@ -28,7 +28,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any, TypedDict
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -313,19 +313,6 @@ class RunResult:
         )
 
 
-class _Described(TypedDict):
-    """The fields of a :class:`RunResult` known before its training starts."""
-
-    variant: str
-    seed: int
-    learning_rate: float
-    spec: str
-    input_shape: tuple[int, ...]
-    hidden_layers: tuple[int, ...]
-    fed_by: tuple[int | None, ...]
-    weight_layers: tuple[str, ...]
-
-
 class _Diagnose(Callback):
     """After each epoch: the record, gradient norms and layer statistics on the probe batch."""
 
@@ -367,22 +354,26 @@ def run_one(
     net = variant_network(settings.base_spec(X_train.shape[1], n_classes), variant, seed=seed, threads=threads)
     probe = min(PROBE, len(X_test))
     diagnose = _Diagnose(X_test[:probe], y_test[:probe])
-    described = _Described(
-        variant=variant,
-        seed=seed,
-        learning_rate=learning_rate,
-        spec=net.spec,
-        input_shape=net.input_shape,
-        hidden_layers=tuple(i + 1 for i in hidden_positions(net.layers)),
-        fed_by=tuple(plotdata.fed_by(net)),
-        weight_layers=tuple(plotdata.weight_names(net)),
-    )
+
+    def result(**outcome: Any) -> RunResult:
+        """This run (its variant, seed, rate and network) with what its training gave."""
+        return RunResult(
+            variant=variant,
+            seed=seed,
+            learning_rate=learning_rate,
+            spec=net.spec,
+            input_shape=net.input_shape,
+            hidden_layers=tuple(i + 1 for i in hidden_positions(net.layers)),
+            fed_by=tuple(plotdata.fed_by(net)),
+            weight_layers=tuple(plotdata.weight_names(net)),
+            **outcome,
+        )
+
     try:
         history = train(net, X_train, y_train, settings.train_config(learning_rate, seed), callback=diagnose)
     except DivergenceError as exc:
         records = diagnose.records
-        return RunResult(
-            **described,
+        return result(
             history=History(list(records)),
             test_accuracy=None,
             epochs_to_target=None,
@@ -392,8 +383,7 @@ def run_one(
             diverged=str(exc),
         )
     val = history["val_accuracy"]
-    return RunResult(
-        **described,
+    return result(
         history=history,
         test_accuracy=accuracy(y_test, net.predict(X_test)),
         epochs_to_target=next((i + 1 for i, acc in enumerate(val) if acc >= TARGET), None),
