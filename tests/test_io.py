@@ -285,3 +285,38 @@ def test_a_download_sweeps_the_parts_an_earlier_one_left(tmp_path):
     files = {"small-file": hashlib.sha256(b"the right content").hexdigest()}
     download_mnist(dest, mirrors=[mirror.as_uri() + "/"], files=files)
     assert listing(dest) == ["notes.part", "small-file.gz"]
+
+
+def test_a_temporary_that_cannot_be_removed_is_not_reported_removed(tmp_path, monkeypatch):
+    (tmp_path / ".model.npz.abcdefgh.tmp").write_bytes(b"x")
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    assert remove_stale_temporaries(tmp_path / "model.npz") == []
+
+
+def test_an_ignored_signal_stays_ignored_during_a_save(tmp_path):
+    from nnscratch.io import deferred_signals
+
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        with deferred_signals():
+            assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # not taken over to be held
+            os.kill(os.getpid(), signal.SIGTERM)  # ignored now, and not delivered later either
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_an_array_stored_in_fortran_order_loads_with_its_shape_and_values(tmp_path):
+    import zipfile
+
+    array = np.asfortranarray(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    save_npz(tmp_path / "f.npz", {"a": np.zeros(1, np.float32)}, {"format": "test"})
+    with zipfile.ZipFile(tmp_path / "f.npz", "a") as archive, archive.open("b.npy", "w") as member:
+        np.lib.format.write_array(member, array)  # fortran_order: True in its header
+    _, arrays = load_npz(tmp_path / "f.npz")
+    assert arrays["b"].shape == (2, 3, 4)
+    np.testing.assert_array_equal(arrays["b"], array)

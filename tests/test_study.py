@@ -275,6 +275,15 @@ def test_learning_rate_sweep_keeps_each_variants_best_rate(tmp_path, data):
     for s in summary:
         assert s.learning_rate == 3e-2  # a rate of 1e-6 barely moves the weights in two epochs
         assert set(s.learning_rates_tried) == {"1e-06", "0.03"}
+    from nnscratch.report import sweep_table
+
+    table = sweep_table(summary)  # two rates tried: the sweep's table, every rate a column, the best marked
+    assert table is not None and table.headers == ("variant", "lr 1e-06", "lr 0.03")
+    for s, row in zip(summary, table.rows, strict=True):
+        tried = s.learning_rates_tried
+        assert row == (s.variant, f"{100 * tried['1e-06']:.2f}%", f"{100 * tried['0.03']:.2f}% *")
+    one_rate = StudySettings(widths=(8,), epochs=2, batch_size=32, seeds=1, learning_rates=(3e-2,))
+    assert sweep_table(summarise(run_study(one_rate, *data, cache_dir=tmp_path, variants=("relu",), n_jobs=1))) is None
 
 
 def test_a_diverging_run_is_recorded_and_never_chosen(tmp_path, data):
@@ -288,6 +297,11 @@ def test_a_diverging_run_is_recorded_and_never_chosen(tmp_path, data):
     only_bad = StudySettings(widths=(8,), epochs=2, batch_size=32, seeds=1, optimizer="sgd", learning_rates=(1e30,))
     (summary,) = summarise(run_study(only_bad, *data, cache_dir=tmp_path, variants=("relu",), n_jobs=1))
     assert summary.diverged == 1 and summary.statistics is None
+    from nnscratch.report import diagnostics_table, results_table
+
+    # the tables say so, and show no figure for it
+    assert results_table([summary]).rows == [("relu", "1e+30", "diverged (1 of 1)", "—", "—", "never", "—")]
+    assert diagnostics_table([summary]).rows == [("relu", "—", "—", "—", "—", "—")]
 
 
 @pytest.mark.timeout(120)
