@@ -220,6 +220,7 @@ REASONS = {
     "race": "only a signal arriving while the handlers are being put back, microseconds, could tell",
     "exclusive": "a file's mode is a link or a directory, not both: the two checks may come in either order",
     "empty chunk": "adding an empty chunk changes nothing before the check raises",
+    "progress bar": "how often and how the live progress bar is redrawn on a terminal: nothing else reads it",
     "same values": "astype to the dtype the array already has: a copy holds the same values as the array",
     "flush and mode": "the file's mode (fchmod) and its buffered data (flush) are independent; both precede fsync",
     "colours": "rich highlights numbers in colour on a terminal only: the text is the same",
@@ -351,6 +352,8 @@ augment.py | pixels = np.arange(n, dtype=np.float64) | drop keyword dtype= | * |
 io.py | holding = False | False -> True | * | race
 io.py | if stat.S_ISLNK(mode): | check moved after the next statement* | * | exclusive
 io.py | if not chunk: | check moved after the next statement* | * | empty chunk
+commands/train.py | self.every = max(1, n_batches // 50) | * | * | progress bar
+commands/train.py | self.progress.reset(self.task) | * | * | progress bar
 commands/evaluate.py | accuracy(data.y_test, predicted) | swap the arguments of accuracy | * | symmetric
 commands/gradcheck.py | if r.passed and r.relative_error > r.tolerance: | > -> >= (boundary) | * | exactly the tolerance
 """

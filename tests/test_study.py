@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -366,13 +369,37 @@ def test_compare_command_writes_table_results_and_report(tmp_path, rng, capsys, 
     assert len(plots) == 19
     assert report.count("data:image/png;base64,") == 19
     assert "What the columns mean" in report and "saturated units" in report
+    headings = [html.unescape(h) for h in re.findall(r"<h2>(.*?)</h2>", report)]
+    assert headings == [
+        "Results",
+        "What the columns mean",
+        "Learning curves of every variant (seed 0)",
+        *(f"Learning curves: {v}, every seed" for v in VARIANTS),
+        "Each activation and its derivative",
+        "Gradient norm per layer per epoch (seed 0)",
+        "Per-layer activation statistics and gradient norms after the last epoch (mean over seeds)",
+        *(f"Activation histograms: {v} (seed 0, after training)" for v in VARIANTS),
+        "Confusion matrix: seed (seed 0)",
+        "Most confidently wrong test digits: seed (seed 0)",
+        "First-layer weights: seed (seed 0)",
+    ]
 
-    # run again: every run comes from the cache (the plots, drawn from the same runs, are left out: 14 s)
-    import nnscratch.report
+    # run again into the same directory: every run comes from the cache, and the plots (drawn from the same
+    # runs, 14 s) are stood in for by files of a few bytes
+    import nnscratch.plots
 
-    monkeypatch.setattr(nnscratch.report, "make_plots", lambda *args: [])
+    def stand_in(*args, **kwargs):
+        path = next(a for a in args if isinstance(a, Path))
+        path.write_bytes(b"png")
+        return path
+
+    for name in ("learning_curves", "activation_functions", "gradient_norms", "layer_profiles", "confusion"):
+        monkeypatch.setattr(nnscratch.plots, name, stand_in)
+    for name in ("activation_histograms", "confident_mistakes", "first_layer_weights", "conv_filters"):
+        monkeypatch.setattr(nnscratch.plots, name, stand_in)
     assert main(_compare(tmp_path, "--jobs", "1", "--schedule", "constant", "--lr", "0.002")) == 0
     assert capsys.readouterr().err.count("(cached)") == 6
+    assert (out / "report.html").read_text().count("data:image/png;base64,cG5n") == 19  # b"png", 19 times
 
 
 @pytest.mark.timeout(120)
