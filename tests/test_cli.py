@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -508,3 +509,10 @@ def test_a_command_leaves_the_sigterm_handler_as_it_found_it(tiny_dir, tmp_path)
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_train_reports_each_epoch_on_stderr_and_the_result_on_stdout(tiny_dir, tmp_path, capsys):
+    assert main(["train", "--data-dir", str(tiny_dir), "--epochs", "2", "-o", str(tmp_path / "m.npz")]) == 0
+    captured = capsys.readouterr()
+    assert re.search(r"epoch +1/2 +loss", captured.err) and re.search(r"epoch +2/2 +loss", captured.err)
+    assert "epoch " not in captured.out and "test accuracy" in captured.out and "saved" in captured.out

@@ -501,3 +501,21 @@ def test_epochs_to_target_is_the_first_epoch_whose_validation_accuracy_reaches_i
     monkeypatch.setattr(study, "TARGET", val[2])  # reached in the third epoch at the latest
     expected = next(i + 1 for i, acc in enumerate(val) if acc >= val[2])
     assert study.run_one("relu", 0, 1e-2, settings, *data).epochs_to_target == expected
+
+
+def test_the_command_line_a_study_records_reproduces_its_settings():
+    import shlex
+
+    from nnscratch.cli import build_parser
+    from nnscratch.report import command_line
+
+    settings = StudySettings(
+        widths=(8, 4), epochs=3, optimizer="sgd", schedule="cosine", batch_size=32, seeds=2, learning_rates=(1e-3, 3e-3)
+    )
+    line = command_line(settings, ("relu", "tanh"))
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    assert (args.widths, args.epochs, args.optimizer, args.schedule) == ((8, 4), 3, "sgd", "cosine")
+    assert (args.batch_size, args.seeds, args.lrs, args.variants) == (32, 2, (1e-3, 3e-3), "relu,tanh")
+    assert "--variants" not in command_line(settings, VARIANTS)  # every variant: the default
+    args = build_parser().parse_args(shlex.split(command_line(StudySettings(spec=CONV), VARIANTS))[1:])
+    assert (args.spec, args.widths, args.lr, args.lrs) == (CONV, None, 1e-3, None)
