@@ -388,8 +388,11 @@ def test_compare_command_writes_table_results_and_report(tmp_path, rng, capsys, 
     # runs, 14 s) are stood in for by files of a few bytes
     import nnscratch.plots
 
+    drawn = {}
+
     def stand_in(*args, **kwargs):
         path = next(a for a in args if isinstance(a, Path))
+        drawn[path.name] = args
         path.write_bytes(b"png")
         return path
 
@@ -400,6 +403,8 @@ def test_compare_command_writes_table_results_and_report(tmp_path, rng, capsys, 
     assert main(_compare(tmp_path, "--jobs", "1", "--schedule", "constant", "--lr", "0.002")) == 0
     assert capsys.readouterr().err.count("(cached)") == 6
     assert (out / "report.html").read_text().count("data:image/png;base64,cG5n") == 19  # b"png", 19 times
+    _, y, P, _ = drawn["confident_mistakes.png"]  # each test digit's top class with its probability, filled in
+    assert P.shape[0] == len(y) and (P.max(axis=1) > 0).all()
 
 
 @pytest.mark.timeout(120)
@@ -519,3 +524,21 @@ def test_the_command_line_a_study_records_reproduces_its_settings():
     assert "--variants" not in command_line(settings, VARIANTS)  # every variant: the default
     args = build_parser().parse_args(shlex.split(command_line(StudySettings(spec=CONV), VARIANTS))[1:])
     assert (args.spec, args.widths, args.lr, args.lrs) == (CONV, None, 1e-3, None)
+
+
+def test_a_summary_lists_each_seeds_epochs_to_target_in_seed_order():
+    from dataclasses import replace
+
+    runs = [replace(_run_with_epochs(1), epochs_to_target=5), replace(_run_with_epochs(0), epochs_to_target=2)]
+    (summary,) = summarise(runs)  # finished in the other order
+    assert summary.epochs_to_target == (2, 5)
+
+
+def test_runs_side_by_side_share_the_cores_and_a_clusters_use_their_own(monkeypatch):
+    monkeypatch.setattr(study, "available_cores", lambda: 4)
+    share = study.threads_per_run
+    assert [share(None, None, jobs, 8) for jobs in (-1, 1, 2, 3, 4)] == [1, 4, 2, 1, 1]
+    assert share(None, "loky", 2, 1) == 4  # one run left: it takes every core
+    assert share(None, "threading", -1, 2) == share(None, "multiprocessing", -1, 2) == 2
+    assert share(None, "dask", 2, 8) is None  # each worker's own default
+    assert share(3, None, 2, 8) == 3 and share(None, None, 2, 0) is None

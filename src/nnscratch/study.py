@@ -396,6 +396,16 @@ def run_one(
     )
 
 
+def threads_per_run(threads: int | None, backend: str | None, n_jobs: int, runs: int) -> int | None:
+    """The threads each of ``runs`` runs computes with: ``threads`` if given; for runs side by side on this
+    machine (joblib's own backends), their share of its cores; else (a cluster's workers) None, each
+    worker's default."""
+    if threads is None and backend in (None, "loky", "threading", "multiprocessing") and runs:
+        at_once = min(runs, available_cores() if n_jobs == -1 else n_jobs)
+        return max(1, available_cores() // at_once)
+    return threads
+
+
 def _read_cached(path: Path) -> RunResult | None:
     """The run cached at ``path``, or None if there is none (a damaged entry counts as none)."""
     try:
@@ -465,11 +475,8 @@ def run_study(
             record(job, run, True)
     # The arrays are top-level arguments so that joblib's Dask backend scatters them to the workers
     # once, rather than shipping them with every task.
-    # Runs side by side on this machine share its cores: unless told, each computes with its share of them.
-    if threads is None and backend in (None, "loky", "threading", "multiprocessing") and todo:
-        at_once = min(len(todo), available_cores() if n_jobs == -1 else n_jobs)
-        threads = max(1, available_cores() // at_once)
-    tasks = [delayed(run_one)(*job, settings, X_train, y_train, X_test, y_test, threads) for job in todo]
+    each = threads_per_run(threads, backend, n_jobs, len(todo))
+    tasks = [delayed(run_one)(*job, settings, X_train, y_train, X_test, y_test, each) for job in todo]
     with parallel_config(backend=backend) if backend else contextlib.nullcontext():
         for run in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):
             atomic_write(paths[run.job], _json_writer(run))
