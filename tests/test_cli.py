@@ -75,6 +75,8 @@ def test_train_options_reach_the_network_and_the_loop(tiny_dir, tmp_path, capsys
         "cosine",
         "--l2",
         "1e-4",
+        "--l1",
+        "1e-5",
         "--validation-size",
         "20",
         "--init",
@@ -91,6 +93,7 @@ def test_train_options_reach_the_network_and_the_loop(tiny_dir, tmp_path, capsys
     assert net.dtype == np.float64 and [layer.init for layer in net.layers] == ["uniform"] * 3
     assert config["batch_size"] is None and config["optimizer"] == "nesterov" and config["schedule"] == "cosine"
     assert config["learning_rate"] == 0.05 and config["l2"] == 1e-4 and config["validation_size"] == 20
+    assert config["l1"] == 1e-5
 
 
 def test_seed_preset_builds_the_original_stack(tiny_dir, tmp_path):

@@ -53,6 +53,8 @@ def test_json_output_matches_the_network(digit_model, files, capsys):
     assert [t["probability"] for t in result["top3"]] == sorted(
         (t["probability"] for t in result["top3"]), reverse=True
     )
+    assert main(["predict", str(digit_model), str(files / "one.png"), "--json", "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["label"] == result["label"]
 
 
 @pytest.mark.parametrize(

@@ -305,6 +305,7 @@ def test_tune_command_writes_best_json_trials_and_plots(tiny_dir, tmp_path, caps
     assert main(tune_cli(tiny_dir, out, "--storage", f"sqlite:///{tmp_path / 't.db'}", "--study-name", "x")) == 0
     printed = capsys.readouterr()
     assert "[4/4] trial 3" in printed.err and f"nnscratch train --config {out / 'best.json'}" in printed.out
+    assert "study 'x' in sqlite:///" in printed.err and "running until it holds 4 finished trials" in printed.err
     best = json.loads((out / "best.json").read_text())
     assert {"hidden", "optimizer", "lr", "batch-size", "dropout", "l2", "epochs", "schedule", "seed"} <= set(best)
     assert best["epochs"] == 2 and best["tuning"]["study"] == "x"
@@ -593,3 +594,15 @@ def test_the_importance_plot_has_a_bar_per_parameter_the_most_important_on_top()
     assert ax.xaxis.get_gridlines()[0].get_visible() and not ax.yaxis.get_gridlines()[0].get_visible()
     heights = [tuning.importances_figure(dict.fromkeys("abcdefgh"[:n], 0.1)).get_size_inches()[1] for n in (1, 5)]
     assert heights == pytest.approx([1.6, 3.2])  # 0.4 inch a bar, and room for the title and the axis
+
+
+def test_the_space_options_are_read_as_ranges_and_lists():
+    from nnscratch.cli import build_parser
+
+    args = build_parser().parse_args(["tune", "--depth", "1:2", "--width", "8", "--lr", "1e-3:1e-2", "--l2", "0"])
+    assert (args.depth, args.width, args.lr, args.l2) == ((1, 2), (8, 8), (1e-3, 1e-2), (0.0, 0.0))
+    args = build_parser().parse_args(["tune", "--batch-sizes", "16,32", "--activations", "ReLU, tanh"])
+    assert (args.batch_sizes, args.activations) == ((16, 32), ("relu", "tanh"))
+    for bad in (["--depth", "1.5:2"], ["--width", "a:b"], ["--batch-sizes", "0,8"], ["--lr", "1:2:3"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["tune", *bad])
