@@ -221,7 +221,6 @@ REASONS = {
     "exclusive": "a file's mode is a link or a directory, not both: the two checks may come in either order",
     "empty chunk": "adding an empty chunk changes nothing before the check raises",
     "progress bar": "how often and how the live progress bar is redrawn on a terminal: nothing else reads it",
-    "linux reuse": "Linux lets uvicorn bind and listen on the port the probe holds (SO_REUSEADDR, never listening)",
     "same values": "astype to the dtype the array already has: a copy holds the same values as the array",
     "flush and mode": "the file's mode (fchmod) and its buffered data (flush) are independent; both precede fsync",
     "colours": "rich highlights numbers in colour on a terminal only: the text is the same",
@@ -353,11 +352,12 @@ augment.py | pixels = np.arange(n, dtype=np.float64) | drop keyword dtype= | * |
 io.py | holding = False | False -> True | * | race
 io.py | if stat.S_ISLNK(mode): | check moved after the next statement* | * | exclusive
 io.py | if not chunk: | check moved after the next statement* | * | empty chunk
-commands/train.py | self.every = max(1, n_batches // 50) | * | * | progress bar
-commands/train.py | self.progress.reset(self.task) | * | * | progress bar
+commands/train.py | self.every = max(1, n_batches // 50) | // -> / | * | progress bar
+commands/train.py | self.every = max(1, n_batches // 50) | 50 -> 51 | * | progress bar
+commands/train.py | self.every = max(1, n_batches // 50) | 1 -> 2 | * | progress bar
+commands/train.py | self.progress.reset(self.task) | delete statement* | * | progress bar
 commands/predict.py | if net.n_in != SIDE * SIDE: | check moved after the next statement* | * | still first
 commands/predict.py | pixels.reshape(1, -1) | 1 -> 2 | 1 | reshape
-commands/serve.py | sock.close() | delete statement: sock.close() | 0 | linux reuse
 commands/evaluate.py | accuracy(data.y_test, predicted) | swap the arguments of accuracy | * | symmetric
 commands/gradcheck.py | if r.passed and r.relative_error > r.tolerance: | > -> >= (boundary) | * | exactly the tolerance
 """
