@@ -221,6 +221,7 @@ REASONS = {
     "exclusive": "a file's mode is a link or a directory, not both: the two checks may come in either order",
     "empty chunk": "adding an empty chunk changes nothing before the check raises",
     "progress bar": "how often and how the live progress bar is redrawn on a terminal: nothing else reads it",
+    "setters": "two setters of independent properties of a figure's axes (title, labels): either order draws the same",
     "same values": "astype to the dtype the array already has: a copy holds the same values as the array",
     "flush and mode": "the file's mode (fchmod) and its buffered data (flush) are independent; both precede fsync",
     "colours": "rich highlights numbers in colour on a terminal only: the text is the same",
@@ -358,6 +359,7 @@ commands/train.py | self.every = max(1, n_batches // 50) | 1 -> 2 | * | progress
 commands/train.py | self.progress.reset(self.task) | delete statement* | * | progress bar
 commands/predict.py | if net.n_in != SIDE * SIDE: | check moved after the next statement* | * | still first
 commands/predict.py | pixels.reshape(1, -1) | 1 -> 2 | 1 | reshape
+tune.py | ax.set_ | swap with the next statement: ax.set_* | * | setters
 commands/evaluate.py | accuracy(data.y_test, predicted) | swap the arguments of accuracy | * | symmetric
 commands/gradcheck.py | if r.passed and r.relative_error > r.tolerance: | > -> >= (boundary) | * | exactly the tolerance
 """

@@ -356,6 +356,7 @@ def test_compare_command_writes_table_results_and_report(tmp_path, rng, capsys, 
     captured = capsys.readouterr()
     assert "epochs to 97% val" in captured.out and "saturated activations" in captured.out  # not squeezed
     assert "[6/6]" in captured.err  # progress, one line per finished run
+    assert f"wrote {out / 'results.json'}, {out / 'table.txt'}, {out / 'report.html'} and 19 plots" in captured.out
     results = json.loads((out / "results.json").read_text())
     assert [v["variant"] for v in results["variants"]] == list(VARIANTS)
     assert results["settings"]["schedule"] == "constant" and results["settings"]["widths"] == [8, 8]

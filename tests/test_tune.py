@@ -579,6 +579,7 @@ def test_the_history_plot_shows_each_trial_and_the_best_so_far():
         "trial",
         "validation accuracy",
     )
+    assert ax.xaxis.get_gridlines()[0].get_visible() and ax.yaxis.get_gridlines()[0].get_visible()
 
 
 def test_the_importance_plot_has_a_bar_per_parameter_the_most_important_on_top():
