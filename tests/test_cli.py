@@ -133,6 +133,11 @@ def test_gradcheck_passes_for_the_seed_preset(capsys):
         "error",
         "result",
     ]
+    # numbers right-aligned, words left-aligned: "│     1 │ 32:relu    │ W     │ 30×32 │     960 │ ... │ pass   │"
+    first = next(line for line in text.splitlines() if line.startswith("│") and "32:relu" in line)
+    inner = [cell[1:-1] for cell in first.split("│")[1:-1]]  # each cell without its padding
+    assert [inner[i][0] == " " for i in (0, 4, 5)] == [True] * 3  # layer, checked, relative error: right
+    assert [inner[i][-1] == " " for i in (1, 2, 6)] == [True] * 3  # kind, param, result: left
     assert main(["gradcheck", "--inputs", "30", "--samples", "4", "--threads", "1"]) == 0
     assert "all 10 gradient arrays pass" in capsys.readouterr().out
 

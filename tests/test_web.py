@@ -606,3 +606,68 @@ def test_serve_listens_where_the_readme_says_by_default():
 
     args = build_parser().parse_args(["serve", "model.npz"])
     assert (args.host, args.port, args.workers, args.models) == ("127.0.0.1", 8000, 1, ["model.npz"])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class _Server:
+    """Stands in for uvicorn's server: records how it was run; ``started`` as uvicorn sets it once up."""
+
+    started = True
+    runs: list = []
+
+    def __init__(self, config):
+        self.config = config
+
+    def run(self, sockets):
+        type(self).runs.append((self.config, [s.getsockname()[1] for s in sockets]))
+
+
+@pytest.mark.parametrize("started, code", [(True, 0), (False, 1)])
+def test_serve_runs_one_server_on_its_socket_with_the_threads_asked_and_says_if_it_started(
+    tmp_path, net, monkeypatch, started, code
+):
+    import uvicorn
+
+    from nnscratch.parallel import ENV_THREADS
+
+    monkeypatch.setenv(ENV_THREADS, "1")  # restored after the test, whatever serve sets
+    monkeypatch.setattr(uvicorn, "Server", type("Server", (_Server,), {"started": started, "runs": []}))
+    model = str(net.save(tmp_path / "m.npz"))
+    port = _free_port()
+    assert main(["serve", model, "--port", str(port), "--threads", "3"]) == code
+    ((config, ports),) = uvicorn.Server.runs
+    assert (config.host, config.port, config.log_level, ports) == ("127.0.0.1", port, "warning", [port])
+    assert __import__("os").environ[ENV_THREADS] == "3"  # the app's networks (and any workers) compute with 3
+
+
+def test_the_probe_socket_reuses_a_port_in_time_wait_and_is_closed_before_workers_bind(tmp_path, net, monkeypatch):
+    import socket
+
+    import uvicorn
+
+    from nnscratch.commands import serve
+
+    probe = serve.listen_socket("127.0.0.1", 0)
+    assert probe.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) != 0  # as uvicorn binds
+    probe.close()
+    probes, calls, real = [], [], serve.listen_socket
+
+    def listen(host, port):
+        probes.append(real(host, port))
+        return probes[-1]
+
+    monkeypatch.setattr(serve, "listen_socket", listen)
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append((args, kwargs, probes[0].fileno())))
+    monkeypatch.setenv(MODELS_VARIABLE, "[]")  # restored after the test
+    model = str(net.save(tmp_path / "m.npz"))
+    assert main(["serve", model, "--port", str(_free_port()), "--workers", "2"]) == 0
+    (((target,), kwargs, fileno),) = calls
+    assert target == "nnscratch.web.app:app_from_environment" and kwargs["workers"] == 2 and kwargs["factory"]
+    assert fileno == -1  # the probe was closed before uvicorn's supervisor binds the port itself
