@@ -224,7 +224,6 @@ REASONS = {
     "setters": "two setters of independent properties of a figure's axes (title, labels): either order draws the same",
     "crash only": "the file is complete once closed; only a crash between the rename and the close could tell",
     "independent": "two statements that neither read nor change what the other does (a directory, a hash)",
-    "workspace": "a workspace only keeps buffers between calls: None makes fresh ones, with the same values",
     "same values": "astype to the dtype the array already has: a copy holds the same values as the array",
     "flush and mode": "the file's mode (fchmod) and its buffered data (flush) are independent; both precede fsync",
     "colours": "rich highlights numbers in colour on a terminal only: the text is the same",
@@ -352,7 +351,6 @@ commands/common.py | = Console( | False -> True | * | colours
 io.py | f.flush() | swap with the next statement* | * | flush and mode
 io.py | write(f) | swap with the next statement: f.flush()* | * | crash only
 study.py | cache_dir.mkdir(parents=True, exist_ok=True) | swap with the next statement* | * | independent
-augment.py | ws = ws or Workspace() | or -> and | * | workspace
 io.py | if not raw: | check moved after the next statement* | * | still first
 augment.py | .astype(images.dtype, copy=False) | drop keyword copy= | * | same values
 augment.py | pixels = np.arange(n, dtype=np.float64) | drop keyword dtype= | * | promoted
