@@ -260,7 +260,6 @@ def source_positions(
     for the "affine" and "elastic" kinds (a whole-pixel shift reads no in-between positions: see
     :func:`shift_whole_pixels`).  The transforms come from :func:`draw_affine`, then :func:`draw_elastic`.
     """
-    ws = ws or Workspace()
     rows, cols = affine_positions(draw_affine(aug, m, rng), H, W, ws=ws)
     if aug.kind == "elastic":
         fields = draw_elastic(aug, m, H, W, rng)
