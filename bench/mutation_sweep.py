@@ -364,6 +364,7 @@ commands/train.py | self.progress.reset(self.task) | delete statement* | * | pro
 commands/predict.py | if net.n_in != SIDE * SIDE: | check moved after the next statement* | * | still first
 commands/predict.py | pixels.reshape(1, -1) | 1 -> 2 | 1 | reshape
 tune.py | ax.set_ | swap with the next statement: ax.set_* | * | setters
+tune.py | ax.barh( | swap with the next statement: ax.set_* | * | setters
 commands/evaluate.py | accuracy(data.y_test, predicted) | swap the arguments of accuracy | * | symmetric
 commands/gradcheck.py | if r.passed and r.relative_error > r.tolerance: | > -> >= (boundary) | * | exactly the tolerance
 """

@@ -393,7 +393,7 @@ def test_compare_command_writes_table_results_and_report(tmp_path, rng, capsys, 
 
     def stand_in(*args, **kwargs):
         path = next(a for a in args if isinstance(a, Path))
-        drawn[path.name] = args
+        drawn[path.name] = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)  # as drawn
         path.write_bytes(b"png")
         return path
 
@@ -543,3 +543,9 @@ def test_runs_side_by_side_share_the_cores_and_a_clusters_use_their_own(monkeypa
     assert share(None, "threading", -1, 2) == share(None, "multiprocessing", -1, 2) == 2
     assert share(None, "dask", 2, 8) is None  # each worker's own default
     assert share(3, None, 2, 8) == 3 and share(None, None, 2, 0) is None
+
+
+def test_a_study_takes_its_cache_directory_as_a_string_too(tmp_path, data):
+    settings = StudySettings(widths=(8,), epochs=1, batch_size=64, seeds=1)
+    (run,) = run_study(settings, *data, cache_dir=str(tmp_path / "cache"), variants=("relu",), n_jobs=1)
+    assert run.variant == "relu" and len(list((tmp_path / "cache").glob("*.json"))) == 1
