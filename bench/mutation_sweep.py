@@ -223,6 +223,8 @@ REASONS = {
     "progress bar": "how often and how the live progress bar is redrawn on a terminal: nothing else reads it",
     "setters": "two setters of independent properties of a figure's axes (title, labels): either order draws the same",
     "crash only": "the file is complete once closed; only a crash between the rename and the close could tell",
+    "three buffers": "+2 (mod 3) visits the three buffers in another order, each still reused every third batch",
+    "buffer": "the given buffer or a fresh array holds the same values; callers pass one of the images' dtype only",
     "independent": "two statements that neither read nor change what the other does (a directory, a hash)",
     "same values": "astype to the dtype the array already has: a copy holds the same values as the array",
     "flush and mode": "the file's mode (fchmod) and its buffered data (flush) are independent; both precede fsync",
@@ -351,6 +353,8 @@ commands/common.py | = Console( | False -> True | * | colours
 io.py | f.flush() | swap with the next statement* | * | flush and mode
 io.py | write(f) | swap with the next statement: f.flush()* | * | crash only
 study.py | cache_dir.mkdir(parents=True, exist_ok=True) | swap with the next statement* | * | independent
+augment.py | self._turn = (self._turn + 1) % 3 | 1 -> 2 | * | three buffers
+augment.py | result = out if out is not None and out.dtype == images.dtype | == -> != (negation) | * | buffer
 io.py | if not raw: | check moved after the next statement* | * | still first
 augment.py | .astype(images.dtype, copy=False) | drop keyword copy= | * | same values
 augment.py | pixels = np.arange(n, dtype=np.float64) | drop keyword dtype= | * | promoted

@@ -262,12 +262,14 @@ def test_elastic_displacement_grows_in_proportion_to_the_strength():
         centre = np.abs(fields[:, :, 10:18, 10:18]).mean()  # away from the border, where the Gaussian is cut
         assert centre == pytest.approx(expected * strength, rel=0.1)
         # and source_positions adds exactly these fields to the affine map's positions
-        rows, cols = source_positions(aug, 5, 28, 28, np.random.default_rng(3))
+        rng = np.random.default_rng(3)
+        rows, cols = source_positions(aug, 5, 28, 28, rng)
         replay = np.random.default_rng(3)
         base_rows, base_cols = (a.copy() for a in affine_positions(draw_affine(aug, 5, replay), 28, 28))
         field = draw_elastic(aug, 5, 28, 28, replay)
         np.testing.assert_allclose(rows - base_rows, field[0], atol=1e-4)
         np.testing.assert_allclose(cols - base_cols, field[1], atol=1e-4)
+        assert rng.random() == replay.random()  # the caller's generator moved past both draws: the next batch differs
 
 
 # -- inside training: each epoch draws anew, and a resumed run draws what the whole run would have --------
