@@ -140,7 +140,7 @@ def check_layer(
         Y, _ = layer.forward(X, training=training, rng=np.random.default_rng(seed))
         return float(np.sum(G * Y))
 
-    grad_flat = np.zeros_like(layer.flat)  # type: ignore[attr-defined]
+    grad_flat = np.zeros_like(layer.flat)
     grads = layer.views(grad_flat)
     _, cache = layer.forward(X, training=training, rng=np.random.default_rng(seed))
     dX = np.array(layer.backward(G.copy(), cache, grads))  # a copy: backward's dX is a reused buffer

@@ -236,7 +236,7 @@ class Network:
 
     @property
     def n_classes(self) -> int:
-        return self.layers[-1].n_out  # type: ignore[attr-defined]
+        return dense_output(self.layers).units
 
     @property
     def hidden_activations(self) -> list[tuple[int, Activation]]:

@@ -114,6 +114,9 @@ class Layer:
         self.params: Views = {}  # views into the network's flat parameter buffer, once bound
         self.state: Views = {}  # views into its non-trained state buffer
 
+    flat: Array
+    """The parameters of a layer made on its own with :meth:`materialize` (in a network: ``net.params``)."""
+
     grammar: ClassVar[str]
     """How a spec writes this kind of layer, for the grammar a message lists, e.g. ``maxpool{K}``."""
 
