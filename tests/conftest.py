@@ -113,6 +113,23 @@ def live_server(digit_model, digit_cnn_model):
     thread.join(timeout=10)
 
 
+class Interrupted(Exception):
+    """Raised by :func:`stop_after_epoch`'s callback: a run stopped as if killed after an epoch."""
+
+
+def stop_after_epoch(epoch: int):
+    """A training callback that stops the run at the end of ``epoch`` (raising :class:`Interrupted`), once
+    the checkpoint of that epoch is written: the first half of a resumed run."""
+    from nnscratch.training import Callback
+
+    class Stop(Callback):
+        def on_epoch_end(self, net, record):
+            if record.epoch == epoch:
+                raise Interrupted
+
+    return Stop()
+
+
 def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
     """A valid-looking PNG of a few dozen bytes whose header claims width × height pixels."""
     import struct

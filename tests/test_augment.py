@@ -25,6 +25,7 @@ from nnscratch.augment import (
 from nnscratch.errors import SpecError
 from nnscratch.network import Network
 from nnscratch.training import Callback, TrainConfig, Trainer, train
+from tests.conftest import Interrupted, stop_after_epoch
 
 
 @pytest.fixture
@@ -327,17 +328,10 @@ def test_a_resumed_run_trains_on_the_same_augmented_batches_as_the_uninterrupted
     whole_batches = spy_on_batches(whole, monkeypatch)
     train(whole, X, y, config)
 
-    class StopAfterOne(Exception):
-        pass
-
-    class Stop(Callback):
-        def on_epoch_end(self, net, record):
-            raise StopAfterOne
-
     first = Network.from_spec("1x8x8-flatten-12:relu-3", seed=0)
     first_batches = spy_on_batches(first, monkeypatch)
-    with pytest.raises(StopAfterOne):
-        train(first, X, y, config, checkpoint_dir=tmp_path, callback=Stop())
+    with pytest.raises(Interrupted):
+        train(first, X, y, config, checkpoint_dir=tmp_path, callback=stop_after_epoch(1))
     trainer = Trainer.from_checkpoint(tmp_path, X, y)
     resumed_batches = spy_on_batches(trainer.net, monkeypatch)
     trainer.run(Callback())

@@ -13,6 +13,7 @@ from nnscratch.gradcheck import check_gradients
 from nnscratch.layers import BatchNorm, Conv2D, Dense, Flatten, MaxPool2D
 from nnscratch.network import Network, parse_spec
 from nnscratch.training import TrainConfig, Trainer, resume, train
+from tests.conftest import Interrupted, stop_after_epoch
 
 KERAS = "1x28x28-conv32k3-relu-maxpool2-conv64k3-relu-maxpool2-flatten-dropout0.5-10:softmax"
 SMALL = "1x9x9-conv4k3p1-bn-relu-maxpool2-conv6k2s2-relu-flatten-dropout0.3-12-bn-tanh-3"
@@ -217,18 +218,8 @@ def test_resume_with_batch_norm_and_dropout_matches_an_uninterrupted_run_bit_for
     whole = Network.from_spec(SMALL, seed=2)
     train(whole, X, y, config)
 
-    class StopAfterTwo(Exception):
-        pass
-
-    from nnscratch.training import Callback
-
-    class Stop(Callback):
-        def on_epoch_end(self, net, record):
-            if record.epoch == 2:
-                raise StopAfterTwo
-
-    with pytest.raises(StopAfterTwo):
-        train(Network.from_spec(SMALL, seed=2), X, y, config, checkpoint_dir=tmp_path, callback=Stop())
+    with pytest.raises(Interrupted):
+        train(Network.from_spec(SMALL, seed=2), X, y, config, checkpoint_dir=tmp_path, callback=stop_after_epoch(2))
     resumed, history = resume(tmp_path, X, y)
     assert len(history) == 4
     np.testing.assert_array_equal(resumed.params, whole.params)

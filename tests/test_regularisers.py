@@ -12,6 +12,7 @@ from nnscratch.layers.dropout import SELU_SATURATION, alpha_dropout_mask
 from nnscratch.network import Network
 from nnscratch.optimizers import Adam, AdamW
 from nnscratch.training import Callback, TrainConfig, Trainer, resume, train
+from tests.conftest import Interrupted, stop_after_epoch
 
 
 def test_l1_adds_lambda_times_the_absolute_weights_and_sign_to_the_gradient(rng):
@@ -116,16 +117,14 @@ def test_training_with_augmentation_resumes_bit_for_bit(tmp_path, images):
     whole = Network.from_spec("1x8x8-flatten-12:relu-3", seed=0)
     train(whole, X, y, config)
 
-    class StopAfterOne(Exception):
-        pass
-
-    class Stop(Callback):
-        def on_epoch_end(self, net, record):
-            raise StopAfterOne
-
-    with pytest.raises(StopAfterOne):
+    with pytest.raises(Interrupted):
         train(
-            Network.from_spec("1x8x8-flatten-12:relu-3", seed=0), X, y, config, checkpoint_dir=tmp_path, callback=Stop()
+            Network.from_spec("1x8x8-flatten-12:relu-3", seed=0),
+            X,
+            y,
+            config,
+            checkpoint_dir=tmp_path,
+            callback=stop_after_epoch(1),
         )
     resumed, _ = resume(tmp_path, X, y)
     np.testing.assert_array_equal(resumed.params, whole.params)
