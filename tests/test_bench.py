@@ -14,6 +14,7 @@ from nnscratch.network import Network
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import train_speed  # noqa: E402
+import winograd_trade  # noqa: E402
 
 TINY = "20-8:relu-6:sigmoid-3:softmax"
 TINY_CNN = "1x6x6-conv3k3-relu-maxpool2-flatten-3:softmax"
@@ -135,3 +136,22 @@ def test_missing_peer_is_reported_as_skipped(tmp_path, monkeypatch, rng):
     assert seed["pytorch"] == {"skipped": "torch is not installed"}
     assert seed["ratios"]["nnscratch/gemm_bound"] > 0
     assert result["peak_memory_mb"]["mlps"] > 0 and result["machine"]["cpu_count"] >= 1
+
+
+@pytest.mark.parametrize("side", [8, 9])  # an even output, and an odd one padded to whole tiles
+def test_winograd_computes_the_convolution_and_its_gradients(side):
+    row = winograd_trade.measure(C=3, side=side, F=4, repeat=1, m=5)
+    differences = row["relative_difference"]
+    assert set(differences) == {"Y", "dX", "dW", "db"}
+    assert all(d < 1e-5 for d in differences.values()), differences  # float32 rounding of sums of ≤ 16·3 terms
+    assert row["multiplications_saved"] == pytest.approx(2.25 if side % 2 == 0 else 9 * 49 / (16 * 16))
+    assert all(ms > 0 for ms in row["winograd_ms"].values()) and all(ms > 0 for ms in row["im2col_ms"].values())
+
+
+def test_winograd_trade_writes_its_table(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(winograd_trade, "LAYERS", {"small": (2, 6, 3)})
+    out = tmp_path / "w.json"
+    assert winograd_trade.main(["--repeat", "1", "--batch", "4", "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["threads"] == 1 and set(result["layers"]) == {"small"}
+    assert "small: im2col forward" in capsys.readouterr().out

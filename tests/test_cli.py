@@ -473,6 +473,7 @@ def test_a_batch_too_large_for_memory_is_refused_before_training(tiny_dir, tmp_p
         ("non_negative_int", ["0", "7"], ["-1", "x"]),
         ("epoch_count", ["1", "1000000"], ["0", "1000001"]),
         ("port_number", ["1", "65535"], ["0", "65536"]),
+        ("thread_count", ["1", "256"], ["0", "257", "100000"]),
         ("positive_float", ["1e-300", "3"], ["0", "-1", "inf", "nan"]),
         ("non_negative_float", ["0", "2.5"], ["-1e-9", "inf", "nan"]),
         ("probability", ["0", "0.999"], ["1", "-0.1", "nan"]),

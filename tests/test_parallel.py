@@ -13,7 +13,7 @@ from nnscratch.errors import SpecError
 from nnscratch.layers import ActivationLayer, BatchNorm, Conv2D, MaxPool2D
 from nnscratch.network import Network
 from nnscratch.optimizers import Adam, Momentum
-from nnscratch.parallel import ENV_THREADS, GRAIN, Threads, default_threads, single_threaded_blas, thread_pool
+from nnscratch.parallel import ENV_THREADS, GRAIN, MAX_THREADS, Threads, default_threads, single_threaded_blas, thread_pool
 from nnscratch.training import TrainConfig, train
 
 CNN = "1x12x12-conv8k3p1-bn-relu-maxpool2-conv8k3-relu-flatten-dropout0.2-16:tanh-3"
@@ -63,11 +63,16 @@ def test_workers_follow_the_callers_floating_point_error_handling():
 
 
 def test_thread_counts_are_checked(monkeypatch):
-    with pytest.raises(SpecError, match="positive integer"):
-        Threads(0)
-    monkeypatch.setenv(ENV_THREADS, "lots")
-    with pytest.raises(SpecError, match=f"{ENV_THREADS} must be a positive number"):
-        default_threads()
+    for n in (0, MAX_THREADS + 1, 10**6, 2.0, True):  # a million threads would exhaust memory before refusing
+        with pytest.raises(SpecError, match=f"an integer from 1 to {MAX_THREADS}, got {n!r}"):
+            Threads(n)
+    assert Threads(MAX_THREADS).n == MAX_THREADS  # no worker starts before the first run
+    with pytest.raises(SpecError, match="from 1 to 256"):
+        Network.from_spec("4-2", threads=100_000)
+    for text in ("lots", "0", "257"):
+        monkeypatch.setenv(ENV_THREADS, text)
+        with pytest.raises(SpecError, match=f"{ENV_THREADS} must be a number of threads from 1 to 256, got '{text}'"):
+            default_threads()
     monkeypatch.setenv(ENV_THREADS, "3")
     assert default_threads() == 3 and Network.from_spec("4-2").threads == 3
     assert thread_pool(3) is thread_pool(3)  # one pool of each size per process

@@ -539,6 +539,23 @@ def test_serve_refuses_a_port_out_of_range_before_loading_anything(tmp_path, cap
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize("workers", ["0", "9", "100000"])
+def test_serve_refuses_more_workers_than_four_per_core_before_starting_any(tmp_path, capsys, monkeypatch, workers):
+    from nnscratch.commands import serve
+
+    monkeypatch.setattr(serve, "available_cores", lambda: 2)  # at most 8 processes on a 2-core machine
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(tmp_path / "missing.npz"), "--workers", workers])
+    assert info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (
+        "nnscratch serve: error: argument --workers: expected an integer from 1 to 8 "
+        f"(4 per core on this machine's 2), got '{workers}'"
+    )
+    assert serve.worker_count("8") == 8
+
+
+@pytest.mark.timeout(30)
 @pytest.mark.parametrize(
     "host, message",
     [

@@ -56,6 +56,11 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# A fixed ceiling, not this machine's cores: a run made with N threads must be repeatable on a smaller
+# machine, but a pool of a million threads is a typo that would exhaust the process's memory.
+MAX_THREADS = 256
+
+
 def default_threads() -> int:
     """``$NNSCRATCH_THREADS`` if set, else every available core."""
     text = os.environ.get(ENV_THREADS, "").strip()
@@ -65,10 +70,10 @@ def default_threads() -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
+    if not 1 <= value <= MAX_THREADS:
         from nnscratch.errors import SpecError
 
-        raise SpecError(f"{ENV_THREADS} must be a positive number of threads, got {text!r}")
+        raise SpecError(f"{ENV_THREADS} must be a number of threads from 1 to {MAX_THREADS}, got {text!r}")
     return value
 
 
@@ -76,10 +81,10 @@ class Threads:
     """A pool of ``n`` threads (the caller and n - 1 workers) that run one function on contiguous chunks."""
 
     def __init__(self, n: int) -> None:
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_THREADS:
             from nnscratch.errors import SpecError
 
-            raise SpecError(f"the number of threads must be a positive integer, got {n!r}")
+            raise SpecError(f"the number of threads must be an integer from 1 to {MAX_THREADS}, got {n!r}")
         self.n = n
         self._inboxes: list[queue.SimpleQueue] = []
         self._done: queue.SimpleQueue = queue.SimpleQueue()

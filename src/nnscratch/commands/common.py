@@ -15,6 +15,7 @@ from rich.console import Console
 
 from nnscratch.data import ENV_DATA, Dataset, load_dataset
 from nnscratch.errors import SpecError
+from nnscratch.parallel import MAX_THREADS
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -35,7 +36,7 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--threads",
-        type=positive_int,
+        type=thread_count,
         metavar="N",
         help=f"threads the network computes with (default: ${ENV_THREADS}, else every core: {available_cores()} "
         "here); results are the same for the same N, and differ between counts only in the last bits",
@@ -76,6 +77,15 @@ positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 non_negative_int = _number(int, lambda v: v >= 0, "a non-negative integer")
 epoch_count = _number(int, lambda v: 1 <= v <= MAX_EPOCHS, f"a positive integer up to {MAX_EPOCHS:,}")
 port_number = _number(int, lambda v: 1 <= v <= 65535, "a port number from 1 to 65535")
+
+
+def bounded_int(text: str, low: int, high: int, why: str) -> int:
+    """``text`` as an integer from ``low`` to ``high`` (a bound only known when the option is read), or the
+    argparse error that names the range and ``why`` it ends there."""
+    return _number(int, lambda v: low <= v <= high, f"an integer from {low} to {high} ({why})")(text)
+
+
+thread_count = _number(int, lambda v: 1 <= v <= MAX_THREADS, f"a number of threads from 1 to {MAX_THREADS}")
 positive_float = _number(float, lambda v: 0.0 < v < math.inf, "a positive number")
 non_negative_float = _number(float, lambda v: 0.0 <= v < math.inf, "a number >= 0")
 probability = _number(float, lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)")

@@ -18,6 +18,7 @@ from nnscratch.commands.common import (
     parallel_jobs,
     positive_float,
     positive_int,
+    thread_count,
 )
 from nnscratch.errors import SpecError
 from nnscratch.io import check_output_dir
@@ -99,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_dir(parser)
     where.add_argument(
         "--threads",
-        type=positive_int,
+        type=thread_count,
         metavar="N",
         help="threads each run computes with (default: the cores shared out between the runs at a time)",
     )

@@ -10,7 +10,16 @@ import os
 import socket
 from pathlib import Path
 
-from nnscratch.commands.common import add_threads, err, port_number, positive_int
+from nnscratch.commands.common import add_threads, bounded_int, err, port_number
+from nnscratch.parallel import available_cores
+
+WORKERS_PER_CORE = 4  # each worker is a process holding every model: beyond a few per core they only compete
+
+
+def worker_count(text: str) -> int:
+    """An argparse type for --workers: 1 to WORKERS_PER_CORE processes per core of this machine."""
+    most = WORKERS_PER_CORE * available_cores()
+    return bounded_int(text, 1, most, f"{WORKERS_PER_CORE} per core on this machine's {available_cores()}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,9 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=port_number, default=8000, help="port, 1 to 65535 (default: 8000)")
     parser.add_argument(
         "--workers",
-        type=positive_int,
+        type=worker_count,
         default=1,
-        help="server processes sharing the port, each loading every model (default: 1). One process answered "
+        help=f"server processes sharing the port, at most {WORKERS_PER_CORE} per core, each loading every model "
+        "(default: 1). One process answered "
         "some 2,300 requests/s for the default model on 2 cores, two some 4,200: more processes help only "
         "with cores to spare (bench/README.md)",
     )
