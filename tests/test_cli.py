@@ -397,7 +397,12 @@ def test_bad_option_values_are_refused_by_the_parser_naming_the_option(args, mes
         (["--seed", "1"], '{"seed": -1}', "c.json: seed: expected a non-negative integer, got '-1'"),
         ([], b'{"lr": "0.001", "note": "caf\xe9"}', "--config c.json is not UTF-8 text (byte 28 is 0xe9)"),
         (["--config", "missing.json"], None, "cannot read --config missing.json: No such file or directory"),
+        ([], "[" * 100_000 + "]" * 100_000, "c.json nests its JSON too deeply to be a config; fix the file"),
+        ([], '{"' + "x" * 100_000 + '": 1}', "c.json: unknown option 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…'; a"),
+        ([], '{"optimizer": "' + "x" * 100_000 + '"}', "c.json: optimizer: expected one of sgd, momentum"),
+        ([], '{"lr": [' + "1," * 50_000 + "1]}", "c.json: lr must be a number or a string, got '[1, 1, 1, 1, 1, 1, 1"),
     ],
+    ids=lambda value: value[:40] if isinstance(value, str) else None,
 )
 @pytest.mark.timeout(60)
 def test_contradictory_or_invalid_options_are_one_line_naming_the_option_or_file(
@@ -410,6 +415,7 @@ def test_contradictory_or_invalid_options_are_one_line_naming_the_option_or_file
     code = main(["train", "--data-dir", str(tiny_dir), "-q", *args, *extra])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith(f"nnscratch train: error: {message}") and "\n" not in err
+    assert len(err) < 400  # a huge key or value is quoted to 40 characters, not echoed whole
     assert not list(tmp_path.glob("*.npz"))
 
 

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from nnscratch.losses import cross_entropy, l1_penalty, l2_penalty, softmax, softmax_cross_entropy
+from nnscratch.losses import NONE_OF_THEM, cross_entropy, l1_penalty, l2_penalty, softmax, softmax_cross_entropy
 
 
 def reference(Z, y):
@@ -37,8 +37,10 @@ def test_loss_and_gradient_match_the_definition(rng):
     np.testing.assert_allclose(dZ.sum(axis=1), 0.0, atol=1e-15)  # each row of P - Y sums to 1 - 1
 
 
-def test_gradient_matches_finite_differences(rng):
-    Z, y = rng.normal(size=(4, 3)), rng.integers(0, 3, 4)
+@pytest.mark.parametrize("none_of_them", [0, 2, 5], ids=["labels", "some-uniform", "all-uniform"])
+def test_gradient_matches_finite_differences(rng, none_of_them):
+    Z, y = rng.normal(size=(5, 3)), rng.integers(0, 3, 5)
+    y[:none_of_them] = NONE_OF_THEM  # made-up non-digits: a uniform target
     _, dZ = softmax_cross_entropy(Z.copy(), y)
     h, numeric = 1e-6, np.zeros_like(Z)
     for idx in np.ndindex(Z.shape):
@@ -94,3 +96,17 @@ def test_penalties_follow_their_formulas():
     assert l1_penalty(weights, 0.1) == pytest.approx(0.65)
     assert l2_penalty(weights, 0.0) == 0.0 and l1_penalty(weights, 0.0) == 0.0
     assert l2_penalty(weights, 1.0) == pytest.approx(7.125) and l1_penalty(weights, 1.0) == pytest.approx(6.5)
+
+
+def test_an_example_of_no_class_is_pulled_towards_the_uniform_distribution():
+    Z = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 0.5], [3.0, 1.0, 0.0]])
+    y = np.array([NONE_OF_THEM, NONE_OF_THEM, 0])
+    loss, dZ = softmax_cross_entropy(Z.copy(), y)
+    P = softmax(Z)
+    # cross-entropy to uniform: logsumexp(z) - mean(z); for equal logits it is log k, the least it can be
+    uniform = [np.log(np.exp(z).sum()) - z.mean() for z in Z[:2]]
+    assert uniform[1] == pytest.approx(np.log(3))
+    assert loss == pytest.approx((uniform[0] + uniform[1] - np.log(P[2, 0])) / 3)
+    np.testing.assert_allclose(dZ[0], (P[0] - 1 / 3) / 3)
+    np.testing.assert_allclose(dZ[1], 0.0, atol=1e-16)  # already uniform: nothing to learn
+    np.testing.assert_allclose(dZ[2], (P[2] - [1, 0, 0]) / 3)

@@ -13,7 +13,15 @@ from nnscratch.errors import SpecError
 from nnscratch.layers import ActivationLayer, BatchNorm, Conv2D, MaxPool2D
 from nnscratch.network import Network
 from nnscratch.optimizers import Adam, Momentum
-from nnscratch.parallel import ENV_THREADS, GRAIN, MAX_THREADS, Threads, default_threads, single_threaded_blas, thread_pool
+from nnscratch.parallel import (
+    ENV_THREADS,
+    GRAIN,
+    MAX_THREADS,
+    Threads,
+    default_threads,
+    single_threaded_blas,
+    thread_pool,
+)
 from nnscratch.training import TrainConfig, train
 
 CNN = "1x12x12-conv8k3p1-bn-relu-maxpool2-conv8k3-relu-flatten-dropout0.2-16:tanh-3"

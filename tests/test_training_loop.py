@@ -339,6 +339,8 @@ def test_the_default_config_is_the_documented_recipe():
         "early_stopping": None,
         "seed": 0,
         "shuffle": True,
+        "not_digits": 0.0,
+        "calibrate": True,
     }
 
 
@@ -656,6 +658,28 @@ def test_resuming_on_other_data_says_the_data_does_not_fit_not_that_the_checkpoi
     resume(directory, X, y)  # the checkpoint itself is as good as before
 
 
+def test_resuming_on_other_data_of_the_same_shape_is_refused_too(checkpoint):
+    from nnscratch.errors import DataError
+
+    directory, X, y, _ = checkpoint
+    other_images, other_labels = X.copy(), y.copy()
+    other_images[0, 0] += 0.5  # one pixel
+    other_labels[[0, 1]] = other_labels[[1, 0]]  # two labels swapped
+    for X_other, y_other in ((other_images, y), (X, other_labels)):
+        with pytest.raises(DataError, match="is not the data the checkpoint in .* was trained on") as raised:
+            resume(directory, X_other, y_other)
+        assert "corrupt" not in str(raised.value) and "--data-dir" in str(raised.value)
+    resume(directory, X, y)  # the data it was trained on still resumes
+
+
+def test_a_checkpoint_asking_for_more_epochs_than_anyone_could_run_is_refused(tiny_data, tmp_path):
+    X, y = tiny_data
+    train(fresh(), X, y, TrainConfig(epochs=1, batch_size=64), checkpoint_dir=tmp_path)
+    tamper(tmp_path, header=lambda h: h["config"].update(epochs=10**30))
+    with pytest.raises(ModelFileError, match="epochs must be a positive integer up to 1,000,000, got a number above"):
+        Trainer.from_checkpoint(tmp_path, X, y)
+
+
 @pytest.mark.parametrize("momentum", [1.0, 5.0, -0.1, float("nan"), "0.9"])
 def test_momentum_outside_0_to_1_is_refused_by_the_config(momentum):
     with pytest.raises(SpecError, match=r"momentum must be a number in \[0, 1\)"):
@@ -678,3 +702,5 @@ def test_run_more_continues_a_run_as_if_it_had_asked_for_those_epochs_at_once(rn
     assert trainer.history.epochs[-1].learning_rate == 0.01 and len(trainer.history) == 4
     with pytest.raises(SpecError, match="epochs must be a positive integer, got 0"):
         trainer.run_more(0)
+    with pytest.raises(SpecError, match="epochs must be a positive integer up to 1,000,000, got 1000001"):
+        TrainConfig(epochs=1_000_001)

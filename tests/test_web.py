@@ -472,6 +472,35 @@ def test_serve_with_two_workers_answers_for_every_model(tmp_path, net, cnn):
         server.wait(timeout=10)
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_serve_asked_to_stop_by_a_signal_shuts_down_and_exits_0(tmp_path, net, stop):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from load_test import free_port
+
+    port = free_port()
+    command = [sys.executable, "-m", "nnscratch.cli", "serve", str(net.save(tmp_path / "m.npz")), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 40
+    while True:
+        try:
+            assert httpx.get(f"http://127.0.0.1:{port}/api/models", timeout=2).status_code == 200
+            break
+        except httpx.HTTPError:
+            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()
+            time.sleep(0.1)
+    server.send_signal(getattr(signal, stop))
+    assert server.wait(timeout=20) == 0  # a server asked to stop ends normally, as python -m http.server does
+    assert "Traceback" not in server.stderr.read().decode()
+
+
 # -- images the API must not decode, or must turn; the port -----------------------------------------------
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nnscratch.activations import Activation, get_activation
+from nnscratch.calibration import Calibration
 from nnscratch.errors import CapacityError, ModelFileError, NonFiniteOutputError, SpecError
 from nnscratch.io import Expected, load_npz, save_npz
 from nnscratch.layers import (
@@ -133,6 +134,9 @@ class Network:
             ) from None
 
         self.metadata: dict[str, Any] = {}
+        # Temperature and "not a digit" threshold, fitted on the validation split after training (None:
+        # the plain softmax, and no input is called "not a digit").
+        self.calibration: Calibration | None = None
         # Worked out once: the weights (what L2, L1 and weight decay apply to), and what a forward
         # pass runs: the layers, or with dropout the stack for the last rate asked for.
         self._weight_slots = [s for s in self.layout.slots if s.name == "W" and self.layers[s.layer].weighted]
@@ -308,6 +312,7 @@ class Network:
             threads=self.threads,
         )
         net.metadata = dict(self.metadata)
+        net.calibration = self.calibration
         return net
 
     def grad_views(self, flat: Array) -> Grads:
@@ -452,10 +457,33 @@ class Network:
         """
         out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
         chunks = self._chunks(X.shape[0], batch_size)
+        temperature = self.calibration.temperature if self.calibration is not None else 1.0
         with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore"):
             for start in chunks:
-                out[start : start + chunks.step] = softmax(self.logits(X[start : start + chunks.step]))
+                Z = self.logits(X[start : start + chunks.step])
+                out[start : start + chunks.step] = softmax(Z if temperature == 1.0 else Z / Z.dtype.type(temperature))
         return out
+
+    def all_logits(self, X: npt.ArrayLike, *, batch_size: int | None = None) -> Array:
+        """The output layer's logits Z (m, k) for inputs X (see :meth:`check_input`), in prediction mode and
+        in chunks as :meth:`predict_proba` takes them; raises :class:`NonFiniteOutputError` as it does."""
+        X = self.check_input(X)
+        return self.check_output(self.chunked_logits(X, batch_size=batch_size), X)
+
+    def chunked_logits(self, X: Array, *, batch_size: int | None = None) -> Array:
+        """:meth:`all_logits` for inputs already checked by :meth:`check_input` (the trainer's own data),
+        not checked for NaN."""
+        out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
+        chunks = self._chunks(X.shape[0], batch_size)
+        with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore"):
+            for start in chunks:
+                out[start : start + chunks.step] = self.logits(X[start : start + chunks.step])
+        return out
+
+    def verdicts(self, X: npt.ArrayLike, *, batch_size: int | None = None) -> list[str]:
+        """For each input, "digit", "not sure" (no class is more likely than not) or "not a digit" (below the
+        out-of-distribution threshold fitted after training; a model without one never says it)."""
+        return (self.calibration or Calibration()).verdicts(self.all_logits(X, batch_size=batch_size))
 
     def predict(self, X: npt.ArrayLike, *, batch_size: int | None = None) -> npt.NDArray[np.intp]:
         """Predicted labels (m,) for inputs X; raises :class:`NonFiniteOutputError` where the logits are not finite."""
@@ -593,6 +621,7 @@ class Network:
             "spec": self.spec,
             "layers": [layer.config() for layer in self.layers],
             "metadata": self.metadata,
+            **({"calibration": self.calibration.to_dict()} if self.calibration is not None else {}),
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -656,6 +685,8 @@ class Network:
         check_finite(net.state, source, "the state")
         check_state(net.state, net.state_layout, source, "the state")
         net.metadata = dict(architecture.metadata)
+        if "calibration" in header:
+            net.calibration = Calibration.from_dict(header["calibration"], source)
         net.source = source
         return net
 

@@ -51,6 +51,7 @@ OPTIONS: dict[str, str] = {
     "dropout": "dropout",
     "augment": "augment",
     "augment-strength": "augment_strength",
+    "not-digits": "not_digits",
     "validation-size": "validation_size",
     "early-stopping": "early_stopping",
 }

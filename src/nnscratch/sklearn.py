@@ -214,6 +214,7 @@ class _NetworkClassifier(ClassifierMixin, BaseEstimator):
             validation_size=0,
             seed=self._seed_value,
             shuffle=bool(self.shuffle),
+            calibrate=False,  # predict_proba is the network's own softmax, as scikit-learn's estimators give it
         )
         validation: tuple[Any, Any] | None = (X_val, y_val) if self.early_stopping else None
         trainer = Trainer(self.network_, X, labels, config, validation=validation, state=self._train_state)

@@ -107,6 +107,7 @@ class StudySettings:
             schedule=self.schedule,
             learning_rate=learning_rate,
             seed=seed,
+            calibrate=False,  # the study compares the networks as trained
         )
 
     def run_settings(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ reaches the outside through a :class:`Callback`.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -19,10 +20,11 @@ import numpy as np
 import numpy.typing as npt
 
 from nnscratch.augment import Augmentation, Augmenter
+from nnscratch.calibration import calibrate
 from nnscratch.data import split_indices
 from nnscratch.errors import DataError, DivergenceError, ModelFileError, SpecError, check_name
 from nnscratch.io import Expected, deferred_signals, load_npz, remove_stale_temporaries, save_npz
-from nnscratch.losses import cross_entropy
+from nnscratch.losses import NONE_OF_THEM, cross_entropy
 from nnscratch.metrics import accuracy
 from nnscratch.network import Architecture, Network, check_finite, check_state, read_architecture
 from nnscratch.optimizers import OPTIMIZER_NAMES, Optimizer, make_optimizer
@@ -32,6 +34,33 @@ from nnscratch.schedules import SCHEDULES, Schedule
 Array = npt.NDArray[np.floating]
 
 DEFAULT_VALIDATION = 5000
+MAX_EPOCHS = 1_000_000  # some 20 years of the default MLP's epochs: anything larger is a typo
+SIDE = 28  # made-up non-digits are MNIST-sized images
+NOT_DIGITS_STREAM = 7001  # training's made-up non-digits are drawn from [this, the run's seed]
+HELD_OUT_STREAM = 7002  # and those calibration measures against from [this]: a stream training never draws from
+HELD_OUT_NOT_DIGITS = 1400  # 200 of each kind
+
+
+def fingerprint(X: np.ndarray, y: np.ndarray) -> str:
+    """A short hash of the training data (every value and label, in order): a checkpoint records it so that
+    resuming on other data of the same shape is refused (BLAKE2b, 0.1 s for MNIST's 60,000 images)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for array in (X, y):
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+def held_out_not_digits() -> npt.NDArray[np.float32]:
+    """The made-up non-digits every calibration measures against, drawn once per process."""
+    if _HELD_OUT[0] is None:
+        from nnscratch import nondigits  # Pillow draws them: imported only when needed
+
+        _HELD_OUT[0] = nondigits.make(HELD_OUT_NOT_DIGITS, np.random.default_rng([HELD_OUT_STREAM]))
+    return _HELD_OUT[0]
+
+
+_HELD_OUT: list[npt.NDArray[np.float32] | None] = [None]
 
 
 @dataclass(frozen=True)
@@ -48,6 +77,11 @@ class TrainConfig:
     (alpha-dropout after SELU).  ``augment`` transforms every training batch afresh (``"shift"``,
     ``"affine"`` or ``"elastic"``, see ``nnscratch.augment``), scaled by ``augment_strength``; the
     validation images are never transformed.
+
+    Knowing what is not a digit: ``not_digits`` adds that share of made-up non-digits to the training
+    images (``nnscratch.nondigits``; 28×28 inputs only), each with the uniform distribution as its target
+    (outlier exposure).  ``calibrate`` fits the temperature and the "not a digit" threshold on the
+    validation split when training ends (``nnscratch.calibration``; the network's ``calibration``).
     """
 
     epochs: int = 10
@@ -68,10 +102,14 @@ class TrainConfig:
     early_stopping: int | None = None
     seed: int | None = 0
     shuffle: bool = True
+    not_digits: float = 0.0
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise SpecError(f"epochs must be a positive integer, got {self.epochs!r}")
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or not 1 <= self.epochs <= MAX_EPOCHS:
+            huge = isinstance(self.epochs, int) and self.epochs.bit_length() > 64  # no repr of 4,300+ digits
+            shown = f"a number above {MAX_EPOCHS:,}" if huge else repr(self.epochs)
+            raise SpecError(f"epochs must be a positive integer up to {MAX_EPOCHS:,}, got {shown}")
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise SpecError(f"batch size must be a positive integer or 'full', got {self.batch_size!r}")
         check_name(OPTIMIZER_NAMES, self.optimizer, "optimiser")
@@ -100,8 +138,12 @@ class TrainConfig:
                 raise SpecError(f"early-stopping patience must be >= 1 epoch, got {self.early_stopping}")
             if self.validation_size == 0:
                 raise SpecError("early stopping needs a validation set; set validation_size > 0")
-        if not isinstance(self.shuffle, bool):
-            raise SpecError(f"shuffle must be True or False, got {self.shuffle!r}")
+        for name in ("shuffle", "calibrate"):
+            if not isinstance(getattr(self, name), bool):
+                raise SpecError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        share = self.not_digits
+        if not (isinstance(share, int | float) and not isinstance(share, bool) and 0 <= share <= 1):
+            raise SpecError(f"the share of made-up non-digits must be a number in [0, 1], got {share!r}")
         Schedule(self.schedule, self.epochs, self.step_every, self.step_gamma)
 
     def validation_count(self, n: int) -> int:
@@ -137,6 +179,7 @@ class History:
     epochs: list[EpochRecord] = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
+    calibration: dict[str, Any] | None = None  # what calibrating on the validation split measured
 
     def __getitem__(self, key: str) -> list[float]:
         """``history["val_accuracy"]``: one metric as a list over epochs."""
@@ -154,11 +197,13 @@ class History:
             "epochs": [asdict(r) for r in self.epochs],
             "best_epoch": self.best_epoch,
             "stopped_early": self.stopped_early,
+            **({"calibration": self.calibration} if self.calibration is not None else {}),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
-        return cls([EpochRecord(**r) for r in data["epochs"]], data.get("best_epoch"), data.get("stopped_early", False))
+        records = [EpochRecord(**r) for r in data["epochs"]]
+        return cls(records, data.get("best_epoch"), data.get("stopped_early", False), data.get("calibration"))
 
 
 class Callback:
@@ -345,6 +390,10 @@ class Trainer:
             self.X_val, self.y_val = self.X[val_idx], self.y[val_idx]
         else:
             self.train_idx, self.X_val, self.y_val = np.arange(self.X.shape[0]), None, None
+        if config.not_digits:
+            self._add_not_digits(round(config.not_digits * self.train_idx.size))
+        self.n_digits = int(np.count_nonzero(self.y[self.train_idx] != NONE_OF_THEM))
+        self.data_fingerprint = fingerprint(self.X, self.y)
         self.state = state if state is not None else TrainState()
         if self.state.rng is None:
             self.state.rng = rng
@@ -363,11 +412,26 @@ class Trainer:
             self.augmenter = Augmenter(augmentation, image_side(net), self.state.augment_rng)
         self.saved_epoch: int | None = None  # the epoch of the last checkpoint written
 
+    def _add_not_digits(self, n: int) -> None:
+        """Append ``n`` made-up non-digits, labelled NONE_OF_THEM, to the training images (not the validation ones).
+
+        Drawn from the seed alone, so a resumed run draws the same ones."""
+        if image_side(self.net) != (SIDE, SIDE):
+            raise SpecError(f"made-up non-digits are {SIDE}×{SIDE} images; train without not-digits on other inputs")
+        from nnscratch import nondigits
+
+        extra = nondigits.make(n, np.random.default_rng([NOT_DIGITS_STREAM, self.config.seed or 0]))
+        start = self.X.shape[0]
+        self.X = np.concatenate([self.X, extra.astype(self.X.dtype).reshape(n, *self.X.shape[1:])])
+        self.y = np.concatenate([self.y, np.full(n, NONE_OF_THEM, dtype=self.y.dtype)])
+        self.train_idx = np.concatenate([self.train_idx, np.arange(start, start + n)])
+
     @property
     def history(self) -> History:
         return self.state.history
 
     def run(self, callback: Callback) -> History:
+        self.net.calibration = None  # the weights are about to change: a calibration fitted before no longer holds
         # Overflow is caught explicitly (a non-finite loss or weight stops training with a clear
         # message), so NumPy's overflow warnings would only add noise on the way there.
         with np.errstate(over="ignore", invalid="ignore"), single_threaded_blas():
@@ -376,7 +440,20 @@ class Trainer:
             self.net.params[...] = self.state.best_params
             if self.state.best_state is not None:
                 self.net.state[...] = self.state.best_state
+        if self.config.calibrate and self.X_val is not None and len(self.X_val):
+            self.calibrate()
         return self.state.history
+
+    def calibrate(self) -> None:
+        """Fit the network's temperature on the validation split and, for 28×28 inputs, its "not a digit"
+        score and threshold against made-up non-digits that training never saw; record what was measured
+        in the history."""
+        assert self.X_val is not None and self.y_val is not None
+        outside = None
+        if self.net.n_in == SIDE * SIDE:
+            outside = self.net.all_logits(held_out_not_digits())
+        self.net.calibration, report = calibrate(self.net.chunked_logits(self.X_val), self.y_val, outside)
+        self.state.history.calibration = report
 
     def run_more(self, epochs: int, *, learning_rate: float | None = None, callback: Callback | None = None) -> History:
         """Train ``epochs`` more epochs from where the state stands, at ``learning_rate`` if given, and
@@ -440,7 +517,7 @@ class Trainer:
                 lr = schedule.rate(config.learning_rate, epoch + b / n_batches)
                 optimizer.step(net.params, grad, lr)
                 loss_sum += loss * yb.size
-                correct += np.count_nonzero(Z.argmax(axis=1) == yb)
+                correct += np.count_nonzero(Z.argmax(axis=1) == yb)  # a made-up non-digit (-1) is never right
                 callback.on_batch_end(epoch, b, loss)
             if not (np.all(np.isfinite(net.params)) and np.all(np.isfinite(net.state))):
                 raise DivergenceError(
@@ -457,7 +534,7 @@ class Trainer:
             record = EpochRecord(
                 epoch=epoch + 1,
                 train_loss=loss_sum / n,
-                train_accuracy=correct / n,
+                train_accuracy=correct / max(self.n_digits, 1),
                 val_loss=val_loss,
                 val_accuracy=val_acc,
                 learning_rate=lr,
@@ -497,6 +574,7 @@ class Trainer:
             "best_loss": None if math.isinf(state.best_loss) else state.best_loss,
             "waited": state.waited,
             "optimizer": {k: v for k, v in optimizer_state.items() if not isinstance(v, np.ndarray)},
+            "data": self.data_fingerprint,
         }
         arrays = {"params": self.net.params, "state": self.net.state}
         arrays.update({f"optimizer.{k}": v for k, v in optimizer_state.items() if isinstance(v, np.ndarray)})
@@ -611,5 +689,12 @@ class Trainer:
                 f"the data does not fit the checkpoint in {checkpoint_dir} ({exc}); resume with the data the run "
                 "started with (the same --data-dir), or start a new run on this data"
             ) from None
+        recorded = header.get("data")  # checkpoints written before it was recorded have none
+        if recorded is not None and recorded != trainer.data_fingerprint:
+            raise DataError(
+                f"the data is not the data the checkpoint in {checkpoint_dir} was trained on (other images or labels "
+                "of the same shape); resume with the data the run started with (the same --data-dir), or start "
+                "a new run on this data"
+            )
         trainer.saved_epoch = state.epoch
         return trainer

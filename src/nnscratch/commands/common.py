@@ -14,8 +14,9 @@ from typing import Any
 from rich.console import Console
 
 from nnscratch.data import ENV_DATA, Dataset, load_dataset
-from nnscratch.errors import SpecError
+from nnscratch.errors import SpecError, echo
 from nnscratch.parallel import MAX_THREADS
+from nnscratch.training import MAX_EPOCHS
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -63,15 +64,13 @@ def _number(convert, accept, expected: str):
         try:
             value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {echo(text)}") from None
         if not accept(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {echo(text)}")
         return value
 
     return parse
 
-
-MAX_EPOCHS = 1_000_000  # some 20 years of the default MLP's epochs: anything larger is a typo
 
 positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 non_negative_int = _number(int, lambda v: v >= 0, "a non-negative integer")
@@ -89,6 +88,7 @@ thread_count = _number(int, lambda v: 1 <= v <= MAX_THREADS, f"a number of threa
 positive_float = _number(float, lambda v: 0.0 < v < math.inf, "a positive number")
 non_negative_float = _number(float, lambda v: 0.0 <= v < math.inf, "a number >= 0")
 probability = _number(float, lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)")
+share = _number(float, lambda v: 0.0 <= v <= 1.0, "a share in [0, 1]")
 
 
 def directory(text: str) -> str:

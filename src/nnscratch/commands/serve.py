@@ -10,7 +10,7 @@ import os
 import socket
 from pathlib import Path
 
-from nnscratch.commands.common import add_threads, bounded_int, err, port_number
+from nnscratch.commands.common import add_threads, bounded_int, err, port_number, terminate_interrupts
 from nnscratch.parallel import available_cores
 
 WORKERS_PER_CORE = 4  # each worker is a process holding every model: beyond a few per core they only compete
@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     if args.workers == 1:
         config = uvicorn.Config(create_app(models), host=args.host, port=args.port, log_level="warning")
         server = uvicorn.Server(config)
-        with sock, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it stops, as in uvicorn.run
+        # Ctrl-C and SIGTERM are how a server is asked to stop: uvicorn shuts down cleanly, then raises
+        # the signal again, which terminate_interrupts turns into KeyboardInterrupt; the exit is 0.
+        with sock, terminate_interrupts(), contextlib.suppress(KeyboardInterrupt):
             server.run(sockets=[sock])
         return 0 if server.started else 1
     # Worker processes each build their own app from the model paths (uvicorn needs a factory to import).
@@ -82,14 +84,15 @@ def run(args: argparse.Namespace) -> int:
     # the probe is closed first; a program taking the port in between meets uvicorn's own message.
     sock.close()
     os.environ[MODELS_VARIABLE] = json.dumps([str(Path(path).resolve()) for path in args.models])
-    uvicorn.run(
-        "nnscratch.web.app:app_from_environment",
-        factory=True,
-        workers=args.workers,
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-    )
+    with terminate_interrupts(), contextlib.suppress(KeyboardInterrupt):
+        uvicorn.run(
+            "nnscratch.web.app:app_from_environment",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+        )
     return 0
 
 

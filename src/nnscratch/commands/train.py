@@ -31,10 +31,11 @@ from nnscratch.commands.common import (
     positive_float,
     positive_int,
     probability,
+    share,
     terminate_interrupts,
     use_threads,
 )
-from nnscratch.errors import SpecError
+from nnscratch.errors import SpecError, echo
 from nnscratch.initializers import INITIALIZERS
 from nnscratch.io import check_output_dir, check_writable_file, deferred_signals, remove_stale_temporaries
 from nnscratch.network import Network
@@ -110,6 +111,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="scale every augmentation range by S (default: from the preset, else 1; 0 turns it off)",
     )
     group.add_argument(
+        "--not-digits",
+        type=share,
+        metavar="F",
+        help="add F times as many made-up non-digits (noise, blobs, dots, lines, scribbles, letters, textures) "
+        "as training images, each taught as belonging to no class, so that the model learns to say "
+        "'not a digit' (28×28 inputs; default: from the preset, else 0)",
+    )
+    group.add_argument(
         "--validation-size",
         type=non_negative_int,
         metavar="N",
@@ -162,7 +171,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _choice(names) -> Any:
     def read(text: str) -> str:
         if text not in names:
-            raise argparse.ArgumentTypeError(f"expected one of {', '.join(names)}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(names)}, got {echo(text)}")
         return text
 
     return read
@@ -202,6 +211,7 @@ READERS: dict[str, Any] = {
     "dropout": probability,
     "augment": _choice(AUGMENTATIONS),
     "augment-strength": non_negative_float,
+    "not-digits": share,
     "validation-size": non_negative_int,
     "early-stopping": positive_int,
 }
@@ -274,6 +284,8 @@ def read_config(path: str) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SpecError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}); fix the file") from None
+    except RecursionError:
+        raise SpecError(f"{path} nests its JSON too deeply to be a config; fix the file") from None
     if not isinstance(data, dict):
         raise SpecError(f'{path} must hold a JSON object of option names and values, such as {{"lr": 0.001}}')
     values = {}
@@ -282,10 +294,10 @@ def read_config(path: str) -> dict[str, Any]:
         if name == CONFIG_NOTE or value is None:
             continue
         if name not in CONFIG_OPTIONS:
-            raise SpecError(f"{path}: unknown option {key!r}; a config may set {', '.join(CONFIG_OPTIONS)}")
+            raise SpecError(f"{path}: unknown option {echo(str(key))}; a config may set {', '.join(CONFIG_OPTIONS)}")
         dest, read = CONFIG_OPTIONS[name]
         if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise SpecError(f"{path}: {key} must be a number or a string, got {json.dumps(value)}")
+            raise SpecError(f"{path}: {key} must be a number or a string, got {echo(json.dumps(value))}")
         try:
             values[dest] = read(str(value))
         except (argparse.ArgumentTypeError, ValueError) as exc:
@@ -386,6 +398,8 @@ def run(args: argparse.Namespace) -> int:
                 f"({len(history)} epochs{stopped}, {history.seconds:.1f}s training, {wall:.1f}s in all)"
             )
             out.print(f"saved {output}")
+            if history.calibration:
+                out.print(calibration_line(history.calibration))
             if args.plots:
                 from nnscratch.plotdata import measure
                 from nnscratch.plots import save_training_plots
@@ -417,6 +431,21 @@ def run(args: argparse.Namespace) -> int:
                 err.print("interrupted; nothing was saved (use --checkpoint-dir DIR to make runs resumable)")
             return 130
     return 0
+
+
+def calibration_line(report: dict) -> str:
+    """What calibrating on the validation split found, in one line."""
+    line = (
+        f"calibrated on the validation split: temperature {report['temperature']:.3f}, expected calibration "
+        f"error {percent(report['ece_before'])} → {percent(report['ece_after'])}"
+    )
+    if "score" in report:
+        line += (
+            f"; 'not a digit' below {report['score']} {report['threshold']:.4g} (made-up non-digits AUROC "
+            f"{report['auroc'][report['score']]:.3f}: flags {percent(report['outside_flagged'])} of them and "
+            f"{percent(report['validation_flagged'])} of the validation digits)"
+        )
+    return line
 
 
 def _check_outputs(args: argparse.Namespace) -> Path:
@@ -458,6 +487,8 @@ def _describe(args, net: Network, config: TrainConfig, data, *, resumed_at: int 
     augmentation = config.augmentation()
     if augmentation.active:
         extras.append(f"{augmentation.kind} augmentation ×{augmentation.strength:g}")
+    if config.not_digits:
+        extras.append(f"made-up non-digits ×{config.not_digits:g}")
     more = "".join(f", {extra}" for extra in extras)
     out.print(
         f"network {net.spec} ({net.n_params:,} parameters, {net.dtype.name}, {net.threads} threads)\n"
