@@ -64,20 +64,26 @@ def tiny_data(rng):
 @pytest.fixture(scope="session")
 def digit_model(tmp_path_factory):
     """A small 784-input model (random weights are enough for the web tests), saved to a file."""
+    from nnscratch.calibration import Calibration
     from nnscratch.network import Network
 
     net = Network.from_spec("784-32:relu-16:tanh-10:softmax", seed=0)
     net.metadata = {"test_accuracy": 0.9}
+    # thresholds no input reaches: it answers "not a digit" to everything (its probabilities as without)
+    net.calibration = Calibration(temperature=1.0, score="energy", not_sure_below=1e9, not_a_digit_below=1e9)
     return net.save(tmp_path_factory.mktemp("model") / "digits.npz")
 
 
 @pytest.fixture(scope="session")
 def digit_cnn_model(tmp_path_factory):
     """A small 1×28×28 convnet (random weights), saved to a file: two conv and two pool layers."""
+    from nnscratch.calibration import Calibration
     from nnscratch.network import Network
 
     net = Network.from_spec("1x28x28-conv4k3-relu-maxpool2-conv6k3-relu-maxpool2-flatten-10:softmax", seed=0)
     net.metadata = {"test_accuracy": 0.8}
+    # every input is digit-like but below "sure": it answers "not sure" to everything
+    net.calibration = Calibration(temperature=1.0, score="energy", not_sure_below=1e9, not_a_digit_below=-1e9)
     return net.save(tmp_path_factory.mktemp("model") / "digits-cnn.npz")
 
 

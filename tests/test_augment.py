@@ -46,7 +46,7 @@ def test_a_batch_keeps_its_shape_range_and_dtype(kind, digits, rng):
     assert out is not digits
 
 
-@pytest.mark.parametrize("kind", ["shift", "affine", "elastic"])
+@pytest.mark.parametrize("kind", ["shift", "affine", "elastic", "pen"])
 def test_the_same_seed_gives_the_same_batch_and_another_seed_another(kind, digits):
     a = augment(digits, Augmentation(kind), np.random.default_rng(5))
     b = augment(digits, Augmentation(kind), np.random.default_rng(5))
@@ -401,3 +401,70 @@ def test_a_loop_that_stops_early_ends_the_background_thread_at_once(rng):
     batches.close()  # training stopped: a divergence, Ctrl-C, early stopping
     assert time.perf_counter() - started < 5.0
     assert not [t for t in threading.enumerate() if t.name == "nnscratch-augment" and t.is_alive()]
+
+
+# -- the pen: other strokes than MNIST's scanned ink -------------------------------------------------------
+
+
+def pen_looks(images, look, amount, **settings):
+    """``pen`` with every image given ``look`` at amount t = ``amount`` (a generator that draws just that)."""
+    from nnscratch.augment import PEN_LOOKS, pen
+
+    class Drawn:
+        def integers(self, n, size):
+            return np.full(size, PEN_LOOKS.index(look))
+
+        def random(self, size):
+            return np.full(size, amount)
+
+    out = images.copy()
+    pen(out, Augmentation("pen", **settings), Drawn())
+    return out
+
+
+def test_the_pen_thickens_and_thins_strokes_by_a_whole_pixel_at_t_times_the_width(digits):
+    from nnscratch.augment import neighbourhood
+
+    # width 2 at strength 0.5: t = 1 is one whole 3×3 step, t = 0.5 half-way to it
+    thick = pen_looks(digits, "thicker", 0.999999, strength=0.5)
+    np.testing.assert_allclose(thick, neighbourhood(digits, np.maximum), atol=1e-5)
+    half = pen_looks(digits, "thicker", 0.5, strength=0.5)
+    np.testing.assert_allclose(half, 0.5 * (digits + neighbourhood(digits, np.maximum)), atol=1e-6)
+    thin = pen_looks(digits, "thinner", 0.999999, strength=0.5)
+    np.testing.assert_allclose(thin, neighbourhood(digits, np.minimum), atol=1e-5)
+    assert thick.sum() > digits.sum() > thin.sum()
+    two = pen_looks(digits, "thicker", 0.999999, strength=1.0)  # width 2: two whole steps
+    np.testing.assert_allclose(two, neighbourhood(neighbourhood(digits, np.maximum), np.maximum), atol=1e-5)
+
+
+def test_a_3x3_neighbourhood_reads_zero_beyond_the_border():
+    from nnscratch.augment import neighbourhood
+
+    image = np.zeros((1, 4, 4), np.float32)
+    image[0, 0, 0] = 1.0
+    grown = neighbourhood(image, np.maximum)[0]
+    assert grown[:2, :2].tolist() == [[1, 1], [1, 1]] and grown.sum() == 4
+    assert neighbourhood(np.ones((1, 3, 3), np.float32), np.minimum)[0].tolist() == [[0, 0, 0], [0, 1, 0], [0, 0, 0]]
+
+
+def test_the_pen_blurs_with_a_gaussian_of_up_to_its_width_and_draws_flat_strokes(digits):
+    from nnscratch.augment import FLAT_INK, gaussian_matrices
+
+    soft = pen_looks(digits, "blurred", 0.5, strength=0.5)  # σ = 0.3 + 0.5 · 2 · 0.5
+    G = gaussian_matrices(28, np.array([0.8]), np.float32)[0]
+    np.testing.assert_allclose(soft, G @ digits @ G.T, atol=1e-6)
+    assert soft.max() < digits.max() and soft.sum() == pytest.approx(digits.sum(), rel=1e-3)  # spread, kept
+    flat = pen_looks(digits * 0.5 + 0.1 * (digits > 0), "flat", 0.3)
+    assert set(np.unique(flat)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(flat, (digits * 0.5 + 0.1 * (digits > 0)) > FLAT_INK)
+    np.testing.assert_array_equal(pen_looks(digits, "as is", 0.9), digits)
+
+
+def test_the_pen_gives_each_look_about_a_fifth_of_the_images(rng):
+    from nnscratch.augment import PEN_LOOKS
+
+    images = np.zeros((2000, 8, 8), np.float32)
+    images[:, 3:5, 3:5] = 0.6
+    out = augment(images, Augmentation("pen", strength=0.5), rng)
+    flat = np.all(np.isin(out, (0.0, 1.0)), axis=(1, 2)) & (out.max(axis=(1, 2)) == 1.0)
+    assert len(PEN_LOOKS) == 5 and 0.15 < flat.mean() < 0.25

@@ -45,6 +45,8 @@ def answers(page) -> dict[str, dict]:
         ".answer",
         """panels => Object.fromEntries(panels.map(p => [p.dataset.model, {
             label: p.querySelector('.label').textContent,
+            verdict: p.querySelector('.verdict').textContent,
+            look: p.querySelector('.prediction').className,
             widths: Array.from(p.querySelectorAll('.bar')).map(b => parseFloat(b.style.width)),
             top: p.getBoundingClientRect().top, left: p.getBoundingClientRect().left,
         }]))""",
@@ -61,6 +63,10 @@ def check_both_answers(page) -> None:
         assert len(answer["widths"]) == 10 and abs(sum(answer["widths"]) - 100) < 1.0, name
         assert answer["widths"][int(answer["label"])] == max(answer["widths"]), name
     assert shown[MLP]["top"] == shown[CNN]["top"] and shown[MLP]["left"] < shown[CNN]["left"]  # side by side
+    # the fixtures' calibrations: the MLP says "not a digit" to everything, the convnet "not sure"
+    assert shown[MLP]["verdict"] == "not a digit" and shown[MLP]["look"] == "prediction not-a-digit"
+    assert shown[CNN]["verdict"] == f"not sure: perhaps {shown[CNN]['label']}"
+    assert shown[CNN]["look"] == "prediction not-sure"
 
 
 def drawn_maps(page) -> list[int]:

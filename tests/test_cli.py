@@ -118,6 +118,42 @@ def test_evaluate_prints_accuracy_per_class_and_confusion(tiny_dir, tmp_path, ca
     assert json.loads(capsys.readouterr().out)["confusion_matrix"] == result["confusion_matrix"]
 
 
+@pytest.mark.timeout(120)
+def test_train_calibrates_on_the_validation_split_and_evaluate_reports_the_calibration_error(tmp_path, rng, capsys):
+    import json
+
+    from nnscratch.calibration import expected_calibration_error
+    from nnscratch.data import load_dataset
+    from nnscratch.losses import softmax
+    from tests.test_data import write_tiny_mnist
+
+    write_tiny_mnist(tmp_path / "d", rng, n_train=400, n_test=100, side=28, classes=10)
+    out = tmp_path / "m.npz"
+    args = ["--data-dir", str(tmp_path / "d"), "--hidden", "16:relu", "--epochs", "2", "--validation-size", "100"]
+    assert main(["train", *args, "--not-digits", "0.25", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "made-up non-digits ×0.25" in printed
+    line = next(line for line in printed.splitlines() if line.startswith("calibrated on the validation split"))
+    net = Network.load(out)
+    report = net.metadata["history"]["calibration"]
+    assert f"temperature {report['temperature']:.3f}" in line and "'not a digit' below" in line
+    assert net.calibration.temperature == report["temperature"] and net.metadata["config"]["not_digits"] == 0.25
+    assert main(["evaluate", str(out), "--data-dir", str(tmp_path / "d"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)["calibration"]
+    data = load_dataset(tmp_path / "d")
+    Z = net.all_logits(data.X_test)
+    assert result["ece_before"] == pytest.approx(expected_calibration_error(softmax(Z), data.y_test))
+    assert result["ece_after"] == pytest.approx(expected_calibration_error(net.predict_proba(data.X_test), data.y_test))
+    verdicts = net.verdicts(data.X_test)
+    assert result["not_a_digit"] == pytest.approx(verdicts.count("not a digit") / 100)
+    assert result["not_sure"] == pytest.approx(verdicts.count("not sure") / 100)
+    assert main(["evaluate", str(out), "--data-dir", str(tmp_path / "d")]) == 0
+    text = capsys.readouterr().out
+    assert f"at temperature {net.calibration.temperature:.3f}" in text and "answered 'not sure' for" in text
+    assert main(["evaluate", str(out), "--data-dir", str(tmp_path / "d"), "--plots", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / "reliability.png").stat().st_size > 10_000
+
+
 def test_gradcheck_passes_for_the_seed_preset(capsys):
     assert main(["gradcheck", "--inputs", "30", "--samples", "4"]) == 0
     text = capsys.readouterr().out
@@ -240,10 +276,16 @@ def test_train_and_evaluate_write_plots(tiny_dir, tmp_path, capsys):
     model = tmp_path / "m.npz"
     args = ["train", "--data-dir", str(tiny_dir), "--hidden", "8:relu", "--epochs", "2", "-o", str(model), "-q"]
     assert main([*args, "--plots", str(tmp_path / "train_plots")]) == 0
-    assert len(list((tmp_path / "train_plots").glob("*.png"))) == 6
+    assert len(list((tmp_path / "train_plots").glob("*.png"))) == 7
     assert main(["evaluate", str(model), "--data-dir", str(tiny_dir), "--plots", str(tmp_path / "eval_plots")]) == 0
-    assert len(list((tmp_path / "eval_plots").glob("*.png"))) == 4
-    assert "wrote 4 plots" in capsys.readouterr().out
+    assert {path.name for path in (tmp_path / "eval_plots").glob("*.png")} == {
+        "confusion_matrix.png",
+        "confident_mistakes.png",
+        "reliability.png",
+        "first_layer_weights.png",
+        "activation_histograms.png",
+    }
+    assert "wrote 5 plots" in capsys.readouterr().out
 
 
 # -- output paths are checked before the work; saves survive signals ------------------------------------

@@ -26,6 +26,7 @@ MLP_SET = {
     "activations.png",
     "confusion_matrix.png",
     "confident_mistakes.png",
+    "reliability.png",
     "first_layer_weights.png",
     "activation_histograms.png",
 }
@@ -160,7 +161,7 @@ def test_the_evaluation_plots_draw_given_arrays_without_a_network(tmp_path, rng)
         probe=m,
     )
     made = plots.save_evaluation_plots(data, tmp_path)
-    assert [p.name for p in made] == [
+    assert [p.name for p in made] == [  # no logits given: no reliability diagram
         "confusion_matrix.png",
         "confident_mistakes.png",
         "first_layer_filters.png",
@@ -186,7 +187,7 @@ def test_training_and_evaluation_sets_of_an_mlp(tmp_path, trained):
     assert {p.name for p in made} == MLP_SET
     for path in made:
         assert_png(path)
-    assert len(plots.save_evaluation_plots(data, tmp_path / "eval")) == 4
+    assert len(plots.save_evaluation_plots(data, tmp_path / "eval")) == 5
 
 
 def test_training_and_evaluation_sets_of_a_convnet(tmp_path, convnet):
@@ -244,4 +245,36 @@ def test_train_and_evaluate_write_the_plots_of_a_convnet(tmp_path, rng, capsys):
     assert {p.name for p in (tmp_path / "train").glob("*.png")} == CONV_SET
     assert main(["evaluate", str(model), "--data-dir", str(tmp_path / "data"), "--plots", str(tmp_path / "eval")]) == 0
     assert {p.name for p in (tmp_path / "eval").glob("*.png")} == CONV_SET - {"learning_curves.png", "activations.png"}
-    assert "wrote 5 plots" in capsys.readouterr().out
+    assert "wrote 6 plots" in capsys.readouterr().out
+
+
+def test_the_reliability_diagram_shows_the_calibration_before_and_after_the_temperature(tmp_path, rng):
+    from matplotlib.figure import Figure
+
+    Z, y = rng.normal(0, 3, (300, 4)), rng.integers(0, 4, 300)
+    shown = {}
+    real_save = plots.save_png
+
+    def keep(fig: Figure, path):
+        top = fig.axes[0]
+        shown[path.name] = ([line.get_label() for line in top.get_lines()], top.get_title())
+        return real_save(fig, path)
+
+    from nnscratch.calibration import expected_calibration_error
+    from nnscratch.losses import softmax
+
+    plots.save_png = keep
+    try:
+        assert_png(plots.reliability_diagram(Z, y, 2.0, tmp_path / "a.png"))
+        plots.reliability_diagram(Z, y, 1.0, tmp_path / "b.png")
+    finally:
+        plots.save_png = real_save
+    before, after = expected_calibration_error(softmax(Z), y), expected_calibration_error(softmax(Z / 2), y)
+    labels, title = shown["a.png"]
+    assert labels == [
+        "calibrated",
+        f"as trained: ECE {100 * before:.2f}%",
+        f"temperature 2.000: ECE {100 * after:.2f}%",
+    ]
+    assert "15 bins" in title
+    assert shown["b.png"][0] == ["calibrated", f"as trained: ECE {100 * before:.2f}%"]  # no temperature: one curve

@@ -104,3 +104,55 @@ def test_a_model_for_other_inputs_is_refused(tmp_path, files, capsys):
     model = Network.from_spec("10-3:softmax").save(tmp_path / "small.npz")
     assert main(["predict", str(model), str(files / "one.png")]) == 1
     assert "expects 10 inputs" in capsys.readouterr().err
+
+
+def test_without_a_model_the_shipped_reader_reads_the_images(files, capsys):
+    from nnscratch.images import load_digit
+    from nnscratch.reader import load_reader, reader_path
+
+    paths = [str(files / "one.png"), str(files / "two.jpg")]
+    assert main(["predict", *paths, "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["model"] == str(reader_path())
+    reader = load_reader()
+    for result, path in zip(answer["results"], paths, strict=True):
+        row = load_digit(path).reshape(1, -1)
+        np.testing.assert_allclose(result["probabilities"], reader.predict_proba(row)[0], rtol=1e-5)
+        assert result["verdict"] == reader.verdicts(row)[0] in ("digit", "not sure", "not a digit")
+    assert main(["predict", str(files / "one.png")]) == 0  # the plain form too
+    assert capsys.readouterr().out.startswith(f"{files / 'one.png'}: ")
+
+
+def test_each_answer_has_a_verdict_in_words(digit_model, files, tmp_path, capsys):
+    from nnscratch.calibration import Calibration
+
+    net = Network.load(digit_model)
+    for calibration, expected in (
+        (Calibration(temperature=1.0, score="energy", not_sure_below=1e9, not_a_digit_below=1e8), "not a digit"),
+        (Calibration(temperature=1.0, score="energy", not_sure_below=1e9, not_a_digit_below=-1e9), "not sure"),
+        (Calibration(temperature=1.0, score="energy", not_sure_below=-1e9, not_a_digit_below=-1e9), "digit"),
+    ):
+        net.calibration = calibration
+        path = net.save(tmp_path / "calibrated.npz")
+        assert main(["predict", str(path), str(files / "one.png"), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["results"][0]["verdict"] == expected
+        assert main(["predict", str(path), str(files / "one.png")]) == 0
+        line = capsys.readouterr().out
+        assert (expected in line) == (expected != "digit") and line.count("%") == 3  # probabilities stay
+
+
+def test_a_model_with_no_images_after_it_is_a_one_line_error(digit_model, capsys):
+    assert main(["predict", str(digit_model)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"nnscratch predict: error: no images given after the model {digit_model}; name the image files to read"
+    )
+
+
+def test_a_first_argument_is_a_model_by_its_name_or_its_zip_bytes(digit_model, files, tmp_path):
+    from nnscratch.reader import is_model_file
+
+    renamed = tmp_path / "model.bin"
+    renamed.write_bytes(digit_model.read_bytes())
+    assert is_model_file(digit_model) and is_model_file(renamed) and is_model_file(tmp_path / "missing.npz")
+    assert not is_model_file(files / "one.png") and not is_model_file(tmp_path / "missing.png")
+    assert main(["predict", str(renamed), str(files / "one.png")]) == 0

@@ -38,6 +38,7 @@ def test_options_by_their_command_line_names_set_the_same_fields():
         "dropout": 0.1,
         "augment": "shift",
         "augment-strength": 0.5,
+        "not-digits": 0.25,
         "validation-size": 4,
         "early-stopping": 2,
     }
@@ -52,7 +53,7 @@ def test_options_by_their_command_line_names_set_the_same_fields():
         "cosine",
     )
     assert (config.epochs, config.batch_size, config.l2, config.l1, config.dropout) == (3, 16, 1e-4, 1e-5, 0.1)
-    assert (config.augment, config.augment_strength) == ("shift", 0.5)
+    assert (config.augment, config.augment_strength, config.not_digits) == ("shift", 0.5, 0.25)
     assert (config.validation_size, config.early_stopping, config.seed) == (4, 2, 5)
     with pytest.raises(SpecError, match="unknown options 'learning-rate'"):
         Recipe.from_options({"learning-rate": 0.1})

@@ -92,6 +92,37 @@ def test_predict_from_pixels_matches_the_network(client, net, rng):
     np.testing.assert_allclose(result["pixels"], pixels, rtol=1e-6)
 
 
+def test_a_calibrated_model_answers_with_calibrated_probabilities_and_a_verdict(net, rng):
+    from nnscratch.calibration import Calibration
+
+    calibrated = net.copy()
+    calibrated.calibration = Calibration(temperature=2.5, score="energy", not_sure_below=1e9, not_a_digit_below=0.0)
+    app = TestClient(create_app(calibrated, model_name="calibrated.npz"))
+    pixels = rng.random(784).astype(np.float32)
+    result = app.post("/api/predict", json={"pixels": pixels.tolist()}).json()
+    np.testing.assert_allclose(result["probabilities"], calibrated.predict_proba(pixels.reshape(1, -1))[0], rtol=1e-5)
+    assert result["verdict"] == calibrated.verdicts(pixels.reshape(1, -1))[0] in ("not sure", "not a digit")
+    assert result["label"] == int(np.argmax(result["probabilities"]))  # the label and probabilities stay
+
+
+def test_an_uncalibrated_model_says_digit_or_not_sure(client, rng):
+    result = client.post("/api/predict", json={"pixels": rng.random(784).tolist()}).json()
+    assert result["verdict"] == ("not sure" if max(result["probabilities"]) < 0.5 else "digit")
+
+
+def test_serve_with_no_model_serves_the_shipped_reader(monkeypatch):
+    import uvicorn
+
+    from nnscratch.commands import serve
+
+    started = {}
+    monkeypatch.setattr(serve, "listen_socket", lambda host, port: __import__("socket").socket())
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: started.setdefault("app", self.config.app))
+    assert main(["serve", "--port", "8123"]) == 1  # the fake server never started
+    models = TestClient(started["app"]).get("/api/models").json()
+    assert models["default"] == "reader.npz" and [m["name"] for m in models["models"]] == ["reader.npz"]
+
+
 def test_predict_from_a_drawn_image_returns_what_the_network_saw(client):
     result = client.post("/api/predict", json={"image": data_url(drawn_seven())}).json()
     assert len(result["probabilities"]) == 10 and sum(result["probabilities"]) == pytest.approx(1.0, rel=1e-5)

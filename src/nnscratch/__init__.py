@@ -5,6 +5,9 @@
 >>> data = nnscratch.load_dataset()                                   # MNIST, downloaded once
 >>> history = nnscratch.train(net, data.X_train, data.y_train, nnscratch.TrainConfig(epochs=10))
 >>> (net.predict(data.X_test) == data.y_test).mean()
+
+>>> reader = nnscratch.load_reader()                                  # the trained convnet that ships with it
+>>> reader.verdicts(data.X_test[:3]), reader.predict_proba(data.X_test[:3]).argmax(axis=1)
 """
 
 from nnscratch.activations import ACTIVATIONS
@@ -12,6 +15,7 @@ from nnscratch.data import Dataset, load_dataset
 from nnscratch.errors import NNScratchError
 from nnscratch.gradcheck import check_gradients
 from nnscratch.network import DenseSpec, Network
+from nnscratch.reader import load_reader
 from nnscratch.spec import LayerSpec
 from nnscratch.training import Callback, History, TrainConfig, evaluate, train
 
@@ -31,6 +35,7 @@ __all__ = [
     "evaluate",
     "load",
     "load_dataset",
+    "load_reader",
     "train",
     "__version__",
 ]

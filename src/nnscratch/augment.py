@@ -14,6 +14,11 @@ The source positions are where the transforms send the output grid:
   uniformly in [-1, 1] per pixel, smoothed by a Gaussian of width σ and scaled by α, added to the
   source positions.  Smoothing makes neighbouring pixels move together, like the wobble of a pen; σ
   sets how local the wobble is and α how far it goes.
+* **pen**: elastic, then the look of another pen, which MNIST's scanned ink lacks.  Each image gets one of
+  five, each as likely: as it is; strokes thickened or thinned by up to ``stroke`` pixels (a grayscale
+  dilation or erosion, the 3×3 max or min, mixed in by a fraction t: x + t·(max₃ₓ₃(x) - x)); blurred by
+  a Gaussian of width up to ``blur`` pixels; or drawn flat, as a tablet or a canvas draws (ink above a
+  threshold at full strength, nothing below it: uniform strokes with hard edges).
 
 The smoothing is two matrix products, G_H · noise · G_Wᵀ, with G a Gaussian matrix (see
 :func:`smooth_noise` for why the noise is drawn per cell of a few pixels): it treats the whole batch in
@@ -39,7 +44,7 @@ from nnscratch.errors import SpecError, check_name
 
 Array = npt.NDArray[np.floating]
 
-KINDS = ("none", "shift", "affine", "elastic")
+KINDS = ("none", "shift", "affine", "elastic", "pen")
 GROUP = 4  # batches the background thread augments at a time
 
 
@@ -51,7 +56,8 @@ class Augmentation:
       the affine kinds);
     * affine and elastic: also a rotation up to ``rotate`` degrees, a scaling by up to ``scale``
       (0.1: between 0.9 and 1.1) and a shear up to ``shear``;
-    * elastic: also a displacement field of strength ``alpha`` (pixels) smoothed over ``sigma`` pixels.
+    * elastic: also a displacement field of strength ``alpha`` (pixels) smoothed over ``sigma`` pixels;
+    * pen: also strokes thickened or thinned by up to ``stroke`` pixels, or blurred by up to ``blur``.
 
     The ranges suit MNIST digits: they stay readable and inside the 28×28 frame.
     """
@@ -64,6 +70,8 @@ class Augmentation:
     shear: float = 0.15
     alpha: float = 34.0
     sigma: float = 5.0
+    stroke: float = 2.0
+    blur: float = 2.0
 
     def __post_init__(self) -> None:
         check_name(KINDS, self.kind, "augmentation")
@@ -317,8 +325,56 @@ def augment(
         return shift_whole_pixels(images, whole_pixel_limit(aug), rng, ws=ws, out=out)
     rows, cols = source_positions(aug, m, H, W, rng, ws=ws)
     result = sample_bilinear(images, rows, cols, ws=ws, out=out)
+    if aug.kind == "pen":
+        pen(result, aug, rng)
     np.clip(result, 0.0, 1.0, out=result)  # bilinear weights sum to 1, so only rounding can leave [0, 1]
     return result.astype(images.dtype, copy=False)
+
+
+PEN_LOOKS = ("as is", "thicker", "thinner", "blurred", "flat")
+FLAT_INK = 0.35  # the flat look: ink above this becomes 1, below it 0
+
+
+def neighbourhood(images: Array, reduce: Callable[..., Array]) -> Array:
+    """The 3×3 maximum or minimum (``np.maximum`` or ``np.minimum``) around every pixel, the border reading 0."""
+    m, H, W = images.shape
+    padded = np.zeros((m, H + 2, W + 2), images.dtype)
+    padded[:, 1:-1, 1:-1] = images
+    rows = reduce(reduce(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])  # (m, H, W + 2)
+    return reduce(reduce(rows[:, :, :-2], rows[:, :, 1:-1]), rows[:, :, 2:])
+
+
+def pen(images: Array, aug: Augmentation, rng: np.random.Generator) -> None:
+    """Give each image (m, H, W) one of ``PEN_LOOKS`` in place, its amount t drawn from ``rng``."""
+    m, H, W = images.shape
+    look = rng.integers(len(PEN_LOOKS), size=m)
+    amount = np.asarray(rng.random(m))  # t in [0, 1): how much of the effect
+    width = aug.stroke * aug.strength
+    for name, reduce in (("thicker", np.maximum), ("thinner", np.minimum)):
+        chosen = np.flatnonzero(look == PEN_LOOKS.index(name))
+        if not chosen.size or width <= 0:
+            continue
+        pixels = amount[chosen] * width  # t·width pixels: whole 3×3 steps, then a blend towards one more
+        done = images[chosen]
+        for step in range(math.ceil(width)):
+            fraction = np.clip(pixels - step, 0.0, 1.0).astype(images.dtype)[:, None, None]
+            done = done + fraction * (neighbourhood(done, reduce) - done)
+        images[chosen] = done
+    blurred = np.flatnonzero(look == PEN_LOOKS.index("blurred"))
+    if blurred.size and aug.blur * aug.strength > 0:
+        sigma = 0.3 + amount[blurred] * aug.blur * aug.strength  # (k,): each image its own Gaussian
+        G_H, G_W = gaussian_matrices(H, sigma, images.dtype), gaussian_matrices(W, sigma, images.dtype)
+        images[blurred] = G_H @ images[blurred] @ G_W.transpose(0, 2, 1)
+    flat = np.flatnonzero(look == PEN_LOOKS.index("flat"))
+    if flat.size:
+        images[flat] = (images[flat] > FLAT_INK).astype(images.dtype)
+
+
+def gaussian_matrices(n: int, sigmas: npt.NDArray[np.floating], dtype: npt.DTypeLike) -> Array:
+    """(k, n, n): for each width in ``sigmas`` the blur matrix of :func:`gaussian_matrix`, rows summing to 1."""
+    pixels = np.arange(n, dtype=np.float64)
+    kernel = np.exp(-0.5 * ((pixels[None, :, None] - pixels[None, None, :]) / sigmas[:, None, None]) ** 2)
+    return (kernel / kernel.sum(axis=2, keepdims=True)).astype(dtype)
 
 
 class Augmenter:

@@ -27,15 +27,20 @@ A reliability diagram draws accuracy against confidence per bin; a calibrated ne
     energy        T · log Σ_j exp(z_j / T)   (minus the energy; Liu et al., 2020)
 
 The reader keeps the one that separates its validation digits from made-up non-digits better (area
-under the ROC curve), and the threshold below which fewer than ``FLAG_RATE`` of its validation digits
-fall: an input scoring below it is "not a digit".  An input above it whose top calibrated probability is
-below ``UNSURE_BELOW`` is "not sure": no class is more likely than not.
+under the ROC curve), and two thresholds on it:
+
+* "not sure" below the score that all but ``FLAG_RATE`` (1%) of the validation digits reach;
+* "not a digit" below the score that ``OUTSIDE_RATE`` (95%) of the made-up non-digits stay under (never
+  above the first threshold): where non-digits live.
+
+A model calibrated without non-digits to measure against (inputs that are not 28×28 images) has no
+thresholds: its answer is "not sure" when no class is more likely than not (top probability below ½).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -47,8 +52,9 @@ from nnscratch.errors import ModelFileError, SpecError
 Array = npt.NDArray[np.floating]
 
 BINS = 15
-FLAG_RATE = 0.01  # at most this share of the validation digits is called "not a digit"
-UNSURE_BELOW = 0.5  # top calibrated probability under which a digit-like input is "not sure"
+FLAG_RATE = 0.01  # at most this share of the validation digits is flagged ("not sure" or "not a digit")
+OUTSIDE_RATE = 0.95  # this share of the made-up non-digits is called "not a digit"
+UNSURE_BELOW = 0.5  # without thresholds: "not sure" below this top probability
 T_RANGE = (0.25, 20.0)  # a validation set with no mistakes would drive T towards 0: no sharper than ×4
 
 SCORES = ("probability", "energy")
@@ -142,24 +148,25 @@ def auroc(inside: npt.ArrayLike, outside: npt.ArrayLike) -> float:
 
 @dataclass(frozen=True)
 class Calibration:
-    """What a model file keeps to answer with calibrated probabilities and verdicts."""
+    """What a model file keeps to answer with calibrated probabilities and verdicts: the temperature, and
+    the out-of-distribution score with its two thresholds (None: fitted without non-digits)."""
 
     temperature: float = 1.0
     score: str = "probability"
-    threshold: float | None = None  # below it: "not a digit"; None: never said
-    unsure_below: float = UNSURE_BELOW
+    not_sure_below: float | None = None
+    not_a_digit_below: float | None = None
 
     def __post_init__(self) -> None:
-        if not (_finite(self.temperature) and T_RANGE[0] <= self.temperature <= T_RANGE[1]):
-            raise SpecError(
-                f"the temperature must be a number in [{T_RANGE[0]}, {T_RANGE[1]:g}], got {self.temperature!r}"
-            )
+        low, high = T_RANGE
+        if not (_finite(self.temperature) and low <= self.temperature <= high):
+            raise SpecError(f"the temperature must be a number in [{low}, {high:g}], got {self.temperature!r}")
         if self.score not in SCORES:
             raise SpecError(f"the out-of-distribution score must be one of {', '.join(SCORES)}, got {self.score!r}")
-        if self.threshold is not None and not _finite(self.threshold):
-            raise SpecError(f"the not-a-digit threshold must be a finite number, got {self.threshold!r}")
-        if not (_finite(self.unsure_below) and 0 <= self.unsure_below <= 1):
-            raise SpecError(f"the not-sure probability must be in [0, 1], got {self.unsure_below!r}")
+        sure, digit = self.not_sure_below, self.not_a_digit_below
+        if (sure is None) != (digit is None):
+            raise SpecError("the not-sure and not-a-digit thresholds come together: give both or neither")
+        if sure is not None and digit is not None and not (_finite(sure) and _finite(digit) and digit <= sure):
+            raise SpecError(f"the thresholds must be finite numbers, not-a-digit <= not-sure, got {(sure, digit)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,7 +174,7 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: Any, source: str) -> Calibration:
         """The calibration a model file's header records (ModelFileError naming ``source`` if it is malformed)."""
-        if not isinstance(data, dict) or set(data) - {"temperature", "score", "threshold", "unsure_below"}:
+        if not isinstance(data, dict) or set(data) - {f.name for f in fields(cls)}:
             raise ModelFileError(f"{source} has a corrupted calibration record; retrain the model")
         try:
             return cls(**data)
@@ -177,15 +184,16 @@ class Calibration:
     def probabilities(self, Z: Array) -> Array:
         return softmax(Z / self.temperature) if self.temperature != 1.0 else softmax(Z)
 
-    def verdicts(self, Z: Array) -> list[str]:
+    def verdicts(self, Z: npt.ArrayLike) -> list[str]:
         """ "digit", "not sure" or "not a digit" for each row of logits Z."""
-        top = self.probabilities(np.asarray(Z, dtype=np.float64)).max(axis=1)
-        digitlike = np.ones(len(top), dtype=bool)
-        if self.threshold is not None:
-            digitlike = ood_score(Z, self.temperature, self.score) >= self.threshold
+        Z = np.asarray(Z, dtype=np.float64)
+        if self.not_sure_below is None or self.not_a_digit_below is None:
+            top = self.probabilities(Z).max(axis=1)
+            return [NOT_SURE if p < UNSURE_BELOW else DIGIT for p in top]
+        scores = ood_score(Z, self.temperature, self.score)
         return [
-            DIGIT if d and p >= self.unsure_below else NOT_SURE if d else NOT_A_DIGIT
-            for d, p in zip(digitlike, top, strict=True)
+            NOT_A_DIGIT if s < self.not_a_digit_below else NOT_SURE if s < self.not_sure_below else DIGIT
+            for s in scores
         ]
 
 
@@ -199,8 +207,8 @@ def calibrate(
     """Fit the temperature on validation logits and labels; with the logits of made-up non-digits
     ``Z_outside``, also choose the score that separates them better and its threshold.
 
-    Returns the calibration and a report: ECE before and after, each score's AUROC, the share of the
-    validation digits flagged.
+    Returns the calibration and a report: ECE before and after, each score's AUROC, the thresholds and the
+    share of the validation digits and of the non-digits given each verdict.
     """
     Z_valid, y_valid = np.asarray(Z_valid, dtype=np.float64), np.asarray(y_valid)
     T = fit_temperature(Z_valid, y_valid)
@@ -209,20 +217,22 @@ def calibrate(
         "ece_before": expected_calibration_error(softmax(Z_valid), y_valid),
         "ece_after": expected_calibration_error(softmax(Z_valid / T), y_valid),
     }
-    if Z_outside is None or not len(Z_outside):
+    if Z_outside is None or not np.size(Z_outside):
         return Calibration(temperature=T), report
     separation = {kind: auroc(ood_score(Z_valid, T, kind), ood_score(Z_outside, T, kind)) for kind in SCORES}
     best = max(SCORES, key=lambda kind: separation[kind])
-    scores = ood_score(Z_valid, T, best)
-    threshold = float(np.quantile(scores, FLAG_RATE, method="lower"))
-    calibration = Calibration(temperature=T, score=best, threshold=threshold)
-    flagged = np.array(calibration.verdicts(Z_valid)) != DIGIT
-    outside_flagged = np.array(calibration.verdicts(np.asarray(Z_outside))) == NOT_A_DIGIT
+    inside, outside = ood_score(Z_valid, T, best), ood_score(Z_outside, T, best)
+    not_sure = float(np.quantile(inside, FLAG_RATE, method="lower"))
+    not_a_digit = min(float(np.quantile(outside, OUTSIDE_RATE, method="higher")), not_sure)
+    calibration = Calibration(temperature=T, score=best, not_sure_below=not_sure, not_a_digit_below=not_a_digit)
+    valid, made_up = np.array(calibration.verdicts(Z_valid)), np.array(calibration.verdicts(Z_outside))
     report.update(
         auroc=separation,
         score=best,
-        threshold=threshold,
-        validation_flagged=float(flagged.mean()),
-        outside_flagged=float(outside_flagged.mean()),
+        not_sure_below=not_sure,
+        not_a_digit_below=not_a_digit,
+        validation_not_sure=float(np.mean(valid == NOT_SURE)),
+        validation_not_a_digit=float(np.mean(valid == NOT_A_DIGIT)),
+        outside_not_a_digit=float(np.mean(made_up == NOT_A_DIGIT)),
     )
     return calibration, report

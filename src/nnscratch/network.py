@@ -134,7 +134,7 @@ class Network:
             ) from None
 
         self.metadata: dict[str, Any] = {}
-        # Temperature and "not a digit" threshold, fitted on the validation split after training (None:
+        # Temperature and "not sure"/"not a digit" thresholds, fitted on the validation split after training (None:
         # the plain softmax, and no input is called "not a digit").
         self.calibration: Calibration | None = None
         # Worked out once: the weights (what L2, L1 and weight decay apply to), and what a forward
@@ -481,8 +481,9 @@ class Network:
         return out
 
     def verdicts(self, X: npt.ArrayLike, *, batch_size: int | None = None) -> list[str]:
-        """For each input, "digit", "not sure" (no class is more likely than not) or "not a digit" (below the
-        out-of-distribution threshold fitted after training; a model without one never says it)."""
+        """For each input, "digit", "not sure" or "not a digit", by the out-of-distribution score and thresholds
+        fitted after training (``nnscratch.calibration``); a model without them is "not sure" where no class is
+        more likely than not, and never says "not a digit"."""
         return (self.calibration or Calibration()).verdicts(self.all_logits(X, batch_size=batch_size))
 
     def predict(self, X: npt.ArrayLike, *, batch_size: int | None = None) -> npt.NDArray[np.intp]:

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from nnscratch.augment import Augmentation, augment
 from nnscratch.diagnostics import gradient_norms, histograms
 from nnscratch.layers import Layer, shape_text
+from nnscratch.losses import softmax
 from nnscratch.network import Network
 
 Array = npt.NDArray[np.floating]
@@ -94,6 +95,8 @@ class ModelPlotData:
     feature_maps: tuple[FeatureMaps, ...]
     histograms: tuple[Histogram, ...]
     probe: int
+    Z: Array | None = None  # the logits P was made from, for the reliability diagram
+    temperature: float = 1.0  # the model's calibration: P = softmax(Z / temperature)
 
 
 def fed_by(net: Network) -> list[int | None]:
@@ -194,7 +197,9 @@ def measure(net: Network, X: npt.ArrayLike, y: npt.ArrayLike) -> ModelPlotData:
     m = net.check_input(X).shape[0]  # names a bad shape
     y = net.check_labels(y, m)
     X = np.asarray(X).reshape(m, -1)  # flat rows, channels-first: the order every plot reads
-    P = net.predict_proba(X)
+    Z = net.all_logits(X)
+    temperature = net.calibration.temperature if net.calibration is not None else 1.0
+    P = softmax(Z / Z.dtype.type(temperature))
     probe = min(len(y), PROBE if net.is_mlp else CONV_PROBE)
     weights, filters = first_layer(net)
     digit = 0
@@ -211,6 +216,8 @@ def measure(net: Network, X: npt.ArrayLike, y: npt.ArrayLike) -> ModelPlotData:
         feature_maps=tuple(feature_maps(net, X[digit])) if len(y) and not net.is_mlp else (),
         histograms=tuple(histogram_panels(net, X[:probe], y[:probe])) if probe else (),
         probe=probe,
+        Z=Z,
+        temperature=temperature,
     )
 
 

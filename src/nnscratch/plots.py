@@ -306,6 +306,37 @@ def confusion(C: npt.ArrayLike, path: PathLike, *, title: str = "Confusion matri
     return save_png(fig, path)
 
 
+def reliability_diagram(Z: npt.ArrayLike, y: npt.ArrayLike, temperature: float, path: PathLike) -> Path:
+    """Accuracy against confidence in 15 equal-width bins, before and after temperature scaling, with the
+    expected calibration error of each; a calibrated network's points lie on the diagonal.  The bars below
+    count the test images in each bin (after scaling), on a log scale."""
+    from nnscratch.calibration import expected_calibration_error, reliability
+    from nnscratch.losses import softmax
+
+    Z = np.asarray(Z, dtype=np.float64)
+    fig = figure(figsize=(6.0, 6.5))
+    top, bottom = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    top.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="calibrated")
+    scaled = {"as trained": 1.0, f"temperature {temperature:.3f}": temperature}
+    if temperature == 1.0:
+        scaled = {"as trained": 1.0}
+    for (name, T), marker in zip(scaled.items(), "os", strict=False):
+        P = softmax(Z / T)
+        table = reliability(P, y)
+        used = table["count"] > 0
+        ece = expected_calibration_error(P, y)
+        top.plot(
+            table["confidence"][used], table["accuracy"][used], marker=marker, label=f"{name}: ECE {100 * ece:.2f}%"
+        )
+    edges = table["edges"]
+    bottom.bar(edges[:-1], np.maximum(table["count"], 0.5), width=np.diff(edges), align="edge", color="0.7", log=True)
+    top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02), title="Reliability on the test set (15 bins)")
+    top.legend(loc="upper left")
+    bottom.set(xlabel="confidence (top probability)", ylabel="images")
+    fig.tight_layout()
+    return save_png(fig, path)
+
+
 def confident_mistakes(
     X: npt.ArrayLike, y: npt.ArrayLike, P: npt.ArrayLike, path: PathLike, *, shape: Sequence[int] = (), n: int = 16
 ) -> Path:
@@ -470,7 +501,8 @@ def save_training_plots(data: ModelPlotData, history: History, directory: PathLi
 
 
 def save_evaluation_plots(data: ModelPlotData, directory: PathLike) -> list[Path]:
-    """The plots of one model on the test images: confusion matrix, confidently wrong digits, the first
+    """The plots of one model on the test images: confusion matrix, confidently wrong digits, the reliability
+    diagram (before and after the model's temperature), the first
     layer (a dense layer's weights as images, or a convolution's filters), a digit's feature maps (a
     network with convolution or pooling layers) and activation histograms with each layer's mean, std
     and gradient norm ‖dW‖.  Creates ``directory`` if needed; raises OSError if it cannot be written."""
@@ -480,6 +512,8 @@ def save_evaluation_plots(data: ModelPlotData, directory: PathLike) -> list[Path
         confusion(confusion_matrix(data.y, data.P.argmax(axis=1), k), directory / "confusion_matrix.png"),
         confident_mistakes(data.X, data.y, data.P, directory / "confident_mistakes.png", shape=data.input_shape),
     ]
+    if data.Z is not None and len(data.y):
+        paths.append(reliability_diagram(data.Z, data.y, data.temperature, directory / "reliability.png"))
     if data.first_layer_weights is not None:
         paths.append(
             first_layer_weights(data.first_layer_weights, directory / "first_layer_weights.png", shape=data.input_shape)

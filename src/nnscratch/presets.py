@@ -43,6 +43,7 @@ class Preset:
 CNN_LAYERS = "conv16k3-bn-relu-maxpool2-conv32k3-bn-relu-maxpool2-flatten-dropout0.3-128:relu"
 CNN_BEST_LAYERS = "conv32k3-bn-relu-maxpool2-conv64k3-bn-relu-maxpool2-flatten-dropout0.4-256:relu-dropout0.4"
 _ELASTIC = {"augment": "elastic", "augment_strength": 0.5}
+_PEN = {"augment": "pen", "augment_strength": 0.5}
 _ADAM_WSD = {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 128, "schedule": "wsd"}
 
 DEFAULT_PRESET = "default"  # the network and recipe of `nnscratch train` with no --preset
@@ -75,6 +76,13 @@ PRESETS: dict[str, Preset] = {
         "distortions at strength 0.5, Adam at 2e-3 with a cosine schedule, 36 epochs: the most accurate "
         "convnet in 10 minutes on 2 cores",
         training={**_ADAM_WSD, "learning_rate": 2e-3, "schedule": "cosine", "epochs": 36, **_ELASTIC},
+    ),
+    "reader": Preset(
+        layers=CNN_BEST_LAYERS,
+        description="cnn-best's network and recipe on elastic distortions with other pens' strokes (thicker, "
+        "thinner, blurred, flat), also taught made-up non-digits (a fifth as many as digits) so that it can say "
+        "'not a digit': the reader nnscratch ships",
+        training={**_ADAM_WSD, "learning_rate": 2e-3, "schedule": "cosine", "epochs": 36, **_PEN, "not_digits": 0.2},
     ),
     "mlp-best": Preset(
         layers="800:relu-800:relu",

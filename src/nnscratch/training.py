@@ -53,11 +53,12 @@ def fingerprint(X: np.ndarray, y: np.ndarray) -> str:
 
 def held_out_not_digits() -> npt.NDArray[np.float32]:
     """The made-up non-digits every calibration measures against, drawn once per process."""
-    if _HELD_OUT[0] is None:
+    held_out = _HELD_OUT[0]
+    if held_out is None:
         from nnscratch import nondigits  # Pillow draws them: imported only when needed
 
-        _HELD_OUT[0] = nondigits.make(HELD_OUT_NOT_DIGITS, np.random.default_rng([HELD_OUT_STREAM]))
-    return _HELD_OUT[0]
+        held_out = _HELD_OUT[0] = nondigits.make(HELD_OUT_NOT_DIGITS, np.random.default_rng([HELD_OUT_STREAM]))
+    return held_out
 
 
 _HELD_OUT: list[npt.NDArray[np.float32] | None] = [None]
@@ -80,7 +81,7 @@ class TrainConfig:
 
     Knowing what is not a digit: ``not_digits`` adds that share of made-up non-digits to the training
     images (``nnscratch.nondigits``; 28×28 inputs only), each with the uniform distribution as its target
-    (outlier exposure).  ``calibrate`` fits the temperature and the "not a digit" threshold on the
+    (outlier exposure).  ``calibrate`` fits the temperature and the "not sure" and "not a digit" thresholds on the
     validation split when training ends (``nnscratch.calibration``; the network's ``calibration``).
     """
 
@@ -446,7 +447,7 @@ class Trainer:
 
     def calibrate(self) -> None:
         """Fit the network's temperature on the validation split and, for 28×28 inputs, its "not a digit"
-        score and threshold against made-up non-digits that training never saw; record what was measured
+        score and thresholds against made-up non-digits that training never saw; record what was measured
         in the history."""
         assert self.X_val is not None and self.y_val is not None
         outside = None

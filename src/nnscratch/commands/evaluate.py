@@ -8,9 +8,10 @@ import json
 import numpy as np
 from rich.table import Table
 
+from nnscratch.calibration import NOT_A_DIGIT, NOT_SURE, Calibration, expected_calibration_error
 from nnscratch.commands.common import add_data_dir, add_threads, load_data, out, percent, use_threads
 from nnscratch.io import check_output_dir
-from nnscratch.losses import cross_entropy
+from nnscratch.losses import cross_entropy, softmax
 from nnscratch.metrics import accuracy, confusion_matrix, precision_recall
 from nnscratch.network import Network
 
@@ -20,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="measure a saved model on the test set",
         description="Test accuracy and loss of a saved model, its precision and recall per class, "
-        "and the confusion matrix.",
+        "the confusion matrix, and how well its confidence is calibrated: the expected calibration error "
+        "(15 equal-width bins) before and after the temperature fitted when it was trained, and the share of "
+        "test digits it would answer 'not sure' or 'not a digit'. --plots adds the reliability diagram.",
     )
     parser.add_argument("model", metavar="MODEL", help="a model file written by 'nnscratch train'")
     add_data_dir(parser)
@@ -42,7 +45,17 @@ def run(args: argparse.Namespace) -> int:
         )
     if data.n_classes > net.n_classes:
         raise ValueError(f"the test labels have {data.n_classes} classes but the model only {net.n_classes}")
-    P = net.predict_proba(data.X_test)
+    Z = net.all_logits(data.X_test)
+    calibration = net.calibration or Calibration()
+    P = calibration.probabilities(Z)
+    verdicts = np.array(calibration.verdicts(Z))
+    calibrated = {
+        "temperature": calibration.temperature,
+        "ece_before": expected_calibration_error(softmax(Z), data.y_test),
+        "ece_after": expected_calibration_error(P, data.y_test),
+        "not_sure": float(np.mean(verdicts == NOT_SURE)),
+        "not_a_digit": float(np.mean(verdicts == NOT_A_DIGIT)),
+    }
     predicted = P.argmax(axis=1)
     test_accuracy = accuracy(data.y_test, predicted)
     loss = cross_entropy(P, data.y_test)
@@ -64,11 +77,23 @@ def run(args: argparse.Namespace) -> int:
             "precision": [None if np.isnan(p) else float(p) for p in precision],
             "recall": [None if np.isnan(r) else float(r) for r in recall],
             "confusion_matrix": C.tolist(),
+            "calibration": calibrated,
         }
         print(json.dumps(result, indent=2))
         return 0
     out.print(f"model {args.model}: {net.spec}")
-    out.print(f"test accuracy {percent(test_accuracy)}  test loss {loss:.4f}  on {data.X_test.shape[0]:,} images\n")
+    out.print(f"test accuracy {percent(test_accuracy)}  test loss {loss:.4f}  on {data.X_test.shape[0]:,} images")
+    if net.calibration is None:
+        out.print(f"expected calibration error {percent(calibrated['ece_before'])} (the model has no temperature)")
+    else:
+        out.print(
+            f"expected calibration error {percent(calibrated['ece_before'])} as trained, "
+            f"{percent(calibrated['ece_after'])} at temperature {calibration.temperature:.3f}"
+        )
+    out.print(
+        f"answered 'not sure' for {percent(calibrated['not_sure'])} of the test digits and 'not a digit' for "
+        f"{percent(calibrated['not_a_digit'])}\n"
+    )
     per_class = Table(title="per class")
     for name in ("class", "precision", "recall", "support"):
         per_class.add_column(name, justify="right")

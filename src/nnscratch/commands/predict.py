@@ -1,4 +1,4 @@
-"""``nnscratch predict MODEL IMAGE...``: read handwritten digits from image files."""
+"""``nnscratch predict [MODEL] IMAGE...``: read handwritten digits from image files."""
 
 from __future__ import annotations
 
@@ -11,20 +11,31 @@ from nnscratch.commands.common import add_threads, err, out, percent, use_thread
 from nnscratch.images import SIDE, ImageError, load_digit, to_png
 from nnscratch.io import atomic_write, check_writable_file
 from nnscratch.network import Network
+from nnscratch.reader import is_model_file, load_reader, reader_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
         help="read handwritten digits from image files",
+        usage="nnscratch predict [-h] [--json] [--threads N] [--show-preprocessed OUT.png] [MODEL] IMAGE [IMAGE ...]",
         description="Predict the digit in each image (PNG, JPEG, GIF, BMP, WebP or TIFF; any size and colour "
         "mode, up to 4 million pixels). Each image "
         "is prepared as MNIST was: grayscale, dark-on-light inverted, cropped to the ink, scaled to fit 20×20 "
-        "and centred by its centre of mass in 28×28. A file that cannot be read is reported and the others "
+        "and centred by its centre of mass in 28×28. Each answer is the digit, its probabilities and a "
+        "verdict: 'digit', 'not sure' or 'not a digit' (the model's out-of-distribution score is below the "
+        "thresholds fitted when it was trained: the score 99% of its validation digits reach, and the score "
+        "95% of made-up non-digits stay under). Without a MODEL, the "
+        "reader that ships with nnscratch answers. A file that cannot be read is reported and the others "
         "are still processed; the exit code is 1 if any failed.",
     )
-    parser.add_argument("model", metavar="MODEL", help="a model file written by 'nnscratch train'")
-    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    parser.add_argument(
+        "inputs",
+        metavar="IMAGE",
+        nargs="+",
+        help="image files, after an optional MODEL: a model file written by 'nnscratch train' (a .npz; "
+        "default: the reader that ships with nnscratch)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document with every result")
     add_threads(parser)
     parser.add_argument(
@@ -38,7 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.show_preprocessed is not None:
         check_writable_file(args.show_preprocessed, "--show-preprocessed", example="preprocessed.png")
-    net = use_threads(Network.load(args.model), args)
+    if is_model_file(args.inputs[0]):
+        args.model, args.images = args.inputs[0], args.inputs[1:]
+        if not args.images:
+            raise ValueError(f"no images given after the model {args.model}; name the image files to read")
+        net = Network.load(args.model)
+    else:  # the first argument is an image: the shipped reader reads them all
+        args.model, args.images = reader_path(), args.inputs
+        net = load_reader()
+    use_threads(net, args)
     if net.n_in != SIDE * SIDE:
         raise ValueError(
             f"{args.model} expects {net.n_in} inputs, but images become {SIDE}×{SIDE} = {SIDE * SIDE} pixels; "
@@ -54,19 +73,23 @@ def run(args: argparse.Namespace) -> int:
                 err.print(f"nnscratch predict: error: {exc}")
             continue
         seen.append(pixels)
-        probabilities = net.predict_proba(pixels.reshape(1, -1))[0].astype(float)
+        row = pixels.reshape(1, -1)
+        probabilities = net.predict_proba(row)[0].astype(float)
+        verdict = net.verdicts(row)[0]
         top = np.argsort(probabilities)[::-1][:3]
         results.append(
             {
                 "file": name,
                 "label": int(top[0]),
+                "verdict": verdict,
                 "top3": [{"label": int(k), "probability": float(probabilities[k])} for k in top],
                 "probabilities": probabilities.tolist(),
             }
         )
         if not args.json:
             ranked = ", ".join(f"{k}: {percent(probabilities[k])}" for k in top)
-            out.print(f"{name}: {top[0]}   ({ranked})")
+            said = {"digit": f"{top[0]}", "not sure": f"not sure, perhaps {top[0]}"}.get(verdict, verdict)
+            out.print(f"{name}: {said}   ({ranked})")
     if args.show_preprocessed and seen:
         strip = np.concatenate([p.reshape(SIDE, SIDE) for p in seen], axis=1)
         atomic_write(args.show_preprocessed, lambda f: f.write(to_png(strip)))

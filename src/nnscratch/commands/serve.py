@@ -12,6 +12,7 @@ from pathlib import Path
 
 from nnscratch.commands.common import add_threads, bounded_int, err, port_number, terminate_interrupts
 from nnscratch.parallel import available_cores
+from nnscratch.reader import reader_path
 
 WORKERS_PER_CORE = 4  # each worker is a process holding every model: beyond a few per core they only compete
 
@@ -33,9 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "models",
-        nargs="+",
+        nargs="*",
         metavar="MODEL",
-        help="model files written by 'nnscratch train'; each is named by its file name, the first is the default",
+        help="model files written by 'nnscratch train'; each is named by its file name, the first is the default "
+        "(none: the reader that ships with nnscratch, reader.npz)",
     )
     parser.add_argument(
         "--host",
@@ -67,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from nnscratch.web.app import MODELS_VARIABLE, create_app
     from nnscratch.web.served import load_models
 
+    if not args.models:
+        args.models = [str(reader_path())]
     models = load_models(args.models)  # every file is read here first, so a bad one is a one-line error
     names = ", ".join(model.name for model in models)
     sock = listen_socket(args.host, args.port)  # a port in use is a one-line error too, not uvicorn's log

@@ -102,7 +102,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--augment",
         choices=AUGMENTATIONS,
         help="transform every training batch afresh: shift (up to 2 whole pixels), affine (shift, rotation, "
-        "scaling, shear) or elastic (affine plus an elastic distortion); default: from the preset, else none",
+        "scaling, shear), elastic (affine plus an elastic distortion) or pen (elastic, then strokes thickened or "
+        "thinned by up to 2 pixels, blurred, or drawn flat as a tablet draws); default: from the preset, else none",
     )
     group.add_argument(
         "--augment-strength",
@@ -441,9 +442,11 @@ def calibration_line(report: dict) -> str:
     )
     if "score" in report:
         line += (
-            f"; 'not a digit' below {report['score']} {report['threshold']:.4g} (made-up non-digits AUROC "
-            f"{report['auroc'][report['score']]:.3f}: flags {percent(report['outside_flagged'])} of them and "
-            f"{percent(report['validation_flagged'])} of the validation digits)"
+            f"; {report['score']} score (AUROC {report['auroc'][report['score']]:.3f} against made-up non-digits): "
+            f"'not sure' below {report['not_sure_below']:.4g} ({percent(report['validation_not_sure'])} of the "
+            f"validation digits), 'not a digit' below {report['not_a_digit_below']:.4g} "
+            f"({percent(report['validation_not_a_digit'])} of them, {percent(report['outside_not_a_digit'])} of "
+            "the non-digits)"
         )
     return line
 

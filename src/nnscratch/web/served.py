@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from nnscratch.calibration import Calibration
 from nnscratch.errors import ModelFileError
 from nnscratch.images import SIDE
 from nnscratch.layers import ActivationLayer, BatchNorm, Dropout
-from nnscratch.losses import softmax
 from nnscratch.network import Network
 
 Array = npt.NDArray[np.floating]
@@ -90,7 +90,8 @@ class Reading:
 
     model: str
     label: int
-    probabilities: Array
+    verdict: str  # "digit", "not sure" or "not a digit" (nnscratch.calibration)
+    probabilities: Array  # calibrated by the model's temperature, if it has one
     activations: list[Array]
     feature_maps: list[QuantizedMaps]
     pixels: Array = field(repr=False)
@@ -126,11 +127,14 @@ class ServedModel:
         # (raised here, so NumPy's overflow warnings on the way would only add noise to the log)
         with np.errstate(over="ignore", invalid="ignore"):
             outputs = self.net.layer_outputs(pixels.reshape(1, -1))
-            probabilities = self.net.check_output(softmax(outputs[-1])[0], pixels)
+            logits = self.net.check_output(outputs[-1], pixels)
+        calibration = self.net.calibration or Calibration()
+        probabilities = calibration.probabilities(logits)[0]
         outputs = [output[0] for output in outputs]
         return Reading(
             model=self.name,
             label=int(probabilities.argmax()),
+            verdict=calibration.verdicts(logits)[0],
             probabilities=probabilities,
             activations=[np.ascontiguousarray(outputs[shown]) for _, _, shown in self.dense],  # as orjson needs
             feature_maps=[quantize(token, after, outputs[shown]) for token, after, _, shown in self.maps],

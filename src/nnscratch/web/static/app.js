@@ -18,6 +18,8 @@ function clearPad() {
   seenCtx.clearRect(0, 0, 28, 28);
   for (const model of models) {
     model.answer.querySelector(".label").textContent = "–";
+    model.answer.querySelector(".verdict").textContent = "";
+    model.answer.querySelector(".prediction").className = "prediction";
     for (const li of model.answer.querySelectorAll(".bars li")) {
       li.classList.remove("top"); li.querySelector(".bar").style.width = "0"; li.querySelector(".pct").textContent = "";
     }
@@ -87,6 +89,11 @@ function showSeen(pixels) {
 
 function show(model, result) {
   model.answer.querySelector(".label").textContent = result.label;
+  // "digit", "not sure" (no class more likely than not) or "not a digit" (below the model's threshold)
+  const prediction = model.answer.querySelector(".prediction");
+  prediction.className = "prediction " + result.verdict.replaceAll(" ", "-");
+  model.answer.querySelector(".verdict").textContent =
+    result.verdict === "digit" ? "" : result.verdict === "not sure" ? `not sure: perhaps ${result.label}` : "not a digit";
   const bars = model.answer.querySelectorAll(".bars li");
   result.probabilities.forEach((p, k) => {
     bars[k].classList.toggle("top", k === result.label);
