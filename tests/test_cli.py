@@ -152,6 +152,16 @@ def test_train_calibrates_on_the_validation_split_and_evaluate_reports_the_calib
     assert f"at temperature {net.calibration.temperature:.3f}" in text and "answered 'not sure' for" in text
     assert main(["evaluate", str(out), "--data-dir", str(tmp_path / "d"), "--plots", str(tmp_path / "p")]) == 0
     assert (tmp_path / "p" / "reliability.png").stat().st_size > 10_000
+    capsys.readouterr()
+    from nnscratch.tta import answers
+
+    assert main(["evaluate", str(out), "--data-dir", str(tmp_path / "d"), "--json", "--tta", "3"]) == 0
+    tta = json.loads(capsys.readouterr().out)["tta"]
+    P, flags = answers(net, data.X_test, 3)
+    assert tta["shifts"] == 3 and tta["test_accuracy"] == pytest.approx(np.mean(P.argmax(axis=1) == data.y_test))
+    assert tta["not_a_digit"] == pytest.approx(flags.count("not a digit") / 100)
+    assert main(["evaluate", str(out), "--data-dir", str(tmp_path / "d"), "--tta", "3"]) == 0
+    assert "with test-time augmentation (3 shifts): test accuracy" in capsys.readouterr().out
 
 
 def test_gradcheck_passes_for_the_seed_preset(capsys):

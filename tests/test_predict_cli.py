@@ -156,3 +156,34 @@ def test_a_first_argument_is_a_model_by_its_name_or_its_zip_bytes(digit_model, f
     assert is_model_file(digit_model) and is_model_file(renamed) and is_model_file(tmp_path / "missing.npz")
     assert not is_model_file(files / "one.png") and not is_model_file(tmp_path / "missing.png")
     assert main(["predict", str(renamed), str(files / "one.png")]) == 0
+
+
+def test_test_time_augmentation_averages_the_answers_over_small_shifts(digit_model, files, capsys):
+    from nnscratch.images import load_digit
+    from nnscratch.tta import SHIFTS, answers, shifted
+
+    net = Network.load(digit_model)
+    row = load_digit(files / "one.png").reshape(1, -1)
+    P, verdicts = answers(net, row, 5)
+    image = row.reshape(1, 28, 28)
+    moved = [shifted(image, dy, dx).reshape(1, -1) for dy, dx in SHIFTS[:5]]
+    np.testing.assert_allclose(P, np.mean([net.predict_proba(m) for m in moved], axis=0), rtol=1e-6)
+    assert verdicts == net.calibration.verdicts(np.mean([net.all_logits(m) for m in moved], axis=0))
+    np.testing.assert_allclose(answers(net, row, 1)[0], net.predict_proba(row), rtol=1e-6)  # one shift: as is
+    assert main(["predict", str(digit_model), str(files / "one.png"), "--json", "--tta", "5"]) == 0
+    result = json.loads(capsys.readouterr().out)["results"][0]
+    np.testing.assert_allclose(result["probabilities"], P[0], rtol=1e-5)
+    for bad in ("0", "10"):
+        with pytest.raises(SystemExit):
+            main(["predict", str(files / "one.png"), "--tta", bad])
+    assert "a number of shifts from 1 to 9" in capsys.readouterr().err
+
+
+def test_a_shift_moves_the_image_by_whole_pixels_and_brings_in_zeros():
+    from nnscratch.tta import shifted
+
+    image = np.arange(1.0, 10.0).reshape(1, 3, 3)
+    np.testing.assert_array_equal(shifted(image, 1, 0)[0], [[0, 0, 0], [1, 2, 3], [4, 5, 6]])
+    np.testing.assert_array_equal(shifted(image, 0, -1)[0], [[2, 3, 0], [5, 6, 0], [8, 9, 0]])
+    np.testing.assert_array_equal(shifted(image, -1, 1)[0], [[0, 4, 5], [0, 7, 8], [0, 0, 0]])
+    np.testing.assert_array_equal(shifted(image, 0, 0), image)

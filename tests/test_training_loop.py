@@ -20,7 +20,8 @@ from nnscratch.io import load_npz, save_npz
 from nnscratch.network import Network
 from nnscratch.optimizers import SGD
 from nnscratch.schedules import Schedule
-from nnscratch.training import Callback, History, TrainConfig, Trainer, TrainState, image_side, resume, train
+from nnscratch.training import Callback, History, TrainConfig, Trainer, TrainState, evaluate, image_side, resume, train
+from tests.conftest import Interrupted, stop_after_epoch
 
 
 def fresh(spec="12-16:relu-4:softmax", seed=0):
@@ -341,6 +342,7 @@ def test_the_default_config_is_the_documented_recipe():
         "shuffle": True,
         "not_digits": 0.0,
         "calibrate": True,
+        "ema": 0.0,
     }
 
 
@@ -704,3 +706,55 @@ def test_run_more_continues_a_run_as_if_it_had_asked_for_those_epochs_at_once(rn
         trainer.run_more(0)
     with pytest.raises(SpecError, match="epochs must be a positive integer up to 1,000,000, got 1000001"):
         TrainConfig(epochs=1_000_001)
+
+
+# -- the average of the weights (--ema) ----------------------------------------------------------------
+
+
+def test_the_weight_average_follows_its_formula_and_the_trained_network_is_the_average(tiny_data):
+    from nnscratch.training import Average
+
+    X, y = tiny_data
+    config = TrainConfig(epochs=2, batch_size=64, validation_size=80, ema=0.9, calibrate=False)
+    net = fresh()
+    start = net.params.copy()
+    trainer = Trainer(net, X, y, config)
+    steps, expected = [], start.copy()
+    real_update = Average.update
+
+    def record(self, network, decay):
+        d = min(decay, (1 + self.steps) / (10 + self.steps))
+        steps.append(network.params.copy())
+        expected[...] = d * expected + (1 - d) * network.params
+        real_update(self, network, decay)
+
+    Average.update = record
+    try:
+        trainer.run(Callback())
+    finally:
+        Average.update = real_update
+    assert len(steps) == trainer.state.average.steps == 2 * 5  # 320 images in batches of 64, two epochs
+    np.testing.assert_allclose(net.params, expected, rtol=1e-5, atol=1e-7)  # the network holds the average
+    np.testing.assert_array_equal(trainer.state.own[0], steps[-1])  # and the state keeps its own weights
+    # validation measured the average: the last epoch's figure is the returned network's
+    loss, _ = evaluate(net, trainer.X_val, trainer.y_val)
+    assert trainer.history.epochs[-1].val_loss == pytest.approx(loss, rel=1e-6)
+    trainer.run_more(1)  # going on trains its own weights, not the average
+    assert trainer.state.average.steps == 15
+
+
+def test_a_run_with_a_weight_average_resumes_bit_for_bit(tiny_data, tmp_path):
+    X, y = tiny_data
+    config = TrainConfig(epochs=3, batch_size=64, validation_size=80, ema=0.95)
+    whole = fresh()
+    train(whole, X, y, config)
+    stopped = fresh()
+    with pytest.raises(Interrupted):
+        train(stopped, X, y, config, checkpoint_dir=tmp_path, callback=stop_after_epoch(1))
+    resumed, _ = resume(tmp_path, X, y)
+    np.testing.assert_array_equal(resumed.params, whole.params)
+    tamper(tmp_path, arrays=lambda a: a.pop("ema_params"))
+    with pytest.raises(ModelFileError, match="the weight average of --ema 0.95 is missing"):
+        Trainer.from_checkpoint(tmp_path, X, y)
+    with pytest.raises(SpecError, match=r"weight average's decay must be a number in \[0, 1\)"):
+        TrainConfig(ema=1.0)

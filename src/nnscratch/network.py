@@ -370,6 +370,7 @@ class Network:
         rng: np.random.Generator | None = None,
         dropout: float = 0.0,
         update_state: bool = False,
+        keep: bool = False,
     ) -> tuple[Array, Caches]:
         """Logits Z (m, k) for inputs already checked by :meth:`check_input`, and what :meth:`backward` needs.
 
@@ -377,14 +378,15 @@ class Network:
         ``dropout`` p > 0 also drops each hidden dense layer's outputs with probability p (the
         trainer's ``--dropout``; alpha-dropout after a SELU layer; see :meth:`stack`);
         ``update_state`` folds the batch statistics into the running ones (a training step does; a
-        gradient check must not).
+        gradient check must not); ``keep`` keeps what backward needs in prediction mode too.
         """
         stack = self.stack(dropout if rng is not None else 0.0)
         caches: list[Any] = [None] * len(stack.layers)
         A = X
         for i in stack.order:
             layer = stack.layers[i]
-            A, caches[i] = layer.forward(A, training=training, rng=rng)
+            # ``keep`` only when asked: a layer written before it existed still runs every other pass
+            A, caches[i] = layer.forward(A, training=training, rng=rng, **({"keep": True} if keep else {}))
             if update_state:
                 layer.update_state(caches[i])
         return A, Caches(stack, caches)
@@ -400,6 +402,42 @@ class Network:
             if i == stack.first_trained or dX is None:  # no layer below the first trained one needs dX
                 break
             dA = dX
+
+    def input_gradient(self, X: npt.ArrayLike, y: npt.ArrayLike, *, of: str = "loss") -> Array:
+        """How the answer changes with every input value: ∂F/∂X in the layout of X (flat rows or images).
+
+        ``of="loss"``: F = Σ_i L_i, the sum over the batch of each example's cross-entropy for its label
+        y[i] (so each row of the result is that example's own gradient); ``of="logit"``: F = Σ_i z[i, y[i]],
+        the logit of each example's label.  In prediction mode: batch norm on its running statistics, no
+        dropout, the model's temperature left out (it only rescales the logits).
+
+        The backward pass is the training one run down to the input: every layer passes dX on, the
+        first one too (training skips it, as the data has no parameters).
+        """
+        if of not in ("loss", "logit"):
+            raise ValueError(f"of must be 'loss' or 'logit', got {echo(str(of))}")
+        given = np.asarray(X)
+        checked = self.check_input(given)
+        labels = self.check_labels(y, checked.shape[0])
+        with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore"):
+            Z, caches = self.forward(checked, keep=True)
+            self.check_output(Z, checked)
+            if of == "loss":
+                _, dZ = softmax_cross_entropy(Z.copy(), labels)
+                dZ *= checked.shape[0]  # the mean's gradient times m: the sum's
+            else:
+                dZ = np.zeros_like(Z)
+                dZ[np.arange(len(labels)), labels] = 1.0
+            stack, dA = caches.stack, dZ
+            views = stack.grad_views(np.empty_like(self.params))  # the parameters' gradients, not wanted here
+            for i in reversed(stack.order):
+                down = stack.layers[i].backward(dA, caches.values[i], views[i], need_dX=True)
+                assert down is not None, "a layer asked for dX returned none"
+                dA = down
+        dX = np.array(dA, copy=True)  # the first layer's dX may be a buffer it reuses
+        if dX.ndim == 4:  # channels-last images back to the caller's layout
+            dX = dX.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(dX).reshape(given.shape)
 
     def stack(self, dropout: float = 0.0) -> Stack:
         """The layers a forward pass runs: ``layers``, or with ``dropout`` p > 0 also a Dropout(p) layer after

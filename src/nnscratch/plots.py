@@ -337,6 +337,55 @@ def reliability_diagram(Z: npt.ArrayLike, y: npt.ArrayLike, temperature: float, 
     return save_png(fig, path)
 
 
+def attribution(
+    pixels: npt.ArrayLike, values: npt.ArrayLike, path: PathLike, *, title: str = "", shape: Sequence[int] = ()
+) -> Path:
+    """The digit the network saw beside its attribution map, on a diverging colour map centred on zero
+    (red: the pixel raises the explained logit, blue: lowers it)."""
+    pixels, values = np.asarray(pixels, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    shape = tuple(shape) or (pixels.size,)
+    fig = figure(figsize=(7.0, 3.4))
+    seen, explained = fig.subplots(1, 2)
+    seen.imshow(picture(pixels.reshape(-1), shape), cmap="gray_r", vmin=0, vmax=1)
+    seen.set_title("what the network saw")
+    reach = float(np.abs(values).max()) or 1.0
+    image = explained.imshow(picture(values.reshape(-1), shape), cmap="RdBu_r", vmin=-reach, vmax=reach)
+    explained.set_title("attribution")
+    for ax in (seen, explained):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(image, ax=explained, fraction=0.046, pad=0.04)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_png(fig, path)
+
+
+def attacked_digits(
+    X: npt.ArrayLike, attacked: npt.ArrayLike, y: npt.ArrayLike, said: npt.ArrayLike, path: PathLike, *, title: str = ""
+) -> Path:
+    """Each digit above its attacked copy, with its label and what the network reads in the copy (red when
+    the attack changed the answer)."""
+    X, attacked, y, said = np.asarray(X), np.asarray(attacked), np.asarray(y), np.asarray(said)
+    n = len(X)
+    cols = min(8, max(n, 1))
+    rows = math.ceil(n / cols)
+    fig = figure(figsize=(1.5 * cols, 3.2 * rows + 0.4))
+    axes = fig.subplots(2 * rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        top, bottom = axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]
+        top.imshow(picture(X[i], (X.shape[1],)), cmap="gray_r", vmin=0, vmax=1)
+        top.set_title(f"a {y[i]}", fontsize=9)
+        bottom.imshow(picture(attacked[i], (X.shape[1],)), cmap="gray_r", vmin=0, vmax=1)
+        bottom.set_title(f"read as {said[i]}", fontsize=9, color="red" if said[i] != y[i] else "black")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_png(fig, path)
+
+
 def confident_mistakes(
     X: npt.ArrayLike, y: npt.ArrayLike, P: npt.ArrayLike, path: PathLike, *, shape: Sequence[int] = (), n: int = 16
 ) -> Path:

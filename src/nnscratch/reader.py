@@ -40,3 +40,21 @@ def is_model_file(path: str | os.PathLike[str]) -> bool:
             return file.read(4) == ZIP_MAGIC
     except OSError:  # missing or unreadable: the image reader says why
         return False
+
+
+def model_and_images(inputs: list[str]) -> tuple[Network, str, list[str]]:
+    """A command's ``[MODEL] IMAGE...`` arguments: (the network, its file, the images).  A first argument
+    that is a model file (see :func:`is_model_file`) is the model; otherwise the shipped reader reads them all."""
+    if not is_model_file(inputs[0]):
+        return load_reader(), str(reader_path()), list(inputs)
+    if len(inputs) < 2:
+        raise ValueError(f"no images given after the model {inputs[0]}; name the image files to read")
+    from nnscratch.images import SIDE  # Pillow: only for the commands that read images
+
+    net = Network.load(inputs[0])
+    if net.n_in != SIDE * SIDE:
+        raise ValueError(
+            f"{inputs[0]} expects {net.n_in} inputs, but images become {SIDE}×{SIDE} = {SIDE * SIDE} pixels; "
+            "use a model trained on MNIST"
+        )
+    return net, inputs[0], inputs[1:]

@@ -52,6 +52,7 @@ OPTIONS: dict[str, str] = {
     "augment": "augment",
     "augment-strength": "augment_strength",
     "not-digits": "not_digits",
+    "ema": "ema",
     "validation-size": "validation_size",
     "early-stopping": "early_stopping",
 }

@@ -7,6 +7,7 @@ reaches the outside through a :class:`Callback`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -79,6 +80,10 @@ class TrainConfig:
     ``"affine"`` or ``"elastic"``, see ``nnscratch.augment``), scaled by ``augment_strength``; the
     validation images are never transformed.
 
+    ``ema`` (a decay d in [0, 1), 0: off) keeps an exponential moving average of the weights and the
+    batch-norm statistics, updated after every step; validation, early stopping and the trained network
+    use the average (see :class:`Average`).
+
     Knowing what is not a digit: ``not_digits`` adds that share of made-up non-digits to the training
     images (``nnscratch.nondigits``; 28×28 inputs only), each with the uniform distribution as its target
     (outlier exposure).  ``calibrate`` fits the temperature and the "not sure" and "not a digit" thresholds on the
@@ -105,6 +110,7 @@ class TrainConfig:
     shuffle: bool = True
     not_digits: float = 0.0
     calibrate: bool = True
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or not 1 <= self.epochs <= MAX_EPOCHS:
@@ -142,6 +148,9 @@ class TrainConfig:
         for name in ("shuffle", "calibrate"):
             if not isinstance(getattr(self, name), bool):
                 raise SpecError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        ema = self.ema
+        if not (isinstance(ema, int | float) and not isinstance(ema, bool) and 0 <= ema < 1):
+            raise SpecError(f"the weight average's decay must be a number in [0, 1), got {ema!r}")
         share = self.not_digits
         if not (isinstance(share, int | float) and not isinstance(share, bool) and 0 <= share <= 1):
             raise SpecError(f"the share of made-up non-digits must be a number in [0, 1], got {share!r}")
@@ -306,6 +315,7 @@ def _checkpoint_arrays(header: dict[str, Any], source: str) -> Expected:
     params, state = (architecture.layout.size,), (architecture.state_layout.size,)
     optimizer = make_optimizer(config.optimizer, momentum=config.momentum, weight_decay=config.weight_decay)
     arrays = {"params": params, "state": state, "best_params": params, "best_state": state}
+    arrays |= {"ema_params": params, "ema_state": state}
     return Expected(arrays | {f"optimizer.{name}": params for name in optimizer.arrays})
 
 
@@ -332,6 +342,41 @@ CHECKPOINT_VERSION = 2  # 2 adds the network's state buffer (batch norm's runnin
 
 
 @dataclass
+class Average:
+    """The exponential moving average of the parameters and the state (Polyak averaging, as in TensorFlow's
+    ExponentialMovingAverage): after step t,
+
+        avg ← d_t · avg + (1 − d_t) · w,      d_t = min(d, (1 + t) / (10 + t))
+
+    so the first steps, far from where training ends, weigh little for long.  An average of weights
+    visited late in training is a flatter, better-generalising point than the last of them."""
+
+    params: Array
+    state: Array
+    steps: int = 0
+
+    @classmethod
+    def of(cls, net: Network) -> Average:
+        return cls(net.params.copy(), net.state.copy())
+
+    def update(self, net: Network, decay: float) -> None:
+        d = min(decay, (1 + self.steps) / (10 + self.steps))
+        for mine, now in ((self.params, net.params), (self.state, net.state)):
+            mine -= (1.0 - d) * (mine - now)
+        self.steps += 1
+
+    @contextlib.contextmanager
+    def swapped_in(self, net: Network) -> Iterator[None]:
+        """Inside the block the network holds the averaged weights; after it, its own again."""
+        own = net.params.copy(), net.state.copy()
+        net.params[...], net.state[...] = self.params, self.state
+        try:
+            yield
+        finally:
+            net.params[...], net.state[...] = own
+
+
+@dataclass
 class TrainState:
     """Everything that changes as a run goes on.  With the network, the config and the same data, a
     state continues its run exactly: that is what checkpoints store and what ``partial_fit`` carries.
@@ -349,6 +394,8 @@ class TrainState:
     best_params: Array | None = None
     best_state: Array | None = None
     waited: int = 0  # epochs since the best one
+    average: Average | None = None  # --ema's average of the weights
+    own: tuple[Array, Array] | None = None  # with an average: the weights it averages, when the net holds it
 
 
 class Trainer:
@@ -433,10 +480,18 @@ class Trainer:
 
     def run(self, callback: Callback) -> History:
         self.net.calibration = None  # the weights are about to change: a calibration fitted before no longer holds
+        if self.state.own is not None:  # a run that goes on trains its own weights, not their average
+            self.net.params[...], self.net.state[...] = self.state.own
+            self.state.own = None
+        if self.config.ema and self.state.average is None:
+            self.state.average = Average.of(self.net)
         # Overflow is caught explicitly (a non-finite loss or weight stops training with a clear
         # message), so NumPy's overflow warnings would only add noise on the way there.
         with np.errstate(over="ignore", invalid="ignore"), single_threaded_blas():
             self._run(callback)
+        if self.state.average is not None:  # the trained network is the average
+            self.state.own = self.net.params.copy(), self.net.state.copy()
+            self.net.params[...], self.net.state[...] = self.state.average.params, self.state.average.state
         if self.config.early_stopping is not None and self.state.best_params is not None:
             self.net.params[...] = self.state.best_params
             if self.state.best_state is not None:
@@ -517,6 +572,8 @@ class Trainer:
                 # update
                 lr = schedule.rate(config.learning_rate, epoch + b / n_batches)
                 optimizer.step(net.params, grad, lr)
+                if state.average is not None:
+                    state.average.update(net, config.ema)
                 loss_sum += loss * yb.size
                 correct += np.count_nonzero(Z.argmax(axis=1) == yb)  # a made-up non-digit (-1) is never right
                 callback.on_batch_end(epoch, b, loss)
@@ -527,11 +584,15 @@ class Trainer:
                     epoch=epoch + 1,
                     batch=n_batches,
                 )
-            # evaluate, record, maybe stop
-            if self.X_val is not None and self.y_val is not None:
-                val_loss, val_acc = _evaluate(net, self.X_val, self.y_val)
-            else:
-                val_loss, val_acc = math.nan, math.nan
+            # evaluate (the average of the weights, with --ema), record, maybe stop
+            evaluated = state.average.swapped_in(net) if state.average is not None else contextlib.nullcontext()
+            with evaluated:
+                if self.X_val is not None and self.y_val is not None:
+                    val_loss, val_acc = _evaluate(net, self.X_val, self.y_val)
+                else:
+                    val_loss, val_acc = math.nan, math.nan
+                improved = config.early_stopping is not None and val_loss < state.best_loss
+                best = (net.params.copy(), net.state.copy()) if improved else None
             record = EpochRecord(
                 epoch=epoch + 1,
                 train_loss=loss_sum / n,
@@ -544,9 +605,9 @@ class Trainer:
             state.history.epochs.append(record)
             state.epoch += 1
             if config.early_stopping is not None:
-                if val_loss < state.best_loss:
+                if best is not None:
                     state.best_loss, state.waited = val_loss, 0
-                    state.best_params, state.best_state = net.params.copy(), net.state.copy()
+                    state.best_params, state.best_state = best
                     state.history.best_epoch = epoch + 1
                 else:
                     state.waited += 1
@@ -583,6 +644,9 @@ class Trainer:
             arrays["best_params"] = state.best_params
         if state.best_state is not None:
             arrays["best_state"] = state.best_state
+        if state.average is not None:
+            arrays["ema_params"], arrays["ema_state"] = state.average.params, state.average.state
+            header["ema_steps"] = state.average.steps
         # A signal deferred during the save is delivered at the end of this block, after saved_epoch
         # says which epoch the file on disk holds.
         with deferred_signals():
@@ -648,9 +712,19 @@ class Trainer:
             optimizer.load_state(optimizer_state)
         except SpecError as exc:
             raise ModelFileError(f"{source}: {exc}; the checkpoint is corrupted") from None
-        for name in ("best_params", "best_state"):
+        for name in ("best_params", "best_state", "ema_params", "ema_state"):
             if name in arrays:
                 check_finite(arrays[name], source, name)
+        average = None
+        if config.ema:
+            steps = header.get("ema_steps")
+            if "ema_params" not in arrays or not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+                raise ModelFileError(
+                    f"{source}: the weight average of --ema {config.ema:g} is missing or its step count is not a "
+                    "whole number >= 0; the checkpoint is incomplete"
+                )
+            ema_state = arrays.get("ema_state", np.zeros(0, architecture.dtype))
+            average = Average(arrays["ema_params"].copy(), ema_state.copy(), steps)
         if "best_state" in arrays:
             check_state(arrays["best_state"], net.state_layout, source, "best_state")
         rng = _generator(header.get("rng"), source, "rng")
@@ -682,6 +756,7 @@ class Trainer:
             best_params=arrays.get("best_params"),
             best_state=arrays.get("best_state"),
             waited=waited,
+            average=average,
         )
         try:
             trainer = cls(net, X, y, config, validation=validation, checkpoint_dir=checkpoint_dir, state=state)

@@ -9,7 +9,7 @@ import numpy as np
 from rich.table import Table
 
 from nnscratch.calibration import NOT_A_DIGIT, NOT_SURE, Calibration, expected_calibration_error
-from nnscratch.commands.common import add_data_dir, add_threads, load_data, out, percent, use_threads
+from nnscratch.commands.common import add_data_dir, add_threads, load_data, out, percent, shift_count, use_threads
 from nnscratch.io import check_output_dir
 from nnscratch.losses import cross_entropy, softmax
 from nnscratch.metrics import accuracy, confusion_matrix, precision_recall
@@ -30,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     add_threads(parser)
     parser.add_argument("--plots", metavar="DIR", help="also write plots of the model (PNG) into DIR")
+    parser.add_argument(
+        "--tta",
+        type=shift_count,
+        metavar="N",
+        help="also report the test accuracy, loss and verdicts with test-time augmentation: the mean of the "
+        "probabilities over N small shifts of each image (1 to 9), beside the single-pass figures",
+    )
     parser.set_defaults(run=run)
 
 
@@ -58,6 +65,19 @@ def run(args: argparse.Namespace) -> int:
     }
     predicted = P.argmax(axis=1)
     test_accuracy = accuracy(data.y_test, predicted)
+    augmented = None
+    if args.tta:
+        from nnscratch.tta import answers
+
+        P_tta, verdicts_tta = answers(net, data.X_test, args.tta)
+        flags = np.array(verdicts_tta)
+        augmented = {
+            "shifts": args.tta,
+            "test_accuracy": accuracy(data.y_test, P_tta.argmax(axis=1)),
+            "test_loss": cross_entropy(P_tta, data.y_test),
+            "not_sure": float(np.mean(flags == NOT_SURE)),
+            "not_a_digit": float(np.mean(flags == NOT_A_DIGIT)),
+        }
     loss = cross_entropy(P, data.y_test)
     C = confusion_matrix(data.y_test, predicted, net.n_classes)
     precision, recall = precision_recall(C)
@@ -78,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             "recall": [None if np.isnan(r) else float(r) for r in recall],
             "confusion_matrix": C.tolist(),
             "calibration": calibrated,
+            **({"tta": augmented} if augmented else {}),
         }
         print(json.dumps(result, indent=2))
         return 0
@@ -92,8 +113,15 @@ def run(args: argparse.Namespace) -> int:
         )
     out.print(
         f"answered 'not sure' for {percent(calibrated['not_sure'])} of the test digits and 'not a digit' for "
-        f"{percent(calibrated['not_a_digit'])}\n"
+        f"{percent(calibrated['not_a_digit'])}"
     )
+    if augmented:
+        out.print(
+            f"with test-time augmentation ({augmented['shifts']} shifts): test accuracy "
+            f"{percent(augmented['test_accuracy'])}  test loss {augmented['test_loss']:.4f}; 'not sure' "
+            f"{percent(augmented['not_sure'])}, 'not a digit' {percent(augmented['not_a_digit'])}"
+        )
+    out.print()
     per_class = Table(title="per class")
     for name in ("class", "precision", "recall", "support"):
         per_class.add_column(name, justify="right")

@@ -7,18 +7,19 @@ import json
 
 import numpy as np
 
-from nnscratch.commands.common import add_threads, err, out, percent, use_threads
+from nnscratch.commands.common import add_threads, err, out, percent, shift_count, use_threads
 from nnscratch.images import SIDE, ImageError, load_digit, to_png
 from nnscratch.io import atomic_write, check_writable_file
-from nnscratch.network import Network
-from nnscratch.reader import is_model_file, load_reader, reader_path
+from nnscratch.reader import model_and_images
+from nnscratch.tta import answers
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
         help="read handwritten digits from image files",
-        usage="nnscratch predict [-h] [--json] [--threads N] [--show-preprocessed OUT.png] [MODEL] IMAGE [IMAGE ...]",
+        usage="nnscratch predict [-h] [--json] [--tta N] [--threads N] [--show-preprocessed OUT.png] "
+        "[MODEL] IMAGE [IMAGE ...]",
         description="Predict the digit in each image (PNG, JPEG, GIF, BMP, WebP or TIFF; any size and colour "
         "mode, up to 4 million pixels). Each image "
         "is prepared as MNIST was: grayscale, dark-on-light inverted, cropped to the ink, scaled to fit 20×20 "
@@ -37,6 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "default: the reader that ships with nnscratch)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document with every result")
+    parser.add_argument(
+        "--tta",
+        type=shift_count,
+        default=1,
+        metavar="N",
+        help="test-time augmentation: answer with the mean of the probabilities over N small shifts of each "
+        "image (1 to 9; default 1, a single pass)",
+    )
     add_threads(parser)
     parser.add_argument(
         "--show-preprocessed",
@@ -49,20 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.show_preprocessed is not None:
         check_writable_file(args.show_preprocessed, "--show-preprocessed", example="preprocessed.png")
-    if is_model_file(args.inputs[0]):
-        args.model, args.images = args.inputs[0], args.inputs[1:]
-        if not args.images:
-            raise ValueError(f"no images given after the model {args.model}; name the image files to read")
-        net = Network.load(args.model)
-    else:  # the first argument is an image: the shipped reader reads them all
-        args.model, args.images = reader_path(), args.inputs
-        net = load_reader()
+    net, args.model, args.images = model_and_images(args.inputs)
     use_threads(net, args)
-    if net.n_in != SIDE * SIDE:
-        raise ValueError(
-            f"{args.model} expects {net.n_in} inputs, but images become {SIDE}×{SIDE} = {SIDE * SIDE} pixels; "
-            "use a model trained on MNIST"
-        )
     results, seen = [], []
     for name in args.images:
         try:
@@ -74,8 +71,11 @@ def run(args: argparse.Namespace) -> int:
             continue
         seen.append(pixels)
         row = pixels.reshape(1, -1)
-        probabilities = net.predict_proba(row)[0].astype(float)
-        verdict = net.verdicts(row)[0]
+        if args.tta > 1:
+            averaged, said_tta = answers(net, row, args.tta)
+            probabilities, verdict = averaged[0].astype(float), said_tta[0]
+        else:
+            probabilities, verdict = net.predict_proba(row)[0].astype(float), net.verdicts(row)[0]
         top = np.argsort(probabilities)[::-1][:3]
         results.append(
             {

@@ -112,6 +112,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="scale every augmentation range by S (default: from the preset, else 1; 0 turns it off)",
     )
     group.add_argument(
+        "--ema",
+        type=probability,
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights (decay such as 0.999, updated every step) and "
+        "use it for validation, early stopping and the saved model (default: from the preset, else off)",
+    )
+    group.add_argument(
         "--not-digits",
         type=share,
         metavar="F",
@@ -213,6 +220,7 @@ READERS: dict[str, Any] = {
     "augment": _choice(AUGMENTATIONS),
     "augment-strength": non_negative_float,
     "not-digits": share,
+    "ema": probability,
     "validation-size": non_negative_int,
     "early-stopping": positive_int,
 }
@@ -492,6 +500,8 @@ def _describe(args, net: Network, config: TrainConfig, data, *, resumed_at: int 
         extras.append(f"{augmentation.kind} augmentation ×{augmentation.strength:g}")
     if config.not_digits:
         extras.append(f"made-up non-digits ×{config.not_digits:g}")
+    if config.ema:
+        extras.append(f"weights averaged (decay {config.ema:g})")
     more = "".join(f", {extra}" for extra in extras)
     out.print(
         f"network {net.spec} ({net.n_params:,} parameters, {net.dtype.name}, {net.threads} threads)\n"

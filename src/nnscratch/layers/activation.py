@@ -47,7 +47,7 @@ class ActivationLayer(Layer):
         return 0 if self.activation.name == "identity" else super().example_values()  # the identity returns X
 
     def forward(
-        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
+        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None, keep: bool = False
     ) -> tuple[Array, tuple[Array, Array]]:
         f = self.activation
         if f.name == "identity":

@@ -210,8 +210,15 @@ class Layer:
 
     # -- computation --------------------------------------------------------------------------
 
-    def forward(self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None) -> tuple[Array, Any]:
-        """Y from X, and what :meth:`backward` needs.  ``rng`` draws dropout masks (None: no dropout)."""
+    def forward(
+        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None, keep: bool = False
+    ) -> tuple[Array, Any]:
+        """Y from X, and what :meth:`backward` needs.  ``rng`` draws dropout masks (None: no dropout).
+
+        ``training`` selects batch statistics and dropout (and buffers reused from step to step);
+        predicting keeps only what the output needs, unless ``keep`` asks for what :meth:`backward` needs
+        too: the gradient of an answer with respect to the input, in prediction mode
+        (``Network.input_gradient``)."""
         raise NotImplementedError
 
     def backward(self, dY: Array, cache: Any, grads: Views, *, need_dX: bool = True) -> Array | None:

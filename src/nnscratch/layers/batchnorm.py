@@ -41,6 +41,14 @@ EPS = 1e-5
 MOMENTUM = 0.1
 
 
+class PredictingCache(NamedTuple):
+    """What backward needs of a prediction-mode pass (``keep``): y = γ (x − μ_run) inv_std + β is affine in x."""
+
+    X: Array  # (N·, C·) the input, as wide rows
+    inv_std: Array  # (C,) 1 / sqrt(σ²_run + ε)
+    shape: tuple[int, ...]  # of X
+
+
 class BatchNormCache(NamedTuple):
     Xc: Array  # (N, C) the centred input x - μ; x̂ = (x - μ) · inv_std is never stored
     inv_std: Array  # (C,) 1 / sqrt(σ² + ε)
@@ -130,16 +138,17 @@ class BatchNorm(Layer):
         self.state["running_var"][...] = 1.0
 
     def forward(
-        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
-    ) -> tuple[Array, BatchNormCache | None]:
+        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None, keep: bool = False
+    ) -> tuple[Array, BatchNormCache | PredictingCache | None]:
         X2, reps = wide_rows(X)
         gamma, beta = self.params["gamma"], self.params["beta"]
         if not training:
-            scale = gamma / np.sqrt(self.state["running_var"] + self.eps)
+            inv_std = 1.0 / np.sqrt(self.state["running_var"] + self.eps)
+            scale = gamma * inv_std
             shift = beta - self.state["running_mean"] * scale
             Y = X2 * np.tile(scale, reps)
             Y += np.tile(shift, reps)
-            return Y.reshape(X.shape), None
+            return Y.reshape(X.shape), PredictingCache(X2, inv_std, X.shape) if keep else None
         # Four passes over the values: x - μ, its square (for σ²), and y = (x - μ)(γ/σ) + β as a
         # multiply and an add.  x̂ is never materialised: backward takes it as (x - μ)/σ per channel.
         # The rows are split over the threads; each sum over N is the sum of the chunks' sums, in order.
@@ -179,11 +188,15 @@ class BatchNorm(Layer):
 
         return run
 
-    def backward(self, dY: Array, cache: BatchNormCache, grads: Views, *, need_dX: bool = True) -> Array | None:
+    def backward(
+        self, dY: Array, cache: BatchNormCache | PredictingCache, grads: Views, *, need_dX: bool = True
+    ) -> Array | None:
         """dγ, dβ into ``grads`` and dX from dY, with x̂ = (x - μ) inv_std folded into per-channel factors:
 
         dγ = inv_std Σ dy (x - μ)      dx = (γ inv_std) dy - (γ inv_std dβ / N) - (x - μ)(γ inv_std² dγ / N)
         """
+        if isinstance(cache, PredictingCache):
+            return self._predicting_backward(dY, cache, grads, need_dX=need_dX)
         Xc, inv_std = cache.Xc, cache.inv_std
         rows, width = Xc.shape
         reps = width // inv_std.size
@@ -213,6 +226,22 @@ class BatchNorm(Layer):
 
         self.pool.run(gradient, rows, size=width)
         return dX.reshape(cache.shape)
+
+    def _predicting_backward(self, dY: Array, cache: PredictingCache, grads: Views, *, need_dX: bool) -> Array | None:
+        """The gradients of prediction mode, where μ_run and σ²_run are constants:
+
+        dx = γ inv_std dy        dγ = inv_std Σ dy (x − μ_run)        dβ = Σ dy
+        """
+        X2, inv_std = cache.X, cache.inv_std
+        reps = X2.shape[1] // inv_std.size
+        dY2 = dY.reshape(X2.shape)
+        centred = X2 - np.tile(self.state["running_mean"], reps)
+        fold = (lambda v: v.reshape(reps, -1).sum(axis=0)) if reps > 1 else (lambda v: v)
+        grads["beta"][...] = fold(column_sums(dY2))
+        grads["gamma"][...] = inv_std * fold(product_sums(dY2, centred))
+        if not need_dX:
+            return None
+        return (dY2 * np.tile(self.params["gamma"] * inv_std, reps)).reshape(cache.shape)
 
     def update_state(self, cache: BatchNormCache) -> None:
         N = cache.Xc.size // cache.mean.size  # values per channel

@@ -160,7 +160,7 @@ class Conv2D(Layer):
     # -- computation ----------------------------------------------------------------------------
 
     def forward(
-        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
+        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None, keep: bool = False
     ) -> tuple[Array, ConvCache]:
         """Y (m, Ho, Wo, F) from X (m, H, W, C).
 
@@ -187,7 +187,9 @@ class Conv2D(Layer):
             rows = slice(start * per_sample, stop * per_sample)
             np.matmul(columns[rows], Wb, out=Y[rows])
 
-        self.pool.run(samples, m, size=per_sample * (K + 1) * F // GEMM_COST)
+        # the work per sample: its share of the product, and the values it copies and writes (a first
+        # layer's product is small, its copies are not)
+        self.pool.run(samples, m, size=per_sample * ((K + 1) * F // GEMM_COST + K + 1 + F))
         return Y.reshape(m, Ho, Wo, F), ConvCache(columns, m)
 
     def backward(self, dY: Array, cache: ConvCache, grads: Views, *, need_dX: bool = True) -> Array | None:
@@ -206,7 +208,7 @@ class Conv2D(Layer):
         parts = self.pool.run(
             lambda start, stop: columns[start:stop].T @ dY2[start:stop],
             columns.shape[0],
-            size=columns.shape[1] * F // GEMM_COST,
+            size=columns.shape[1] * F // GEMM_COST + columns.shape[1] + F,  # the product, and both operands read
         )
         dWb = grads["Wb"]
         dWb[...] = parts[0]
@@ -230,5 +232,5 @@ class Conv2D(Layer):
                 np.matmul(dY2[rows], Wt[t], out=planes[t, rows])
             col2im(planes[:, rows].reshape(k * k, stop - start, Ho, Wo, C), k, s, dXp[start:stop])
 
-        self.pool.run(samples, m, size=per_sample * k * k * F * C // GEMM_COST)
+        self.pool.run(samples, m, size=per_sample * (k * k * F * C // GEMM_COST + 2 * k * k * C))
         return dXp[:, p : p + H, p : p + W, :] if p else dXp

@@ -108,7 +108,7 @@ class Dense(Layer):
         self.W, self.b = init(self.n_in, self.units, (self.n_in, self.units), rng)
 
     def forward(
-        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
+        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None, keep: bool = False
     ) -> tuple[Array, DenseCache]:
         """A = f(X W + b) (m, n_out).  The bias is added in place to the product: one array fewer.
 

@@ -100,7 +100,7 @@ class Dropout(Layer):
         return {"kind": self.kind, "rate": self.rate}
 
     def forward(
-        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
+        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None, keep: bool = False
     ) -> tuple[Array, Array | None]:
         if not training or rng is None or self.rate == 0.0:
             return X, None
@@ -136,7 +136,7 @@ class AlphaDropout(Dropout):
         return f"alphadropout{self.rate:g}"
 
     def forward(
-        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
+        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None, keep: bool = False
     ) -> tuple[Array, Array | None]:
         if not training or rng is None or self.rate == 0.0:
             return X, None

@@ -37,7 +37,7 @@ class Flatten(Layer):
         return 0  # a reshape: a view of X
 
     def forward(
-        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
+        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None, keep: bool = False
     ) -> tuple[Array, tuple[int, ...]]:
         return X.reshape(X.shape[0], -1), X.shape
 

@@ -40,6 +40,7 @@ MAX_WINDOW = 15  # the window's position is kept as one byte, a·k + b < 256
 class PoolCache(NamedTuple):
     input_shape: tuple[int, ...]  # (m, H, W, C)
     argmax: np.ndarray  # (m, Ho, Wo, C) uint8: a·k + b of each window's first maximum
+    fresh: bool = False  # kept while predicting: backward writes dX into a new array, not the training buffer
 
 
 class MaxPool2D(Layer):
@@ -81,9 +82,10 @@ class MaxPool2D(Layer):
         return X[:, : Ho * k, : Wo * k, :].reshape(m, Ho, k, Wo, k, C)
 
     def forward(
-        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
+        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None, keep: bool = False
     ) -> tuple[Array, PoolCache | None]:
-        """Y (m, Ho, Wo, C), the window maxima, and while training the index of each window's first maximum.
+        """Y (m, Ho, Wo, C), the window maxima, and while training (or asked to ``keep`` it) the index of each
+        window's first maximum.
 
         The samples are split over the threads.
         """
@@ -91,9 +93,10 @@ class MaxPool2D(Layer):
         V = self._windows(X)
         positions = [(a, b) for a in range(k) for b in range(k)]
         shape = V[:, :, 0, :, 0].shape
-        Y = (self.scratch if training else fresh)("Y", shape, X.dtype)
-        argmax = self.scratch("argmax", shape, np.uint8) if training else None
-        took = self.scratch("took", shape, bool) if training else None
+        buffer = self.scratch if training else fresh
+        Y = buffer("Y", shape, X.dtype)
+        argmax = buffer("argmax", shape, np.uint8) if training or keep else None
+        took = buffer("took", shape, bool) if training or keep else None
 
         def samples(start: int, stop: int) -> None:
             v, y = V[start:stop], Y[start:stop]
@@ -111,7 +114,7 @@ class MaxPool2D(Layer):
                 np.maximum(best, over.view(np.uint8) * np.uint8(t), out=best)
 
         self.pool.run(samples, X.shape[0], size=X[0].size * (3 if training else 1))
-        return Y, None if argmax is None else PoolCache(X.shape, argmax)
+        return Y, None if argmax is None else PoolCache(X.shape, argmax, fresh=not training)
 
     def backward(self, dY: Array, cache: PoolCache, grads: Views, *, need_dX: bool = True) -> Array | None:
         """dX (m, H, W, C): dY at each window's first maximum, 0 elsewhere; split over the threads by samples."""
@@ -119,7 +122,7 @@ class MaxPool2D(Layer):
             return None
         m, H, W, C = cache.input_shape
         k = self.size
-        dX = self.scratch("dX", cache.input_shape, dY.dtype)
+        dX = np.empty(cache.input_shape, dY.dtype) if cache.fresh else self.scratch("dX", cache.input_shape, dY.dtype)
         dV = self._windows(dX)
 
         def samples(start: int, stop: int) -> None:
