@@ -164,6 +164,7 @@ def test_explain_writes_the_digit_beside_its_map_and_prints_the_label(tmp_path, 
     assert main(["explain", str(image), "--method", "gradient", "--output", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)["results"][0]
     assert result["method"] == "gradient" and len(result["attribution"]) == 784 and "completeness_gap" not in result
+    assert result["verdict"] in ("digit", "not sure", "not a digit")
     assert main(["explain", str(tmp_path / "missing.png"), str(image), "--output", str(out)]) == 1
     assert "missing.png" in capsys.readouterr().err
 

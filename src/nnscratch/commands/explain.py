@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.json:
                 err.print(f"nnscratch explain: error: {exc}")
             continue
-        label = int(net.predict(pixels)[0])
+        label, verdict = int(net.predict(pixels)[0]), net.verdicts(pixels)[0]
         settings = {"steps": args.steps, "samples": args.samples, "noise": args.noise}
         if args.method == "integrated":
             values, delta = explain(net, pixels, "integrated", return_delta=True, **settings)
@@ -78,13 +78,16 @@ def run(args: argparse.Namespace) -> int:
         path = Path(args.output) / f"{Path(name).stem}-{args.method}.png"
         title = f"{Path(name).name}: read as {label}; {args.method} attributions to its logit"
         attribution(pixels[0], values[0], path, title=title, shape=(SIDE, SIDE))
-        result = {"file": name, "label": label, "method": args.method, "plot": str(path)}
+        result = {"file": name, "label": label, "verdict": verdict, "method": args.method, "plot": str(path)}
         if gap is not None:
             result["completeness_gap"] = gap
         results.append({**result, "attribution": np.asarray(values[0], dtype=float).tolist()})
         if not args.json:
             more = f", completeness gap {gap:.2g}" if gap is not None else ""
-            out.print(f"{name}: {label}   ({args.method}{more}) → {path}")
+            said = {"digit": f"{label}", "not sure": f"not sure, perhaps {label}"}.get(
+                verdict, f"{verdict}, perhaps {label}"
+            )
+            out.print(f"{name}: {said}   ({args.method}{more}) → {path}")
     if args.json:
         print(json.dumps({"model": str(model), "results": results}, indent=2))
     return 1 if failed else 0
