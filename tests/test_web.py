@@ -748,3 +748,55 @@ def test_the_probe_socket_reuses_a_port_in_time_wait_and_is_closed_before_worker
     (((target,), kwargs, fileno),) = calls
     assert target == "nnscratch.web.app:app_from_environment" and kwargs["workers"] == 2 and kwargs["factory"]
     assert fileno == -1  # the probe was closed before uvicorn's supervisor binds the port itself
+
+
+# -- explanations and attacks through the API --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["gradient", "gradxinput", "smoothgrad", "integrated"])
+def test_predict_with_explain_adds_the_attribution_of_each_pixel(client, net, rng, method):
+    from nnscratch.explain import explain
+
+    pixels = rng.random(784).astype(np.float32)
+    result = client.post("/api/predict", json={"pixels": pixels.tolist(), "explain": method}).json()
+    expected = explain(net, pixels.reshape(1, -1), method)[0]
+    assert len(result["attribution"]) == 784 and result["label"] == int(np.argmax(result["probabilities"]))
+    np.testing.assert_allclose(result["attribution"], expected, rtol=1e-4, atol=1e-6)
+    assert "attribution" not in client.post("/api/predict", json={"pixels": pixels.tolist()}).json()
+
+
+def test_attack_returns_the_attacked_pixels_within_epsilon_and_the_new_answer(client, net, rng):
+    from nnscratch.attack import pgd
+
+    pixels = rng.random(784).astype(np.float32)
+    body = {"pixels": pixels.tolist(), "epsilon": 0.2, "method": "pgd", "steps": 5}
+    result = client.post("/api/attack", json=body).json()
+    attacked = np.array(result["pixels"])
+    was = int(net.predict(pixels.reshape(1, -1))[0])
+    expected = pgd(net, pixels.reshape(1, -1), [was], 0.2, steps=5)[0]
+    np.testing.assert_allclose(attacked, expected, atol=1e-6)
+    assert np.abs(attacked - pixels).max() <= 0.2 + 1e-6 and attacked.min() >= 0 and attacked.max() <= 1
+    assert result["was"] == was and result["epsilon"] == 0.2 and result["method"] == "pgd"
+    assert result["label"] == int(np.argmax(result["probabilities"])) and result["verdict"] in ("digit", "not sure")
+    fgsm = client.post("/api/attack", json={"image": data_url(drawn_seven()), "method": "fgsm"}).json()
+    assert fgsm["epsilon"] == 0.1 and len(fgsm["pixels"]) == 784  # the defaults: ε 0.1
+
+
+@pytest.mark.parametrize(
+    "path, extra, message",
+    [
+        ("/api/predict", {"explain": "lime"}, '"explain" must be one of gradient, gradxinput, smoothgrad, integrated'),
+        ("/api/predict", {"explain": 3}, '"explain" must be one of'),
+        ("/api/attack", {"epsilon": 1.5}, '"epsilon" must be a number in [0, 1]'),
+        ("/api/attack", {"epsilon": "0.1"}, '"epsilon" must be a number in [0, 1]'),
+        ("/api/attack", {"epsilon": True}, '"epsilon" must be a number in [0, 1]'),
+        ("/api/attack", {"method": "deepfool"}, '"method" must be one of fgsm, pgd'),
+        ("/api/attack", {"steps": 101}, '"steps" must be a whole number from 1 to 100'),
+        ("/api/attack", {"steps": 2.0}, '"steps" must be a whole number from 1 to 100'),
+    ],
+)
+def test_explain_and_attack_requests_are_validated_like_a_prediction(client, path, extra, message):
+    answer = client.post(path, json={"pixels": [0.5] * 784, **extra})
+    assert answer.status_code == 422 and answer.json()["detail"].startswith(message)
+    assert client.post("/api/attack", content=b"not json").status_code == 400
+    assert client.post("/api/attack", json={"pixels": [0.5] * 783}).status_code == 422

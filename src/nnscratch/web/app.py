@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -37,7 +38,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from nnscratch.attack import METHODS as ATTACK_METHODS
+from nnscratch.attack import PGD_STEPS
 from nnscratch.errors import NNScratchError
+from nnscratch.explain import METHODS as EXPLAIN_METHODS
 from nnscratch.images import BLANK, SIDE, ImageError, load_digit
 from nnscratch.network import Network
 from nnscratch.web.served import ServedModel, load_models
@@ -45,6 +49,8 @@ from nnscratch.web.served import ServedModel, load_models
 MAX_BODY_BYTES = 1_000_000  # a 280×280 canvas as PNG is ~10-30 kB; this leaves ample room
 STATIC = files("nnscratch.web") / "static"
 MODELS_VARIABLE = "NNSCRATCH_SERVE_MODELS"  # the model paths, as a JSON list, for each worker process
+MAX_ATTACK_STEPS = 100  # PGD steps one request may ask for: each is a forward and a backward pass
+ANSWER_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_SERIALIZE_DATACLASS
 BLANK_ANSWER = f"image: {BLANK}"  # what a blank image gets from load_digit (bytes are named "image")
 
 
@@ -97,8 +103,18 @@ def create_app(models: Network | Sequence[ServedModel], *, model_name: str = "mo
 
     def answer(body: bytes) -> bytes:
         """Parse, predict and encode: the CPU-bound part of a request, run in the prediction thread."""
-        name, pixels = parse_request(body, by_name, default=served[0].name)
-        return orjson.dumps(by_name[name].read(pixels), option=orjson.OPT_SERIALIZE_NUMPY)
+        name, pixels, payload = parse_request(body, by_name, default=served[0].name)
+        method = parse_explain(payload)
+        reading = by_name[name].read(pixels)
+        if method is None:
+            return orjson.dumps(reading, option=orjson.OPT_SERIALIZE_NUMPY)
+        attribution = by_name[name].explain(pixels, method)
+        return orjson.dumps({**dataclasses.asdict(reading), "attribution": attribution}, option=ANSWER_OPTIONS)
+
+    def attacked(body: bytes) -> bytes:
+        name, pixels, payload = parse_request(body, by_name, default=served[0].name)
+        epsilon, method, steps = parse_attack(payload)
+        return orjson.dumps(by_name[name].attack(pixels, epsilon, method, steps), option=ANSWER_OPTIONS)
 
     # One thread per process: the work holds the GIL most of the time, so more threads only contend
     # for it with each other and with the event loop (bench/README.md: Starlette's pool of 40 costs a
@@ -109,6 +125,12 @@ def create_app(models: Network | Sequence[ServedModel], *, model_name: str = "mo
     async def predict(request: Request) -> Response:
         body = await read_body(request)
         result = await asyncio.get_running_loop().run_in_executor(predictor, answer, body)
+        return Response(result, media_type="application/json")
+
+    @app.post("/api/attack")
+    async def attack(request: Request) -> Response:
+        body = await read_body(request)
+        result = await asyncio.get_running_loop().run_in_executor(predictor, attacked, body)
         return Response(result, media_type="application/json")
 
     return app
@@ -133,8 +155,9 @@ async def read_body(request: Request) -> bytes:
     return bytes(body)
 
 
-def parse_request(body: bytes, models: dict[str, Any], *, default: str) -> tuple[str, np.ndarray]:
-    """(model name, (784,) float32 pixels) from a request body; raises BadRequest for anything malformed."""
+def parse_request(body: bytes, models: dict[str, Any], *, default: str) -> tuple[str, np.ndarray, dict[str, Any]]:
+    """(model name, (784,) float32 pixels, the whole body) from a request body; raises BadRequest for anything
+    malformed."""
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
@@ -148,8 +171,33 @@ def parse_request(body: bytes, models: dict[str, Any], *, default: str) -> tuple
         got = repr(name[:100]) if isinstance(name, str) else "not a string"
         raise BadRequest(422, f'"model" must name a served model: {", ".join(models)}; got {got}')
     if "image" in payload:
-        return name, decode_image(payload["image"])
-    return name, decode_pixels(payload["pixels"])
+        return name, decode_image(payload["image"]), payload
+    return name, decode_pixels(payload["pixels"]), payload
+
+
+def parse_explain(payload: dict[str, Any]) -> str | None:
+    """The explanation method a predict body asks for with ``"explain"``, or None."""
+    method = payload.get("explain")
+    if method is None:
+        return None
+    if not isinstance(method, str) or method not in EXPLAIN_METHODS:
+        raise BadRequest(422, f'"explain" must be one of {", ".join(EXPLAIN_METHODS)}')
+    return method
+
+
+def parse_attack(payload: dict[str, Any]) -> tuple[float, str, int]:
+    """(ε, method, steps) of an attack body: ε in [0, 1] (default 0.1), fgsm or pgd (default), at most
+    MAX_ATTACK_STEPS steps (default 40): a request costs a bounded time."""
+    epsilon = payload.get("epsilon", 0.1)
+    if type(epsilon) not in (int, float) or not 0 <= epsilon <= 1:
+        raise BadRequest(422, '"epsilon" must be a number in [0, 1] (the largest change of a pixel)')
+    method = payload.get("method", "pgd")
+    if method not in ATTACK_METHODS:
+        raise BadRequest(422, f'"method" must be one of {", ".join(ATTACK_METHODS)}')
+    steps = payload.get("steps", PGD_STEPS)
+    if type(steps) is not int or not 1 <= steps <= MAX_ATTACK_STEPS:
+        raise BadRequest(422, f'"steps" must be a whole number from 1 to {MAX_ATTACK_STEPS}')
+    return float(epsilon), method, steps
 
 
 def decode_image(value: Any) -> np.ndarray:

@@ -121,6 +121,34 @@ class ServedModel:
             test_accuracy=float(accuracy) if isinstance(accuracy, int | float) else None,
         )
 
+    def explain(self, pixels: Array, method: str) -> Array:
+        """The attribution of the answer's logit to each of the 784 pixels (``nnscratch.explain``)."""
+        from nnscratch.explain import explain
+
+        values = explain(self.net, pixels.reshape(1, -1), method)
+        return np.ascontiguousarray(np.asarray(values, dtype=np.float32).reshape(-1))
+
+    def attack(self, pixels: Array, epsilon: float, method: str, steps: int) -> Attacked:
+        """The drawing attacked away from the model's answer, every pixel within ε (``nnscratch.attack``)."""
+        from nnscratch.attack import attack
+
+        row = pixels.reshape(1, -1)
+        was = int(self.net.predict(row)[0])
+        moved = attack(self.net, row, [was], epsilon, method, steps=steps)
+        calibration = self.net.calibration or Calibration()
+        logits = self.net.all_logits(moved)
+        probabilities = calibration.probabilities(logits)[0]
+        return Attacked(
+            model=self.name,
+            method=method,
+            epsilon=epsilon,
+            was=was,
+            label=int(probabilities.argmax()),
+            verdict=calibration.verdicts(logits)[0],
+            probabilities=np.ascontiguousarray(probabilities, dtype=np.float32),
+            pixels=np.ascontiguousarray(moved.reshape(-1), dtype=np.float32),
+        )
+
     def read(self, pixels: Array) -> Reading:
         """The prediction for one drawing, pixels (784,) in [0, 1], with every layer output the page shows."""
         # NaN would reach the page as null: a network whose weights overflow answers with an error instead
@@ -140,6 +168,20 @@ class ServedModel:
             feature_maps=[quantize(token, after, outputs[shown]) for token, after, _, shown in self.maps],
             pixels=np.ascontiguousarray(pixels),
         )
+
+
+@dataclass(frozen=True)
+class Attacked:
+    """What ``POST /api/attack`` answers: the attacked drawing and what the model reads in it now."""
+
+    model: str
+    method: str
+    epsilon: float
+    was: int  # the label of the drawing as sent
+    label: int
+    verdict: str
+    probabilities: Array
+    pixels: Array
 
 
 def quantize(layer: str, after: list[str], maps: Array) -> QuantizedMaps:
