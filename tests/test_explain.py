@@ -188,3 +188,62 @@ def test_attack_reports_accuracy_at_each_epsilon_beside_the_clean_one(tmp_path, 
         with pytest.raises(SystemExit):
             main(["attack", str(model), "--epsilon", bad])
     assert "expected numbers in [0, 1] separated by commas" in capsys.readouterr().err
+
+
+# -- adversarial training ----------------------------------------------------------------------------------
+
+
+def test_adversarial_training_attacks_the_second_half_of_each_batch_within_epsilon(rng):
+    from nnscratch.training import TrainConfig, Trainer
+
+    X, y = rng.random((64, 36)), rng.integers(0, 4, 64)
+    net = Network.from_spec(CONV, seed=0)
+    trainer = Trainer(
+        net, X, y, TrainConfig(epochs=1, batch_size=16, validation_size=0, adversarial="fgsm", epsilon=0.2)
+    )
+    batch, labels = X[:16].astype(np.float32), y[:16]
+    images = net.check_input(batch)  # channels-last, as the trainer holds them
+    attacked = trainer._attacked(images, labels)
+    np.testing.assert_array_equal(attacked[:8], images[:8])  # the first half stays clean
+    moved = np.abs(attacked[8:] - images[8:])
+    assert moved.max() <= 0.2 + 1e-6 and moved.max() > 0.1 and attacked.min() >= 0 and attacked.max() <= 1
+    labels_with_none = labels.copy()
+    labels_with_none[8:] = -1  # made-up non-digits are not attacked
+    np.testing.assert_array_equal(trainer._attacked(images, labels_with_none), images)
+
+
+@pytest.mark.parametrize("method", ["fgsm", "pgd"])
+def test_adversarial_training_is_reproducible_and_resumes_bit_for_bit(rng, tmp_path, method):
+    from nnscratch.training import TrainConfig, resume, train
+    from tests.conftest import Interrupted, stop_after_epoch
+
+    X, y = rng.random((96, 36)), rng.integers(0, 4, 96)
+    config = TrainConfig(epochs=2, batch_size=32, validation_size=0, adversarial=method, epsilon=0.1)
+    a, b = Network.from_spec(CONV, seed=0), Network.from_spec(CONV, seed=0)
+    train(a, X, y, config)
+    train(b, X, y, config)
+    np.testing.assert_array_equal(a.params, b.params)
+    clean = Network.from_spec(CONV, seed=0)
+    train(clean, X, y, TrainConfig(epochs=2, batch_size=32, validation_size=0))
+    assert not np.array_equal(clean.params, a.params)  # the attacked halves changed what was learnt
+    stopped = Network.from_spec(CONV, seed=0)
+    with pytest.raises(Interrupted):
+        train(stopped, X, y, config, checkpoint_dir=tmp_path, callback=stop_after_epoch(1))
+    resumed, _ = resume(tmp_path, X, y)
+    np.testing.assert_array_equal(resumed.params, a.params)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"adversarial": "fgsm"}, "needs both a method"),
+        ({"epsilon": 0.1}, "needs both a method"),
+        ({"adversarial": "fgsm", "epsilon": 1.5}, r"epsilon must be a number in \[0, 1\]"),
+        ({"adversarial": "cw", "epsilon": 0.1}, "unknown adversarial training 'cw'"),
+    ],
+)
+def test_adversarial_training_settings_are_checked(settings, message):
+    from nnscratch.training import TrainConfig
+
+    with pytest.raises(SpecError, match=message):
+        TrainConfig(**settings)

@@ -40,6 +40,8 @@ def test_options_by_their_command_line_names_set_the_same_fields():
         "augment-strength": 0.5,
         "not-digits": 0.25,
         "ema": 0.99,
+        "adversarial": "fgsm",
+        "epsilon": 0.1,
         "validation-size": 4,
         "early-stopping": 2,
     }
@@ -55,6 +57,7 @@ def test_options_by_their_command_line_names_set_the_same_fields():
     )
     assert (config.epochs, config.batch_size, config.l2, config.l1, config.dropout) == (3, 16, 1e-4, 1e-5, 0.1)
     assert (config.augment, config.augment_strength, config.not_digits, config.ema) == ("shift", 0.5, 0.25, 0.99)
+    assert (config.adversarial, config.epsilon) == ("fgsm", 0.1)
     assert (config.validation_size, config.early_stopping, config.seed) == (4, 2, 5)
     with pytest.raises(SpecError, match="unknown options 'learning-rate'"):
         Recipe.from_options({"learning-rate": 0.1})

@@ -343,6 +343,8 @@ def test_the_default_config_is_the_documented_recipe():
         "not_digits": 0.0,
         "calibrate": True,
         "ema": 0.0,
+        "adversarial": "none",
+        "epsilon": 0.0,
     }
 
 

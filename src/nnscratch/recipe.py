@@ -53,6 +53,8 @@ OPTIONS: dict[str, str] = {
     "augment-strength": "augment_strength",
     "not-digits": "not_digits",
     "ema": "ema",
+    "adversarial": "adversarial",
+    "epsilon": "epsilon",
     "validation-size": "validation_size",
     "early-stopping": "early_stopping",
 }

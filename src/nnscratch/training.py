@@ -37,6 +37,8 @@ Array = npt.NDArray[np.floating]
 DEFAULT_VALIDATION = 5000
 MAX_EPOCHS = 1_000_000  # some 20 years of the default MLP's epochs: anything larger is a typo
 SIDE = 28  # made-up non-digits are MNIST-sized images
+ATTACK_STREAM = 7004  # adversarial training's random starts are drawn from [this, the run's seed]
+ADVERSARIAL_PGD_STEPS = 7
 NOT_DIGITS_STREAM = 7001  # training's made-up non-digits are drawn from [this, the run's seed]
 HELD_OUT_STREAM = 7002  # and those calibration measures against from [this]: a stream training never draws from
 HELD_OUT_NOT_DIGITS = 1400  # 200 of each kind
@@ -80,6 +82,11 @@ class TrainConfig:
     ``"affine"`` or ``"elastic"``, see ``nnscratch.augment``), scaled by ``augment_strength``; the
     validation images are never transformed.
 
+    ``adversarial`` ("fgsm" or "pgd") trains on attacked images: in every batch the second half is replaced by
+    its attack within ``epsilon`` of each image (FGSM with a random start, one step of 1.25 ε, as "fast is
+    better than free"; or PGD, ADVERSARIAL_PGD_STEPS steps from a random start), drawn from a generator of its
+    own that checkpoints keep.
+
     ``ema`` (a decay d in [0, 1), 0: off) keeps an exponential moving average of the weights and the
     batch-norm statistics, updated after every step; validation, early stopping and the trained network
     use the average (see :class:`Average`).
@@ -111,6 +118,8 @@ class TrainConfig:
     not_digits: float = 0.0
     calibrate: bool = True
     ema: float = 0.0
+    adversarial: str = "none"
+    epsilon: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or not 1 <= self.epochs <= MAX_EPOCHS:
@@ -148,6 +157,12 @@ class TrainConfig:
         for name in ("shuffle", "calibrate"):
             if not isinstance(getattr(self, name), bool):
                 raise SpecError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_name(("none", "fgsm", "pgd"), self.adversarial, "adversarial training")
+        eps = self.epsilon
+        if not (isinstance(eps, int | float) and not isinstance(eps, bool) and 0 <= eps <= 1):
+            raise SpecError(f"epsilon must be a number in [0, 1] (pixels are in [0, 1]), got {eps!r}")
+        if (self.adversarial != "none") != (eps > 0):
+            raise SpecError("adversarial training needs both a method (fgsm or pgd) and an epsilon > 0")
         ema = self.ema
         if not (isinstance(ema, int | float) and not isinstance(ema, bool) and 0 <= ema < 1):
             raise SpecError(f"the weight average's decay must be a number in [0, 1), got {ema!r}")
@@ -390,6 +405,7 @@ class TrainState:
     optimizer: Optimizer | None = None
     rng: np.random.Generator | None = None  # shuffling and dropout masks
     augment_rng: np.random.Generator | None = None  # the augmentation's own draws
+    attack_rng: np.random.Generator | None = None  # adversarial training's random starts
     best_loss: float = math.inf  # early stopping: the best validation loss so far, its weights and state
     best_params: Array | None = None
     best_state: Array | None = None
@@ -458,6 +474,8 @@ class Trainer:
             if self.state.augment_rng is None:
                 self.state.augment_rng = rng.spawn(1)[0]  # its own stream: shuffling stays as without it
             self.augmenter = Augmenter(augmentation, image_side(net), self.state.augment_rng)
+        if config.adversarial != "none" and self.state.attack_rng is None:
+            self.state.attack_rng = np.random.default_rng([ATTACK_STREAM, config.seed or 0])
         self.saved_epoch: int | None = None  # the epoch of the last checkpoint written
 
     def _add_not_digits(self, n: int) -> None:
@@ -499,6 +517,25 @@ class Trainer:
         if self.config.calibrate and self.X_val is not None and len(self.X_val):
             self.calibrate()
         return self.state.history
+
+    def _attacked(self, X: Array, y: np.ndarray) -> Array:
+        """The batch with its second half replaced by attacks on it (within ε, from random starts); a made-up
+        non-digit (label −1) is left as it is."""
+        from nnscratch.attack import pgd
+
+        config, rng = self.config, self.state.attack_rng
+        half = np.arange(X.shape[0] // 2, X.shape[0])
+        half = half[y[half] >= 0]
+        if not half.size:
+            return X
+        X = X.copy()
+        images = len(self.net.input_shape) == 3  # the trainer's images are channels-last; the API's channels-first
+        part = X[half].transpose(0, 3, 1, 2) if images else X[half]
+        eps = config.epsilon
+        steps, size = (1, 1.25 * eps) if config.adversarial == "fgsm" else (ADVERSARIAL_PGD_STEPS, 2.5 * eps / 7)
+        moved = pgd(self.net, part, y[half], eps, steps=steps, step_size=size, random_start=True, rng=rng)
+        X[half] = moved.transpose(0, 2, 3, 1) if images else moved
+        return X
 
     def calibrate(self) -> None:
         """Fit the network's temperature on the validation split and, for 28×28 inputs, its "not a digit"
@@ -558,6 +595,8 @@ class Trainer:
             if self.augmenter is not None:
                 batches = self.augmenter.batches(gather, n_batches)
             for b, (xb, yb) in enumerate(batches):
+                if config.adversarial != "none":
+                    xb = self._attacked(xb, yb)
                 # forward, loss, backward
                 loss, Z = net.loss_and_flat_grad(
                     xb, yb, grad, l2=config.l2, l1=config.l1, dropout=config.dropout, rng=rng, update_state=True
@@ -632,6 +671,7 @@ class Trainer:
             "epoch": state.epoch,
             "rng": state.rng.bit_generator.state,
             "augment_rng": None if state.augment_rng is None else state.augment_rng.bit_generator.state,
+            "attack_rng": None if state.attack_rng is None else state.attack_rng.bit_generator.state,
             "history": state.history.to_dict(),
             "best_loss": None if math.isinf(state.best_loss) else state.best_loss,
             "waited": state.waited,
@@ -731,6 +771,9 @@ class Trainer:
         augment_rng = None
         if header.get("augment_rng") is not None or config.augmentation().active:
             augment_rng = _generator(header.get("augment_rng"), source, "augment_rng")
+        attack_rng = None
+        if config.adversarial != "none":
+            attack_rng = _generator(header.get("attack_rng"), source, "attack_rng")
         waited, best_loss = header.get("waited"), header.get("best_loss")
         if not isinstance(waited, int) or isinstance(waited, bool) or not 0 <= waited <= epoch:
             raise ModelFileError(f"{source}: waited must be a whole number from 0 to the epoch, got {waited!r}")
@@ -752,6 +795,7 @@ class Trainer:
             optimizer=optimizer,
             rng=rng,
             augment_rng=augment_rng,
+            attack_rng=attack_rng,
             best_loss=math.inf if best_loss is None else float(best_loss),
             best_params=arrays.get("best_params"),
             best_state=arrays.get("best_state"),

@@ -89,6 +89,7 @@ positive_float = _number(float, lambda v: 0.0 < v < math.inf, "a positive number
 non_negative_float = _number(float, lambda v: 0.0 <= v < math.inf, "a number >= 0")
 probability = _number(float, lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)")
 share = _number(float, lambda v: 0.0 <= v <= 1.0, "a share in [0, 1]")
+unit_interval = _number(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 shift_count = _number(int, lambda v: 1 <= v <= 9, "a number of shifts from 1 to 9")
 
 

@@ -33,6 +33,7 @@ from nnscratch.commands.common import (
     probability,
     share,
     terminate_interrupts,
+    unit_interval,
     use_threads,
 )
 from nnscratch.errors import SpecError, echo
@@ -110,6 +111,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=non_negative_float,
         metavar="S",
         help="scale every augmentation range by S (default: from the preset, else 1; 0 turns it off)",
+    )
+    group.add_argument(
+        "--adversarial",
+        choices=("fgsm", "pgd"),
+        help="train on attacked images: the second half of every batch is replaced by its FGSM (one step from a "
+        "random start) or 7-step PGD attack within --epsilon (default: none)",
+    )
+    group.add_argument(
+        "--epsilon",
+        type=unit_interval,
+        metavar="E",
+        help="the largest change of a pixel in adversarial training, in [0, 1] (such as 0.1 or 0.3)",
     )
     group.add_argument(
         "--ema",
@@ -221,6 +234,8 @@ READERS: dict[str, Any] = {
     "augment-strength": non_negative_float,
     "not-digits": share,
     "ema": probability,
+    "adversarial": _choice(("none", "fgsm", "pgd")),
+    "epsilon": unit_interval,
     "validation-size": non_negative_int,
     "early-stopping": positive_int,
 }
@@ -502,6 +517,8 @@ def _describe(args, net: Network, config: TrainConfig, data, *, resumed_at: int 
         extras.append(f"made-up non-digits ×{config.not_digits:g}")
     if config.ema:
         extras.append(f"weights averaged (decay {config.ema:g})")
+    if config.adversarial != "none":
+        extras.append(f"{config.adversarial} adversarial training at ε {config.epsilon:g}")
     more = "".join(f", {extra}" for extra in extras)
     out.print(
         f"network {net.spec} ({net.n_params:,} parameters, {net.dtype.name}, {net.threads} threads)\n"
