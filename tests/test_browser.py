@@ -150,3 +150,52 @@ def test_two_models_answer_side_by_side_and_the_convnet_shows_its_feature_maps(l
         phone.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
         assert errors == []
         browser.close()
+
+
+def lit_pixels(page, selector: str) -> list[int]:
+    """For each canvas matching ``selector``, how many of its pixels are not black."""
+    return page.eval_on_selector_all(
+        selector,
+        """canvases => canvases.map(c => {
+            const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let lit = 0;
+            for (let i = 0; i < data.length; i += 4) if (data[i] || data[i + 1] || data[i + 2]) lit++;
+            return lit;
+        })""",
+    )
+
+
+@pytest.mark.timeout(120)
+def test_the_attribution_toggle_and_the_fool_it_button(live_server):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(live_server + "/")
+        page.wait_for_selector(f'.answer[data-model="{CNN}"] .bars li:nth-child(10)')
+        assert page.locator(".answer .attribution").evaluate_all("fs => fs.map(f => f.hidden)") == [True, True]
+        draw_a_seven(page)
+        check_both_answers(page)
+        assert page.locator(".answer .attribution").evaluate_all("fs => fs.map(f => f.hidden)") == [True, True]
+
+        page.check("#explain")  # the maps appear for the drawing already there, and follow it
+        page.wait_for_function("Array.from(document.querySelectorAll('.answer .attribution')).every(f => !f.hidden)")
+        assert all(n > 20 for n in lit_pixels(page, ".answer .attribution canvas"))
+
+        page.click("#fool")
+        page.wait_for_function(
+            "Array.from(document.querySelectorAll('.answer .fooled figcaption'))"
+            ".every(c => /^(fooled at ε = [0-9.]+: read as [0-9] \\([0-9.]+%\\)|not fooled up to ε = 0.3)$/"
+            ".test(c.textContent))",
+            timeout=60_000,
+        )
+        captions = page.locator(".answer .fooled figcaption").all_inner_texts()
+        fooled = [i for i, text in enumerate(captions) if text.startswith("fooled")]
+        assert fooled  # random weights fall to a small push
+        assert all(lit_pixels(page, ".answer .fooled canvas")[i] > 20 for i in fooled)  # the attacked digit
+        page.click("#clear")
+        assert page.locator(".answer .fooled").evaluate_all("fs => fs.map(f => f.hidden)") == [True, True]
+        assert errors == []
+        browser.close()

@@ -5,6 +5,8 @@ const pad = document.getElementById("pad");
 const ctx = pad.getContext("2d");
 const seenCtx = document.getElementById("seen").getContext("2d");
 const statusEl = document.getElementById("status");
+const explainBox = document.getElementById("explain");
+const FOOL_EPSILONS = [0.02, 0.05, 0.1, 0.15, 0.2, 0.3];  // the grid "Fool it" tries, smallest first
 const BG = [15, 23, 42], POSITIVE = [224, 242, 254], NEGATIVE = [244, 114, 182];  // map colours: 0, +max, -max
 let models = [];  // per model: {info, answer, inside} (its description and its two panels)
 let drawing = false, last = null, inked = false, pending = false, again = false, lastSent = 0, drawingId = 0;
@@ -20,6 +22,9 @@ function clearPad() {
     model.answer.querySelector(".label").textContent = "–";
     model.answer.querySelector(".verdict").textContent = "";
     model.answer.querySelector(".prediction").className = "prediction";
+    model.answer.querySelector(".attribution").hidden = true;
+    model.answer.querySelector(".fooled").hidden = true;
+    model.seen = null;
     for (const li of model.answer.querySelectorAll(".bars li")) {
       li.classList.remove("top"); li.querySelector(".bar").style.width = "0"; li.querySelector(".pct").textContent = "";
     }
@@ -48,13 +53,18 @@ pad.addEventListener("pointermove", (e) => {
 });
 for (const type of ["pointerup", "pointercancel"]) pad.addEventListener(type, () => { if (drawing) { drawing = false; predict(); } });
 document.getElementById("clear").addEventListener("click", clearPad);
+document.getElementById("fool").addEventListener("click", fool);
+explainBox.addEventListener("change", predict);
 
-async function ask(name, image) {
-  const response = await fetch("/api/predict", {
-    method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ image, model: name }),
+async function post(path, body) {
+  const response = await fetch(path, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
   });
   return { ok: response.ok, result: await response.json() };
+}
+
+function ask(name, image) {
+  return post("/api/predict", explainBox.checked ? { image, model: name, explain: "integrated" } : { image, model: name });
 }
 
 async function predict() {
@@ -89,6 +99,11 @@ function showSeen(pixels) {
 
 function show(model, result) {
   model.answer.querySelector(".label").textContent = result.label;
+  model.seen = result.pixels;  // what "Fool it" attacks
+  model.answer.querySelector(".fooled").hidden = true;
+  const attribution = model.answer.querySelector(".attribution");
+  attribution.hidden = !result.attribution;
+  if (result.attribution) drawAttribution(attribution.querySelector("canvas"), result.attribution, result.pixels);
   // "digit", "not sure" (no class more likely than not) or "not a digit" (below the model's threshold)
   const prediction = model.answer.querySelector(".prediction");
   prediction.className = "prediction " + result.verdict.replaceAll(" ", "-");
@@ -126,6 +141,46 @@ function drawMaps(container, maps) {
       image.data[4 * i + 3] = 255;
     }
     g.putImageData(image, 0, 0);
+  }
+}
+
+// Red where a pixel raises the explained logit, blue where it lowers it, over the faint digit; scaled per drawing.
+function drawAttribution(canvas, values, pixels) {
+  const g = canvas.getContext("2d"), image = g.createImageData(28, 28);
+  const scale = Math.max(...values.map(Math.abs)) || 1;
+  values.forEach((v, i) => {
+    const t = v / scale, ink = 60 * pixels[i];
+    const colour = t >= 0 ? [255 * t, 40 * t, 40 * t] : [40 * -t, 90 * -t, 255 * -t];
+    image.data.set([Math.min(255, ink + colour[0]), Math.min(255, ink + colour[1]), Math.min(255, ink + colour[2]), 255], 4 * i);
+  });
+  g.putImageData(image, 0, 0);
+}
+
+function drawPixels(canvas, pixels) {
+  const g = canvas.getContext("2d"), image = g.createImageData(28, 28);
+  pixels.forEach((v, i) => { const c = Math.round(255 * v); image.data.set([c, c, c, 255], 4 * i); });
+  g.putImageData(image, 0, 0);
+}
+
+// For each model, the smallest ε of the grid at which PGD changes its answer for the drawing it last read.
+async function fool() {
+  for (const model of models) {
+    if (!model.seen) continue;
+    const figure = model.answer.querySelector(".fooled"), caption = figure.querySelector("figcaption");
+    figure.hidden = false;
+    caption.textContent = "attacking…";
+    let fooled = null;
+    for (const epsilon of FOOL_EPSILONS) {
+      const { ok, result } = await post("/api/attack", { pixels: model.seen, model: model.info.name, epsilon, method: "pgd", steps: 20 });
+      if (!ok) { caption.textContent = result.detail; return; }
+      if (result.label !== result.was) { fooled = result; break; }
+    }
+    if (fooled) {
+      drawPixels(figure.querySelector("canvas"), fooled.pixels);
+      caption.textContent = `fooled at ε = ${fooled.epsilon}: read as ${fooled.label} (${(100 * fooled.probabilities[fooled.label]).toFixed(1)}%)`;
+    } else {
+      caption.textContent = `not fooled up to ε = ${FOOL_EPSILONS[FOOL_EPSILONS.length - 1]}`;
+    }
   }
 }
 
