@@ -177,17 +177,50 @@ def test_attack_reports_accuracy_at_each_epsilon_beside_the_clean_one(tmp_path, 
     args = ["attack", str(model), "--data-dir", str(tmp_path / "d"), "--epsilon", "0,0.1", "--json"]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["images"] == 30 and [row["epsilon"] for row in result["attacked"]] == [0.0, 0.1]
-    assert result["attacked"][0]["accuracy"] == result["clean_accuracy"]  # ε = 0 changes nothing
-    assert result["attacked"][1]["accuracy"] <= result["clean_accuracy"]
+    (only,) = result["models"]
+    assert result["images"] == 30 and [row["epsilon"] for row in only["attacked"]] == [0.0, 0.1]
+    assert only["attacked"][0]["accuracy"] == only["clean_accuracy"]  # ε = 0 changes nothing
+    assert only["attacked"][1]["accuracy"] <= only["clean_accuracy"]
     plots = tmp_path / "p"
     assert main([*args[:-1], "--method", "pgd", "--steps", "3", "--images", "10", "--plots", str(plots)]) == 0
-    assert "PGD (3 steps) on 10 test images" in capsys.readouterr().out
-    assert (plots / "attacked.png").read_bytes().startswith(b"\x89PNG")
+    assert "test accuracy under PGD (3 steps), 10 test images" in capsys.readouterr().out
+    for name in ("attacked.png", "robustness.png"):
+        assert (plots / name).read_bytes().startswith(b"\x89PNG")
     for bad in ("1.5", "x", "0.1,,0.2"):
         with pytest.raises(SystemExit):
             main(["attack", str(model), "--epsilon", bad])
     assert "expected numbers in [0, 1] separated by commas" in capsys.readouterr().err
+
+
+def test_attack_compares_several_models_side_by_side(tmp_path, rng, capsys):
+    from nnscratch.training import TrainConfig, train
+    from tests.test_data import write_tiny_mnist
+
+    write_tiny_mnist(tmp_path / "d", rng, n_train=60, n_test=30, side=28, classes=10)
+    data = __import__("nnscratch").load_dataset(tmp_path / "d")
+    paths = []
+    for name, adversarial in (("plain", "none"), ("robust", "fgsm")):
+        net = Network.from_spec("784-8:relu-10", seed=0)
+        config = TrainConfig(
+            epochs=2,
+            batch_size=20,
+            validation_size=0,
+            adversarial=adversarial,
+            epsilon=0.1 if adversarial != "none" else 0.0,
+        )
+        train(net, data.X_train, data.y_train, config)
+        paths.append(str(net.save(tmp_path / f"{name}.npz")))
+    args = ["attack", *paths, "--data-dir", str(tmp_path / "d"), "--epsilon", "0.05,0.1"]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [m["model"] for m in result["models"]] == paths
+    for entry, path in zip(result["models"], paths, strict=True):
+        net = Network.load(path)
+        attacked = attack(net, data.X_test, data.y_test, 0.1, "fgsm")
+        assert entry["attacked"][1]["accuracy"] == pytest.approx(np.mean(net.predict(attacked) == data.y_test))
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "plain.npz" in table and "robust.npz" in table and "ε = 0.05" in table and "ε = 0.1" in table
 
 
 # -- adversarial training ----------------------------------------------------------------------------------

@@ -386,6 +386,27 @@ def attacked_digits(
     return save_png(fig, path)
 
 
+def robustness(results: Sequence[Mapping], path: PathLike, *, method: str, steps: int) -> Path:
+    """Test accuracy against ε, one curve per model (ε = 0 is the clean accuracy): ``results`` as
+    ``nnscratch attack --json`` lists them."""
+    fig = figure(figsize=(7.0, 4.5))
+    ax = fig.subplots()
+    for result in results:
+        epsilons = [0.0] + [row["epsilon"] for row in result["attacked"]]
+        accuracies = [result["clean_accuracy"]] + [row["accuracy"] for row in result["attacked"]]
+        order = np.argsort(epsilons, kind="stable")
+        ax.plot(
+            np.array(epsilons)[order], 100 * np.array(accuracies)[order], marker="o", label=Path(result["model"]).name
+        )
+    attack = method.upper() + (f", {steps} steps" if method == "pgd" else "")
+    ax.set(xlabel="ε (the largest change of a pixel)", ylabel="test accuracy (%)", ylim=(0, 100.5))
+    ax.set_title(f"Accuracy under {attack}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return save_png(fig, path)
+
+
 def confident_mistakes(
     X: npt.ArrayLike, y: npt.ArrayLike, P: npt.ArrayLike, path: PathLike, *, shape: Sequence[int] = (), n: int = 16
 ) -> Path:

@@ -1,4 +1,4 @@
-"""``nnscratch attack [MODEL]``: the test accuracy under adversarial attack, at each ε, beside the clean one."""
+"""``nnscratch attack [MODEL...]``: the test accuracy under adversarial attack, at each ε, beside the clean one."""
 
 from __future__ import annotations
 
@@ -38,7 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the clean accuracy. Every pixel moves by at most ε and stays in [0, 1]. Without a MODEL, the reader "
         "that ships with nnscratch is attacked.",
     )
-    parser.add_argument("model", metavar="MODEL", nargs="?", help="a model file (default: the shipped reader)")
+    parser.add_argument(
+        "models",
+        metavar="MODEL",
+        nargs="*",
+        help="model files, each attacked the same way, side by side (a robustness study: one activation "
+        "against another, an MLP against a convnet, with and without --adversarial training); default: the "
+        "shipped reader",
+    )
     parser.add_argument(
         "--epsilon", type=epsilons, default=[0.05, 0.1, 0.2], metavar="E[,E...]", help="default: 0.05,0.1,0.2"
     )
@@ -53,7 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--images", type=positive_int, metavar="N", help="attack the first N test images (default: all)"
     )
     add_data_dir(parser)
-    parser.add_argument("--plots", metavar="DIR", help="write a grid of attacked digits with their new labels to DIR")
+    parser.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="write to DIR a grid of the first model's attacked digits with their new labels (attacked.png) and "
+        "every model's accuracy against ε (robustness.png)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     add_threads(parser)
     parser.set_defaults(run=run)
@@ -67,60 +79,58 @@ def run(args: argparse.Namespace) -> int:
         Path(args.plots).mkdir(parents=True, exist_ok=True)
     if args.steps > MAX_STEPS:
         raise ValueError(f"--steps must be at most {MAX_STEPS:,}, got {args.steps}")
-    net = Network.load(args.model) if args.model else load_reader()
-    use_threads(net, args)
+    paths = args.models or [str(reader_path())]
+    nets = [use_threads(Network.load(path) if args.models else load_reader(), args) for path in paths]
     data = load_data(args, quiet=args.json)
-    if data.n_features != net.n_in:
-        raise ValueError(f"the model expects {net.n_in} inputs but the test images have {data.n_features}")
+    for path, net in zip(paths, nets, strict=True):
+        if data.n_features != net.n_in:
+            raise ValueError(f"{path} expects {net.n_in} inputs but the test images have {data.n_features}")
     X, y = data.X_test[: args.images], data.y_test[: args.images]
-    clean = accuracy(y, net.predict(X))
-    rows, attacked = [], None
-    for epsilon in args.epsilon:
-        started = time.perf_counter()
-        attacked = attack(net, X, y, epsilon, args.method, steps=args.steps)
-        rows.append(
-            {
-                "epsilon": epsilon,
-                "accuracy": accuracy(y, net.predict(attacked)),
-                "seconds": time.perf_counter() - started,
-            }
-        )
-    made = None
-    if args.plots and attacked is not None:
-        from nnscratch.plots import attacked_digits
+    results, first_attacked = [], None
+    for path, net in zip(paths, nets, strict=True):
+        rows = []
+        for epsilon in args.epsilon:
+            started = time.perf_counter()
+            attacked = attack(net, X, y, epsilon, args.method, steps=args.steps)
+            seconds = time.perf_counter() - started
+            rows.append({"epsilon": epsilon, "accuracy": accuracy(y, net.predict(attacked)), "seconds": seconds})
+            if net is nets[0]:
+                first_attacked = attacked  # the first model's digits at the last ε are the ones drawn
+        results.append({"model": path, "clean_accuracy": accuracy(y, net.predict(X)), "attacked": rows})
+    steps = args.steps if args.method == "pgd" else 1
+    made = []
+    if args.plots:
+        from nnscratch.plots import attacked_digits, robustness
 
-        made = attacked_digits(
-            X[:16],
-            attacked[:16],
-            y[:16],
-            net.predict(attacked[:16]),
-            Path(args.plots) / "attacked.png",
-            title=f"{args.method.upper()} at ε = {args.epsilon[-1]:g}: the digits and what the network reads now",
+        assert first_attacked is not None
+        title = (
+            f"{args.method.upper()} at ε = {args.epsilon[-1]:g}: the digits and what {Path(paths[0]).name} reads now"
         )
-    model = args.model or str(reader_path())
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "model": model,
-                    "method": args.method,
-                    "steps": args.steps if args.method == "pgd" else 1,
-                    "images": len(y),
-                    "clean_accuracy": clean,
-                    "attacked": rows,
-                },
-                indent=2,
+        made.append(
+            attacked_digits(
+                X[:16],
+                first_attacked[:16],
+                y[:16],
+                nets[0].predict(first_attacked[:16]),
+                Path(args.plots) / "attacked.png",
+                title=title,
             )
         )
+        made.append(robustness(results, Path(args.plots) / "robustness.png", method=args.method, steps=steps))
+    if args.json:
+        summary = {"method": args.method, "steps": steps, "images": len(y), "models": results}
+        print(json.dumps(summary, indent=2))
         return 0
-    steps = f" ({args.steps} steps)" if args.method == "pgd" else ""
-    table = Table(title=f"{args.method.upper()}{steps} on {len(y):,} test images of {model}")
-    for name in ("ε", "accuracy", "seconds"):
-        table.add_column(name, justify="right")
-    table.add_row("0 (clean)", percent(clean), "")
-    for row in rows:
-        table.add_row(f"{row['epsilon']:g}", percent(row["accuracy"]), f"{row['seconds']:.1f}")
+    label = f" ({args.steps} steps)" if args.method == "pgd" else ""
+    table = Table(title=f"test accuracy under {args.method.upper()}{label}, {len(y):,} test images")
+    table.add_column("model")
+    table.add_column("clean", justify="right")
+    for epsilon in args.epsilon:
+        table.add_column(f"ε = {epsilon:g}", justify="right")
+    for result in results:
+        cells = [percent(row["accuracy"]) for row in result["attacked"]]
+        table.add_row(Path(result["model"]).name, percent(result["clean_accuracy"]), *cells)
     out.print(table)
-    if made:
-        out.print(f"wrote {made}")
+    for path in made:
+        out.print(f"wrote {path}")
     return 0
