@@ -26,6 +26,16 @@ if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
 
+def open_page(browser, url: str, errors: list[str], **settings):
+    """A new page of ``browser`` at ``url``, its script errors collected in ``errors``, once both answer panels
+    are built."""
+    page = browser.new_page(**settings)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url + "/")
+    page.wait_for_selector(f'.answer[data-model="{CNN}"] .bars li:nth-child(10)')
+    return page
+
+
 def draw_a_seven(page) -> None:
     """A bar across, then a diagonal down, in the pad's own 280×280 coordinates whatever its size on screen."""
     box = page.locator("#pad").bounding_box()
@@ -101,11 +111,8 @@ def test_two_models_answer_side_by_side_and_the_convnet_shows_its_feature_maps(l
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
         errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(live_server + "/")
-        page.wait_for_selector(f'.answer[data-model="{CNN}"] .bars li:nth-child(10)')
+        page = open_page(browser, live_server, errors, viewport={"width": 1100, "height": 900})
         sync_api.expect(page.locator("#model-info")).to_contain_text(f"{MLP}, {CNN}")
         sync_api.expect(page.locator(f'.answer[data-model="{MLP}"] .spec')).to_contain_text(
             "784-32:relu-16:tanh-10:softmax"
@@ -139,10 +146,9 @@ def test_two_models_answer_side_by_side_and_the_convnet_shows_its_feature_maps(l
         assert page.locator(".answer .label").all_inner_texts() == ["–", "–"]
         assert not any(drawn_maps(page))
 
-        phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
-        phone.on("pageerror", lambda exc: errors.append(str(exc)))
-        phone.goto(live_server + "/")
-        phone.wait_for_selector(f'.answer[data-model="{CNN}"] .bars li:nth-child(10)')
+        phone = open_page(
+            browser, live_server, errors, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+        )
         draw_a_seven(phone)
         check_both_answers(phone)  # still side by side on a phone
         assert any(drawn_maps(phone))
@@ -170,11 +176,8 @@ def test_the_attribution_toggle_and_the_fool_it_button(live_server):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
         errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(live_server + "/")
-        page.wait_for_selector(f'.answer[data-model="{CNN}"] .bars li:nth-child(10)')
+        page = open_page(browser, live_server, errors, viewport={"width": 1100, "height": 900})
         assert page.locator(".answer .attribution").evaluate_all("fs => fs.map(f => f.hidden)") == [True, True]
         draw_a_seven(page)
         check_both_answers(page)

@@ -429,7 +429,8 @@ class Network:
                 dZ = np.zeros_like(Z)
                 dZ[np.arange(len(labels)), labels] = 1.0
             stack, dA = caches.stack, dZ
-            views = stack.grad_views(np.empty_like(self.params))  # the parameters' gradients, not wanted here
+            # the parameters' gradients, not wanted here: a buffer of their own, leaving the trainer's views cached
+            views = stack.layout.split(np.empty_like(self.params), stack.layers)
             for i in reversed(stack.order):
                 down = stack.layers[i].backward(dA, caches.values[i], views[i], need_dX=True)
                 assert down is not None, "a layer asked for dX returned none"

@@ -8,6 +8,7 @@ reaches the outside through a :class:`Callback`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import os
@@ -457,7 +458,6 @@ class Trainer:
         if config.not_digits:
             self._add_not_digits(round(config.not_digits * self.train_idx.size))
         self.n_digits = int(np.count_nonzero(self.y[self.train_idx] != NONE_OF_THEM))
-        self.data_fingerprint = fingerprint(self.X, self.y)
         self.state = state if state is not None else TrainState()
         if self.state.rng is None:
             self.state.rng = rng
@@ -491,6 +491,11 @@ class Trainer:
         self.X = np.concatenate([self.X, extra.astype(self.X.dtype).reshape(n, *self.X.shape[1:])])
         self.y = np.concatenate([self.y, np.full(n, NONE_OF_THEM, dtype=self.y.dtype)])
         self.train_idx = np.concatenate([self.train_idx, np.arange(start, start + n)])
+
+    @functools.cached_property
+    def data_fingerprint(self) -> str:
+        """The training data's hash, taken only when a checkpoint is written or read (a pass over all of it)."""
+        return fingerprint(self.X, self.y)
 
     @property
     def history(self) -> History:
