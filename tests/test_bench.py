@@ -13,6 +13,7 @@ import pytest
 from nnscratch.network import Network
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import records  # noqa: E402
 import train_speed  # noqa: E402
 import winograd_trade  # noqa: E402
 
@@ -155,3 +156,41 @@ def test_winograd_trade_writes_its_table(tmp_path, monkeypatch, capsys):
     result = json.loads(out.read_text())
     assert result["threads"] == 1 and set(result["layers"]) == {"small"}
     assert "small: im2col forward" in capsys.readouterr().out
+
+
+def _record_model(path: Path, preset: str, seed: int, accuracy: float) -> None:
+    net = Network.from_spec(TINY, seed=seed)
+    net.metadata = {"preset": preset, "config": {"seed": seed, "epochs": 3}, "test_accuracy": accuracy, "seconds": 60.0}
+    net.save(path)
+
+
+def test_records_trains_each_missing_seed_with_the_cli_and_summarises_the_seeds(tmp_path, monkeypatch):
+    _record_model(tmp_path / "cnn-best-s0.npz", "cnn-best", 0, 0.9955)  # already there: read, not trained
+    _record_model(tmp_path / "cnn-best-s1.npz", "mlp-best", 1, 0.9)  # another preset's: trained again
+    commands = []
+
+    def fake_run(command, check):
+        commands.append(command)
+        seed = int(command[command.index("--seed") + 1])
+        _record_model(Path(command[command.index("--output") + 1]), "cnn-best", seed, 0.9960 + seed / 10_000)
+
+    monkeypatch.setattr(records.subprocess, "run", fake_run)
+    output = tmp_path / "records.json"
+    assert records.main(["--presets", "cnn-best", "--runs", str(tmp_path), "--output", str(output)]) == 0
+    assert [c[:6] for c in commands] == [
+        ["nnscratch", "train", "--preset", "cnn-best", "--seed", "1"],
+        ["nnscratch", "train", "--preset", "cnn-best", "--seed", "2"],
+    ]
+    result = json.loads(output.read_text())
+    summary = result["summary"]["cnn-best"]
+    assert summary["test_accuracy"] == pytest.approx([0.9955, 0.9961, 0.9962])
+    assert summary["seed_0"] == pytest.approx(0.9955)
+    assert summary["mean"] == pytest.approx((0.9955 + 0.9961 + 0.9962) / 3)
+    assert summary["std"] == pytest.approx(np.std([0.9955, 0.9961, 0.9962], ddof=1))
+    assert result["runs"][1]["command"] == "nnscratch train --preset cnn-best --seed 1"
+
+
+def test_records_stops_with_a_message_when_the_cli_wrote_no_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(records.subprocess, "run", lambda command, check: None)
+    with pytest.raises(SystemExit, match="is not the model `nnscratch train --preset mlp-best --seed 0"):
+        records.main(["--presets", "mlp-best", "--seeds", "0", "--runs", str(tmp_path)])
