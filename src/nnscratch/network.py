@@ -47,7 +47,7 @@ from nnscratch.layers import (
     MaxPool2D,
     Slot,
 )
-from nnscratch.layers.base import MAX_SIZE, Footprint, Shape, Views, echo, size_text
+from nnscratch.layers.base import MAX_SIZE, Footprint, Shape, Views, echo, shape_text, size_text
 from nnscratch.losses import l1_penalty, l2_penalty, softmax, softmax_cross_entropy
 from nnscratch.parallel import default_threads, single_threaded_blas, thread_pool
 from nnscratch.spec import (
@@ -60,6 +60,7 @@ from nnscratch.spec import (
     parse_layer,
     parse_spec,
 )
+from nnscratch.tables import TableData
 
 Array = npt.NDArray[np.floating]
 Grads = list[tuple[Array, ...]]
@@ -299,6 +300,29 @@ class Network:
 
     def __repr__(self) -> str:
         return f"Network({self.spec!r}, dtype={self.dtype.name})"
+
+    def summary(self) -> TableData:
+        """The layers as a table: each one's spec token, kind, output shape and parameter count, then the totals.
+
+        ``print(net.summary())`` writes it as text; in a notebook a network on its own in a cell shows it
+        as an HTML table.  Shapes are written as specs write them: ``32x13x13`` is 32 channels of 13×13.
+        """
+        rows = [("input", "", shape_text(self.input_shape), "")]
+        tokens = self.spec.split("-")[1:]  # one per layer, the output layer's written with its softmax
+        for i, (token, layer) in enumerate(zip(tokens, self.layers, strict=True), 1):
+            assert layer.output_shape is not None
+            count = sum(math.prod(shape) for shape in layer.param_shapes().values())
+            kind = type(layer).__name__.removesuffix("Layer")
+            rows.append((f"{i}  {token}", kind, shape_text(layer.output_shape), f"{count:,}"))
+        n_state = self.state.size
+        notes = (
+            f"{self.n_params:,} trainable parameters, {size_text(self.params.nbytes)} in {self.dtype.name}"
+            + (f"; {n_state:,} running statistics (batch norm), not trained" if n_state else ""),
+        )
+        return TableData(self.spec, ("layer", "kind", "output shape", "parameters"), rows, notes)
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
 
     def copy(self) -> Network:
         """An independent copy with the same weights and state."""

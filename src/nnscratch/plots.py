@@ -1,12 +1,21 @@
-"""Plots of training runs, activations and models, written as PNG files with matplotlib.
+"""Plots of training runs, activations and models, as matplotlib figures ready for a notebook.
 
-Every function draws the plain data it is given (histories, arrays, the dataclasses of
-``nnscratch.plotdata``), writes one PNG atomically and returns its path; none of them runs a network.
-``save_training_plots`` and ``save_evaluation_plots`` write the set that ``nnscratch train --plots DIR``
-and ``nnscratch evaluate MODEL --plots DIR`` produce, from what ``plotdata.measure`` measured.
+Every plotting function draws the plain data it is given (histories, arrays, the dataclasses of
+``nnscratch.plotdata``) and returns the ``matplotlib.figure.Figure``; none of them runs a network or
+writes a file.  In Jupyter or IPython a figure shows itself, as the last value of a cell::
 
-Figures are ``matplotlib.figure.Figure`` objects drawn by the Agg canvas, never pyplot's: importing
-this module selects no backend and keeps no registry of open figures.
+    from nnscratch import plots
+    plots.learning_curves({"run": history})
+
+:func:`save_png` writes a figure to a PNG file, atomically:
+``plots.save_png(plots.learning_curves({"run": history}), "curves.png")``.  ``save_training_plots`` and
+``save_evaluation_plots`` write the set of PNGs that ``nnscratch train --plots DIR`` and
+``nnscratch evaluate MODEL --plots DIR`` produce, from what ``plotdata.measure`` measured.
+
+Figures are drawn by the Agg canvas, never pyplot's: importing this module selects no backend and keeps
+no registry of open figures, so a figure is freed once nothing refers to it.  Each one (made by
+:func:`figure`) renders itself as a PNG for IPython's display, whether or not pyplot's inline backend is
+loaded.
 
 Legend: m = images, n = values per image, k = classes, kh×kw = a filter, C = channels, F = filters.
 """
@@ -40,18 +49,44 @@ PathLike = str | os.PathLike[str]
 COLOURS: Sequence[Any] = cast(ListedColormap, matplotlib.colormaps["tab10"]).colors  # type: ignore[assignment]
 
 
+def _png(fig: Figure) -> bytes:
+    """``fig`` as the bytes of a PNG file (100 dpi, tight)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+class _NotebookFigure(Figure):
+    """A Figure that IPython and Jupyter display as an image.
+
+    IPython draws a plain Figure only through the formatter that pyplot's inline backend registers when
+    pyplot is imported; a figure made without pyplot would show as its text ``<Figure size ...>``.
+    Lacking a registered formatter, IPython calls ``_repr_png_``; with one (``%matplotlib inline``),
+    that formatter is used and its settings hold.
+    """
+
+    def _repr_png_(self) -> bytes:
+        return _png(self)  # the image save_png writes
+
+
 def figure(**kwargs) -> Figure:
-    """A matplotlib figure of its own (no pyplot, no global figure registry), with its Agg canvas."""
-    fig = Figure(**kwargs)
+    """A matplotlib figure of its own (no pyplot, no global figure registry), with its Agg canvas.
+
+    ``kwargs`` go to ``Figure``.  The figure displays itself as a PNG in Jupyter and IPython (it has a
+    ``_repr_png_``), whether or not pyplot has been imported.
+    """
+    fig = _NotebookFigure(**kwargs)
     FigureCanvasAgg(fig)  # a renderer of its own: tight layouts measure text with it, and savefig draws with it
     return fig
 
 
 def save_png(fig: Figure, path: PathLike) -> Path:
-    """Write ``fig`` to ``path`` as a PNG (100 dpi, tight), atomically; returns the path."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    """Write ``fig`` to ``path`` as a PNG (100 dpi, tight), atomically; returns the path.
+
+    This is how a figure of this module becomes a file: ``save_png(learning_curves(...), path)``.
+    """
+    data = _png(fig)
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def _integer_epochs(ax: Axes) -> None:
@@ -98,11 +133,11 @@ def _grid(n: int, cols: int) -> tuple[int, int]:
     return max(1, math.ceil(n / cols)), cols
 
 
-def learning_curves(histories: Mapping[str, History], path: PathLike, *, title: str = "Learning curves") -> Path:
+def learning_curves(histories: Mapping[str, History], *, title: str = "Learning curves") -> Figure:
     """Loss, accuracy and error rate per epoch, training (dashed) and validation (solid), one colour per run.
 
     ``histories`` maps a label to a run's History.  The error-rate panel is on a log scale, so runs
-    that all sit above 95% accuracy are still told apart.
+    that all sit above 95% accuracy are still told apart.  Returns the figure; save it with :func:`save_png`.
     """
     fig = figure(figsize=(15, 4.2))
     ax_loss, ax_acc, ax_err = fig.subplots(1, 3)
@@ -146,15 +181,15 @@ def learning_curves(histories: Mapping[str, History], path: PathLike, *, title: 
         )
     fig.suptitle(title)
     fig.tight_layout()
-    return save_png(fig, path)
+    return fig
 
 
-def activation_functions(names: Sequence[str], path: PathLike) -> Path:
+def activation_functions(names: Sequence[str]) -> Figure:
     """Each activation (solid) with its derivative (dashed) on z in [-5, 5].
 
     The derivative is the activation's own ``backward`` with da = 1, so the plot shows what the code
     computes.  Softmax mixes a row's units: its panel varies z₁ with four other logits at 0 and shows
-    a₁ and ∂a₁/∂z₁ = a₁(1 − a₁).
+    a₁ and ∂a₁/∂z₁ = a₁(1 − a₁).  Returns the figure; save it with :func:`save_png`.
     """
     z = np.linspace(-5, 5, 401).reshape(1, -1)
     fig = figure(figsize=(3.3 * len(names), 3.4))
@@ -183,15 +218,14 @@ def activation_functions(names: Sequence[str], path: PathLike) -> Path:
     axes[0][0].legend(loc="upper left")
     fig.suptitle("Activations (solid) and their derivatives (dashed)")
     fig.tight_layout()
-    return save_png(fig, path)
+    return fig
 
 
-def gradient_norms(
-    norms: Mapping[str, Sequence[Sequence[float]]], path: PathLike, *, layer_names: Sequence[str] = ()
-) -> Path:
+def gradient_norms(norms: Mapping[str, Sequence[Sequence[float]]], *, layer_names: Sequence[str] = ()) -> Figure:
     """‖dW‖ of each layer with weights per epoch (log scale), one panel per run; ``norms[label][epoch][layer]``.
 
     ``layer_names`` labels the layers in the legend; without them they are numbered, the output layer last.
+    Returns the figure; save it with :func:`save_png`.
     """
     n = len(norms)
     rows, cols = _grid(n, 3)
@@ -221,11 +255,14 @@ def gradient_norms(
     fig.suptitle("Gradient norm of each layer's weights, after each epoch, on a fixed probe batch")
     fig.tight_layout()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9)
-    return save_png(fig, path)
+    return fig
 
 
-def activation_histograms(layers: Sequence[Histogram], path: PathLike, *, title: str = "") -> Path:
-    """One histogram per hidden layer (log counts), its title, mean and std, and ‖dW‖ where it has one."""
+def activation_histograms(layers: Sequence[Histogram], *, title: str = "") -> Figure:
+    """One histogram per hidden layer (log counts), its title, mean and std, and ‖dW‖ where it has one.
+
+    Returns the figure; save it with :func:`save_png`.
+    """
     n = max(len(layers), 1)
     rows, cols = _grid(n, 5)
     fig = figure(figsize=(3.4 * cols, 3.4 * rows))
@@ -245,7 +282,7 @@ def activation_histograms(layers: Sequence[Histogram], path: PathLike, *, title:
         ax.grid(alpha=0.3)
     fig.suptitle(title or "Activation histograms per hidden layer")
     fig.tight_layout()
-    return save_png(fig, path)
+    return fig
 
 
 def _shared(names: list[tuple[str, ...]]) -> tuple[str, ...]:
@@ -253,10 +290,11 @@ def _shared(names: list[tuple[str, ...]]) -> tuple[str, ...]:
     return names[0] if names and all(n == names[0] for n in names) else ()
 
 
-def layer_profiles(profiles: Mapping[str, LayerProfile], path: PathLike, *, title: str = "") -> Path:
+def layer_profiles(profiles: Mapping[str, LayerProfile], *, title: str = "") -> Figure:
     """Per layer: the mean and std of the hidden activations, and ‖dW‖ (log), one line per run.
 
     A profile's hidden and weight names label the x axes when every profile has the same ones.
+    Returns the figure; save it with :func:`save_png`.
     """
     fig = figure(figsize=(14, 3.8))
     ax_mean, ax_std, ax_grad = fig.subplots(1, 3)
@@ -284,11 +322,14 @@ def layer_profiles(profiles: Mapping[str, LayerProfile], path: PathLike, *, titl
         fig.legend(*ax_mean.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9)
     fig.suptitle(title or "Activation statistics and gradient norm per layer")
     fig.tight_layout()
-    return save_png(fig, path)
+    return fig
 
 
-def confusion(C: npt.ArrayLike, path: PathLike, *, title: str = "Confusion matrix") -> Path:
-    """The confusion matrix, counts in each cell; rows true class, columns predicted."""
+def confusion(C: npt.ArrayLike, *, title: str = "Confusion matrix") -> Figure:
+    """The confusion matrix, counts in each cell; rows true class, columns predicted.
+
+    Returns the figure; save it with :func:`save_png`.
+    """
     C = np.asarray(C)
     k = C.shape[0]
     total = C.sum()
@@ -303,13 +344,16 @@ def confusion(C: npt.ArrayLike, path: PathLike, *, title: str = "Confusion matri
             ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=8, color=colour)
     ax.set(xticks=range(k), yticks=range(k), xlabel="predicted class", ylabel="true class", title=heading)
     fig.colorbar(image, ax=ax, label="log(1 + count)")
-    return save_png(fig, path)
+    return fig
 
 
-def reliability_diagram(Z: npt.ArrayLike, y: npt.ArrayLike, temperature: float, path: PathLike) -> Path:
+def reliability_diagram(Z: npt.ArrayLike, y: npt.ArrayLike, temperature: float) -> Figure:
     """Accuracy against confidence in 15 equal-width bins, before and after temperature scaling, with the
     expected calibration error of each; a calibrated network's points lie on the diagonal.  The bars below
-    count the test images in each bin (after scaling), on a log scale."""
+    count the test images in each bin (after scaling), on a log scale.
+
+    Returns the figure; save it with :func:`save_png`.
+    """
     from nnscratch.calibration import expected_calibration_error, reliability
     from nnscratch.losses import softmax
 
@@ -334,14 +378,15 @@ def reliability_diagram(Z: npt.ArrayLike, y: npt.ArrayLike, temperature: float, 
     top.legend(loc="upper left")
     bottom.set(xlabel="confidence (top probability)", ylabel="images")
     fig.tight_layout()
-    return save_png(fig, path)
+    return fig
 
 
-def attribution(
-    pixels: npt.ArrayLike, values: npt.ArrayLike, path: PathLike, *, title: str = "", shape: Sequence[int] = ()
-) -> Path:
+def attribution(pixels: npt.ArrayLike, values: npt.ArrayLike, *, title: str = "", shape: Sequence[int] = ()) -> Figure:
     """The digit the network saw beside its attribution map, on a diverging colour map centred on zero
-    (red: the pixel raises the explained logit, blue: lowers it)."""
+    (red: the pixel raises the explained logit, blue: lowers it).
+
+    Returns the figure; save it with :func:`save_png`.
+    """
     pixels, values = np.asarray(pixels, dtype=np.float64), np.asarray(values, dtype=np.float64)
     shape = tuple(shape) or (pixels.size,)
     fig = figure(figsize=(7.0, 3.4))
@@ -358,14 +403,17 @@ def attribution(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return save_png(fig, path)
+    return fig
 
 
 def attacked_digits(
-    X: npt.ArrayLike, attacked: npt.ArrayLike, y: npt.ArrayLike, said: npt.ArrayLike, path: PathLike, *, title: str = ""
-) -> Path:
+    X: npt.ArrayLike, attacked: npt.ArrayLike, y: npt.ArrayLike, said: npt.ArrayLike, *, title: str = ""
+) -> Figure:
     """Each digit above its attacked copy, with its label and what the network reads in the copy (red when
-    the attack changed the answer)."""
+    the attack changed the answer).
+
+    Returns the figure; save it with :func:`save_png`.
+    """
     X, attacked, y, said = np.asarray(X), np.asarray(attacked), np.asarray(y), np.asarray(said)
     n = len(X)
     cols = min(8, max(n, 1))
@@ -383,12 +431,15 @@ def attacked_digits(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return save_png(fig, path)
+    return fig
 
 
-def robustness(results: Sequence[Mapping], path: PathLike, *, method: str, steps: int) -> Path:
+def robustness(results: Sequence[Mapping], *, method: str, steps: int) -> Figure:
     """Test accuracy against ε, one curve per model (ε = 0 is the clean accuracy): ``results`` as
-    ``nnscratch attack --json`` lists them."""
+    ``nnscratch attack --json`` lists them.
+
+    Returns the figure; save it with :func:`save_png`.
+    """
     fig = figure(figsize=(7.0, 4.5))
     ax = fig.subplots()
     for result in results:
@@ -404,16 +455,16 @@ def robustness(results: Sequence[Mapping], path: PathLike, *, method: str, steps
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    return save_png(fig, path)
+    return fig
 
 
 def confident_mistakes(
-    X: npt.ArrayLike, y: npt.ArrayLike, P: npt.ArrayLike, path: PathLike, *, shape: Sequence[int] = (), n: int = 16
-) -> Path:
+    X: npt.ArrayLike, y: npt.ArrayLike, P: npt.ArrayLike, *, shape: Sequence[int] = (), n: int = 16
+) -> Figure:
     """The n images of X (m, n) the network got most confidently wrong, with true and predicted labels.
 
     ``P`` (m, k) holds the probabilities (at least each row's largest); ``shape`` is the input's
-    shape, (n,) when not given (see :func:`picture`).
+    shape, (n,) when not given (see :func:`picture`).  Returns the figure; save it with :func:`save_png`.
     """
     X, y, P = np.asarray(X), np.asarray(y), np.asarray(P)
     shape = tuple(shape) or (X.shape[1],)
@@ -430,7 +481,7 @@ def confident_mistakes(
         ax.set_title(f"true {y[i]}, said {predicted[i]}\n{100 * P[i, predicted[i]]:.1f}% sure", fontsize=9)
     fig.suptitle(f"The most confidently wrong test images ({len(wrong)} wrong of {len(y)})")
     fig.tight_layout()
-    return save_png(fig, path)
+    return fig
 
 
 def _signed_tiles(fig: Figure, tiles: Sequence[tuple[str, npt.NDArray]], rows: int, cols: int) -> None:
@@ -445,9 +496,12 @@ def _signed_tiles(fig: Figure, tiles: Sequence[tuple[str, npt.NDArray]], rows: i
         ax.set_title(name, fontsize=7, pad=2)
 
 
-def first_layer_weights(W: npt.ArrayLike, path: PathLike, *, shape: Sequence[int] = (), n: int = 32) -> Path:
+def first_layer_weights(W: npt.ArrayLike, *, shape: Sequence[int] = (), n: int = 32) -> Figure:
     """The first n units' incoming weights W[:, j] (W is (n_in, units)) as images of the input's ``shape``
-    (28×28 for MNIST; see :func:`picture`)."""
+    (28×28 for MNIST; see :func:`picture`).
+
+    Returns the figure; save it with :func:`save_png`.
+    """
     W = np.asarray(W)
     shape = tuple(shape) or (W.shape[0],)
     n = min(n, W.shape[1])
@@ -458,14 +512,14 @@ def first_layer_weights(W: npt.ArrayLike, path: PathLike, *, shape: Sequence[int
     fig = figure(figsize=(tile * size[1] * cols, (tile * size[0] + 0.2) * rows + 0.4), layout="constrained")
     _signed_tiles(fig, tiles, rows, cols)
     fig.suptitle(f"First-layer weights of {n} units, one image per unit (red positive, blue negative)", fontsize=10)
-    return save_png(fig, path)
+    return fig
 
 
-def conv_filters(W: npt.ArrayLike, path: PathLike, *, title: str = "", max_tiles: int = 64) -> Path:
+def conv_filters(W: npt.ArrayLike, *, title: str = "", max_tiles: int = 64) -> Figure:
     """A convolution's filters W (kh, kw, C, F) as kh×kw images: W[:, :, c, f], one per filter and channel.
 
     Whole filters are drawn while they fit in ``max_tiles`` images, each image on its own scale, red
-    positive, blue negative.
+    positive, blue negative.  Returns the figure; save it with :func:`save_png`.
     """
     W = np.asarray(W)
     kh, kw, C, F = W.shape
@@ -479,23 +533,23 @@ def conv_filters(W: npt.ArrayLike, path: PathLike, *, title: str = "", max_tiles
     heading = title or f"First-layer filters: {F} of {kh}×{kw}" + (f" on {C} channels" if C > 1 else "")
     more = "" if shown == F else f", the first {shown} shown"
     fig.suptitle(f"{heading}{more}\n(red positive, blue negative, each on its own scale)", fontsize=10)
-    return save_png(fig, path)
+    return fig
 
 
 def feature_maps(
     image: npt.ArrayLike,
     layers: Sequence[FeatureMaps],
-    path: PathLike,
     *,
     shape: Sequence[int] = (),
     title: str = "Feature maps",
     max_maps: int = 32,
-) -> Path:
+) -> Figure:
     """One image (n,) and what each layer made of it: per layer, up to ``max_maps`` maps (C, H, W) of
     ``layers``, one small image per channel, titled with the layer's token and output shape.
 
     Each map has its own colour scale, so the pattern shows whatever its size: red–blue around 0 for
     a layer with negative outputs (a convolution before its activation), dark to bright for one without.
+    Returns the figure; save it with :func:`save_png`.
     """
     image = np.asarray(image)
     shape = tuple(shape) or (image.size,)
@@ -524,11 +578,14 @@ def feature_maps(
         more = f" (the first {max_maps} of {len(maps)} channels)" if len(maps) > max_maps else ""
         part.suptitle(f"{layer.title}{more}", fontsize=10)
     fig.suptitle(title, fontsize=11)
-    return save_png(fig, path)
+    return fig
 
 
-def augmented_examples(originals: npt.ArrayLike, variants: npt.ArrayLike, path: PathLike, *, title: str = "") -> Path:
-    """Each original image (n, H, W) in the first column, its augmented variants (n, k, H, W) beside it."""
+def augmented_examples(originals: npt.ArrayLike, variants: npt.ArrayLike, *, title: str = "") -> Figure:
+    """Each original image (n, H, W) in the first column, its augmented variants (n, k, H, W) beside it.
+
+    Returns the figure; save it with :func:`save_png`.
+    """
     originals, variants = np.asarray(originals), np.asarray(variants)
     n, k = variants.shape[:2]
     fig = figure(figsize=(1.1 * (k + 1), 1.15 * n + 0.5))
@@ -543,7 +600,7 @@ def augmented_examples(originals: npt.ArrayLike, variants: npt.ArrayLike, path: 
                 ax.set_title("original" if j == 0 else f"variant {j}", fontsize=8)
     fig.suptitle(title or "Training images and augmented variants of them", fontsize=10)
     fig.tight_layout()
-    return save_png(fig, path)
+    return fig
 
 
 def _make_directory(directory: PathLike) -> Path:
@@ -562,10 +619,11 @@ def save_training_plots(data: ModelPlotData, history: History, directory: PathLi
     """
     directory = _make_directory(directory)
     paths = [
-        learning_curves(
-            {data.spec: history}, directory / "learning_curves.png", title=f"Learning curves of {data.spec}"
+        save_png(
+            learning_curves({data.spec: history}, title=f"Learning curves of {data.spec}"),
+            directory / "learning_curves.png",
         ),
-        activation_functions(data.activations, directory / "activations.png"),
+        save_png(activation_functions(data.activations), directory / "activations.png"),
     ]
     return paths + save_evaluation_plots(data, directory)
 
@@ -579,27 +637,35 @@ def save_evaluation_plots(data: ModelPlotData, directory: PathLike) -> list[Path
     directory = _make_directory(directory)
     k = data.P.shape[1]
     paths = [
-        confusion(confusion_matrix(data.y, data.P.argmax(axis=1), k), directory / "confusion_matrix.png"),
-        confident_mistakes(data.X, data.y, data.P, directory / "confident_mistakes.png", shape=data.input_shape),
+        save_png(confusion(confusion_matrix(data.y, data.P.argmax(axis=1), k)), directory / "confusion_matrix.png"),
+        save_png(
+            confident_mistakes(data.X, data.y, data.P, shape=data.input_shape), directory / "confident_mistakes.png"
+        ),
     ]
     if data.Z is not None and len(data.y):
-        paths.append(reliability_diagram(data.Z, data.y, data.temperature, directory / "reliability.png"))
+        paths.append(save_png(reliability_diagram(data.Z, data.y, data.temperature), directory / "reliability.png"))
     if data.first_layer_weights is not None:
         paths.append(
-            first_layer_weights(data.first_layer_weights, directory / "first_layer_weights.png", shape=data.input_shape)
+            save_png(
+                first_layer_weights(data.first_layer_weights, shape=data.input_shape),
+                directory / "first_layer_weights.png",
+            )
         )
     if data.filters is not None:
-        paths.append(conv_filters(data.filters, directory / "first_layer_filters.png"))
+        paths.append(save_png(conv_filters(data.filters), directory / "first_layer_filters.png"))
     if data.feature_maps:
         digit = data.digit
         said = int(data.P[digit].argmax())
         title = f"Feature maps of test image {digit} (a {data.y[digit]}, read as {said}) in {data.spec}"
         paths.append(
-            feature_maps(
-                data.X[digit], data.feature_maps, directory / "feature_maps.png", shape=data.input_shape, title=title
+            save_png(
+                feature_maps(data.X[digit], data.feature_maps, shape=data.input_shape, title=title),
+                directory / "feature_maps.png",
             )
         )
     if data.histograms:
         title = f"Activation histograms of {data.spec} on {data.probe:,} test images (‖dW‖: gradient norm)"
-        paths.append(activation_histograms(data.histograms, directory / "activation_histograms.png", title=title))
+        paths.append(
+            save_png(activation_histograms(data.histograms, title=title), directory / "activation_histograms.png")
+        )
     return paths

@@ -12,17 +12,17 @@ import io
 import json
 import shlex
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
 from nnscratch.diagnostics import SATURATED_SHARE
 from nnscratch.io import atomic_write
 from nnscratch.plotdata import LayerProfile
 from nnscratch.study import PROBE, SEED_STACK, TARGET, VARIANTS, RunResult, StudySettings, VariantSummary
+from nnscratch.tables import TableData, html_table, rich_table
 
 DEFINITIONS = (
     ("test accuracy", "on every test image, mean ± standard deviation over the seeds"),
@@ -56,15 +56,6 @@ DEFINITIONS = (
         "per-layer table, of the layer with weights that feeds the hidden activation (a dense layer's own)",
     ),
 )
-
-
-@dataclass(frozen=True)
-class TableData:
-    """A table as strings: a title, column headers and rows."""
-
-    title: str
-    headers: tuple[str, ...]
-    rows: Sequence[tuple[str, ...]]
 
 
 def _percent(x: float | None) -> str:
@@ -202,21 +193,6 @@ def layer_table(summary: Sequence[VariantSummary]) -> TableData:
     )
 
 
-def rich_table(data: TableData) -> Table:
-    table = Table(title=data.title, title_justify="left")
-    for i, name in enumerate(data.headers):
-        table.add_column(name, justify="left" if i == 0 else "right")
-    for row in data.rows:
-        table.add_row(*row)
-    return table
-
-
-def html_table(data: TableData) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in data.headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in data.rows)
-    return f"<h3>{html.escape(data.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def command_line(settings: StudySettings, variants: Sequence[str]) -> str:
     """The ``nnscratch compare`` command that reproduces these settings (data and output aside)."""
     if settings.spec is not None:
@@ -289,10 +265,11 @@ def make_plots(
     made = [
         (
             "Learning curves of every variant (seed 0)",
-            plots.learning_curves(
-                {v: first[v].history for v in variants},
+            plots.save_png(
+                plots.learning_curves(
+                    {v: first[v].history for v in variants}, title="Learning curves, every variant (seed 0)"
+                ),
                 directory / "learning_curves_overlay.png",
-                title="Learning curves, every variant (seed 0)",
             ),
         )
     ]
@@ -301,20 +278,24 @@ def make_plots(
         made.append(
             (
                 f"Learning curves: {v}, every seed",
-                plots.learning_curves(group, directory / f"learning_curves_{v}.png", title=f"Learning curves: {v}"),
+                plots.save_png(
+                    plots.learning_curves(group, title=f"Learning curves: {v}"), directory / f"learning_curves_{v}.png"
+                ),
             )
         )
     names = sorted({a for s in summary for a in s.activations}, key=list(VARIANTS).index)
     made.append(
-        ("Each activation and its derivative", plots.activation_functions(names, directory / "activations.png"))
+        (
+            "Each activation and its derivative",
+            plots.save_png(plots.activation_functions(names), directory / "activations.png"),
+        )
     )
     made.append(
         (
             "Gradient norm per layer per epoch (seed 0)",
-            plots.gradient_norms(
-                {v: first[v].grad_norms for v in variants},
+            plots.save_png(
+                plots.gradient_norms({v: first[v].grad_norms for v in variants}, layer_names=summary[0].weight_layers),
                 directory / "gradient_norms.png",
-                layer_names=summary[0].weight_layers,
             ),
         )
     )
@@ -333,10 +314,9 @@ def make_plots(
         made.append(
             (
                 "Per-layer activation statistics and gradient norms after the last epoch (mean over seeds)",
-                plots.layer_profiles(
-                    profiles,
+                plots.save_png(
+                    plots.layer_profiles(profiles, title="Per layer, after the last epoch (mean over seeds)"),
                     directory / "layer_profiles.png",
-                    title="Per layer, after the last epoch (mean over seeds)",
                 ),
             )
         )
@@ -346,8 +326,9 @@ def make_plots(
             made.append(
                 (
                     f"Activation histograms: {v} (seed 0, after training)",
-                    plots.activation_histograms(
-                        histograms, directory / f"histograms_{v}.png", title=f"Activation histograms: {v}"
+                    plots.save_png(
+                        plots.activation_histograms(histograms, title=f"Activation histograms: {v}"),
+                        directory / f"histograms_{v}.png",
                     ),
                 )
             )
@@ -362,16 +343,16 @@ def make_plots(
         made += [
             (
                 f"Confusion matrix: {shown} (seed 0)",
-                plots.confusion(
-                    confusion_matrix(y_test, model.predicted, k),
+                plots.save_png(
+                    plots.confusion(confusion_matrix(y_test, model.predicted, k), title=f"Confusion matrix: {shown}"),
                     directory / "confusion_matrix.png",
-                    title=f"Confusion matrix: {shown}",
                 ),
             ),
             (
                 f"Most confidently wrong test digits: {shown} (seed 0)",
-                plots.confident_mistakes(
-                    X_test, y_test, P, directory / "confident_mistakes.png", shape=run.input_shape
+                plots.save_png(
+                    plots.confident_mistakes(X_test, y_test, P, shape=run.input_shape),
+                    directory / "confident_mistakes.png",
                 ),
             ),
         ]
@@ -379,8 +360,9 @@ def make_plots(
             made.append(
                 (
                     f"First-layer weights: {shown} (seed 0)",
-                    plots.first_layer_weights(
-                        model.first_layer_weights, directory / "first_layer_weights.png", shape=run.input_shape
+                    plots.save_png(
+                        plots.first_layer_weights(model.first_layer_weights, shape=run.input_shape),
+                        directory / "first_layer_weights.png",
                     ),
                 )
             )
@@ -388,7 +370,7 @@ def make_plots(
             made.append(
                 (
                     f"First-layer filters: {shown} (seed 0)",
-                    plots.conv_filters(model.filters, directory / "first_layer_filters.png"),
+                    plots.save_png(plots.conv_filters(model.filters), directory / "first_layer_filters.png"),
                 )
             )
     return made

@@ -13,10 +13,10 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,10 @@ from nnscratch.network import Architecture, Network, check_finite, check_state, 
 from nnscratch.optimizers import OPTIMIZER_NAMES, Optimizer, make_optimizer
 from nnscratch.parallel import single_threaded_blas
 from nnscratch.schedules import SCHEDULES, Schedule
+from nnscratch.tables import TableData
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 Array = npt.NDArray[np.floating]
 
@@ -218,6 +222,46 @@ class History:
     def seconds(self) -> float:
         return float(sum(r.seconds for r in self.epochs))
 
+    def table(self, max_rows: int | None = None) -> TableData:
+        """The epochs as a table (loss, accuracy, validation loss and accuracy, learning rate, seconds).
+
+        With ``max_rows``, a longer run shows its first and last epochs around a ``…`` row.  In a notebook
+        a history on its own in a cell shows this table, cut to 20 epochs.
+        """
+        has_val = any(math.isfinite(r.val_loss) for r in self.epochs)
+        headers = ("epoch", "loss", "accuracy", *(("val_loss", "val_accuracy") if has_val else ()), "lr", "seconds")
+
+        def row(r: EpochRecord) -> tuple[str, ...]:
+            val = (f"{r.val_loss:.4f}", f"{100 * r.val_accuracy:.2f}%") if has_val else ()
+            lr = f"{r.learning_rate:.3g}"
+            return (str(r.epoch), f"{r.train_loss:.4f}", f"{100 * r.train_accuracy:.2f}%", *val, lr, f"{r.seconds:.2f}")
+
+        rows = [row(r) for r in self.epochs]
+        if max_rows is not None and len(rows) > max_rows:
+            head = max_rows // 3
+            rows = [*rows[:head], ("…",) + ("",) * (len(headers) - 1), *rows[len(rows) - (max_rows - head) :]]
+        notes = [f"{len(self.epochs)} epochs in {self.seconds:.1f} s"]
+        if self.best_epoch is not None:
+            stopped = ", stopped early" if self.stopped_early else ""
+            notes.append(f"best validation loss at epoch {self.best_epoch}{stopped}")
+        if self.calibration is not None:
+            c = self.calibration
+            notes.append(
+                f"calibrated on the validation split: temperature {c['temperature']:.3f}, expected calibration "
+                f"error {100 * c['ece_before']:.2f}% before, {100 * c['ece_after']:.2f}% after"
+            )
+        return TableData("Training history", headers, rows, tuple(notes))
+
+    def _repr_html_(self) -> str:
+        return self.table(max_rows=20)._repr_html_()
+
+    def plot(self, *, title: str = "Learning curves") -> Figure:
+        """Loss, accuracy and error rate per epoch, training (dashed) and validation (solid), as a matplotlib
+        Figure: a notebook shows it; ``nnscratch.plots.save_png(history.plot(), "curves.png")`` writes it."""
+        from nnscratch.plots import learning_curves
+
+        return learning_curves({title: self}, title=title)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "epochs": [asdict(r) for r in self.epochs],
@@ -233,13 +277,62 @@ class History:
 
 
 class Callback:
-    """Hooks the training loop calls; override what you need (all default to doing nothing)."""
+    """Hooks the training loop calls; override what you need (all default to doing nothing).
+
+    ``on_train_begin`` receives the number of epochs the run ends at and the batches per epoch;
+    ``epoch`` in ``on_batch_end`` counts from 0 (``record.epoch`` from 1); ``on_train_end`` is called
+    once the run has finished normally, with its history (weights restored, averaged and calibrated).
+    :mod:`nnscratch.callbacks` has ready-made ones for notebooks.
+    """
 
     def on_train_begin(self, n_epochs: int, n_batches: int) -> None: ...
 
     def on_batch_end(self, epoch: int, batch: int, loss: float) -> None: ...
 
     def on_epoch_end(self, net: Network, record: EpochRecord) -> None: ...
+
+    def on_train_end(self, history: History) -> None: ...
+
+
+class Callbacks(Callback):
+    """Several callbacks as one: each hook calls them in the order given."""
+
+    def __init__(self, callbacks: Sequence[Callback]) -> None:
+        for callback in callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(f"a callback must be an nnscratch Callback, got {type(callback).__name__}")
+        self.callbacks = list(callbacks)
+
+    def on_train_begin(self, n_epochs: int, n_batches: int) -> None:
+        for callback in self.callbacks:
+            callback.on_train_begin(n_epochs, n_batches)
+
+    def on_batch_end(self, epoch: int, batch: int, loss: float) -> None:
+        for callback in self.callbacks:
+            callback.on_batch_end(epoch, batch, loss)
+
+    def on_epoch_end(self, net: Network, record: EpochRecord) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_end(net, record)
+
+    def on_train_end(self, history: History) -> None:
+        for callback in self.callbacks:
+            callback.on_train_end(history)
+
+
+CallbackArg = Callback | Sequence[Callback] | None
+"""What ``callback=`` takes: one callback, several (a list, called in order) or none."""
+
+
+def as_callback(callback: CallbackArg) -> Callback:
+    """One callback for the loop to call, from what ``callback=`` was given."""
+    if callback is None:
+        return Callback()
+    if isinstance(callback, Callback):
+        return callback
+    if isinstance(callback, Sequence) and not isinstance(callback, str):
+        return Callbacks(callback)
+    raise TypeError(f"callback must be a Callback or a list of them, got {type(callback).__name__}")
 
 
 def evaluate(net: Network, X: npt.ArrayLike, y: npt.ArrayLike) -> tuple[float, float]:
@@ -261,7 +354,7 @@ def train(
     config: TrainConfig | None = None,
     *,
     validation: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
-    callback: Callback | None = None,
+    callback: CallbackArg = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
 ) -> History:
     """Train ``net`` in place on X (m, n_in) floats in [0, 1] and y (m,) integer labels.
@@ -269,11 +362,12 @@ def train(
     Unless ``validation=(X_val, y_val)`` is given, ``config.validation_size`` samples are held out of
     (X, y) at random.  Returns the :class:`History`; with early stopping the best weights are restored.
     With ``checkpoint_dir``, the whole training state is written there (atomically) after every
-    epoch, and :func:`resume` continues from it exactly.
+    epoch, and :func:`resume` continues from it exactly.  ``callback`` is a :class:`Callback` or a list
+    of them, called in order (:mod:`nnscratch.callbacks` has a progress bar and live learning curves).
     Raises :class:`DivergenceError` if the loss or weights become NaN or infinite.
     """
     trainer = Trainer(net, X, y, config or TrainConfig(), validation=validation, checkpoint_dir=checkpoint_dir)
-    return trainer.run(callback or Callback())
+    return trainer.run(callback)
 
 
 def resume(
@@ -282,14 +376,14 @@ def resume(
     y: npt.ArrayLike,
     *,
     validation: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
-    callback: Callback | None = None,
+    callback: CallbackArg = None,
 ) -> tuple[Network, History]:
     """Continue the run checkpointed in ``checkpoint_dir`` on the same data; returns (net, history).
 
     The result is bit for bit what the uninterrupted run would have produced.
     """
     trainer = Trainer.from_checkpoint(checkpoint_dir, X, y, validation=validation)
-    history = trainer.run(callback or Callback())
+    history = trainer.run(callback)
     return trainer.net, history
 
 
@@ -501,7 +595,9 @@ class Trainer:
     def history(self) -> History:
         return self.state.history
 
-    def run(self, callback: Callback) -> History:
+    def run(self, callback: CallbackArg = None) -> History:
+        """Train to the config's last epoch from where the state stands; returns the history."""
+        hooks = as_callback(callback)
         self.net.calibration = None  # the weights are about to change: a calibration fitted before no longer holds
         if self.state.own is not None:  # a run that goes on trains its own weights, not their average
             self.net.params[...], self.net.state[...] = self.state.own
@@ -511,7 +607,7 @@ class Trainer:
         # Overflow is caught explicitly (a non-finite loss or weight stops training with a clear
         # message), so NumPy's overflow warnings would only add noise on the way there.
         with np.errstate(over="ignore", invalid="ignore"), single_threaded_blas():
-            self._run(callback)
+            self._run(hooks)
         if self.state.average is not None:  # the trained network is the average
             self.state.own = self.net.params.copy(), self.net.state.copy()
             self.net.params[...], self.net.state[...] = self.state.average.params, self.state.average.state
@@ -521,6 +617,7 @@ class Trainer:
                 self.net.state[...] = self.state.best_state
         if self.config.calibrate and self.X_val is not None and len(self.X_val):
             self.calibrate()
+        hooks.on_train_end(self.state.history)
         return self.state.history
 
     def _attacked(self, X: Array, y: np.ndarray) -> Array:
@@ -553,7 +650,7 @@ class Trainer:
         self.net.calibration, report = calibrate(self.net.chunked_logits(self.X_val), self.y_val, outside)
         self.state.history.calibration = report
 
-    def run_more(self, epochs: int, *, learning_rate: float | None = None, callback: Callback | None = None) -> History:
+    def run_more(self, epochs: int, *, learning_rate: float | None = None, callback: CallbackArg = None) -> History:
         """Train ``epochs`` more epochs from where the state stands, at ``learning_rate`` if given, and
         return the history so far.  The config's ``epochs`` (and ``learning_rate``) move on with it, so
         a schedule other than "constant" sees a run that ends after these epochs; scikit-learn's
@@ -564,7 +661,7 @@ class Trainer:
         if learning_rate is not None:
             changes["learning_rate"] = learning_rate
         self.config = replace(self.config, **changes)
-        return self.run(callback or Callback())
+        return self.run(callback)
 
     def _run(self, callback: Callback) -> None:
         net, config, X, y, state = self.net, self.config, self.X, self.y, self.state

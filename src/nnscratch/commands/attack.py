@@ -100,23 +100,15 @@ def run(args: argparse.Namespace) -> int:
     steps = args.steps if args.method == "pgd" else 1
     made = []
     if args.plots:
-        from nnscratch.plots import attacked_digits, robustness
+        from nnscratch.plots import attacked_digits, robustness, save_png
 
         assert first_attacked is not None
         title = (
             f"{args.method.upper()} at ε = {args.epsilon[-1]:g}: the digits and what {Path(paths[0]).name} reads now"
         )
-        made.append(
-            attacked_digits(
-                X[:16],
-                first_attacked[:16],
-                y[:16],
-                nets[0].predict(first_attacked[:16]),
-                Path(args.plots) / "attacked.png",
-                title=title,
-            )
-        )
-        made.append(robustness(results, Path(args.plots) / "robustness.png", method=args.method, steps=steps))
+        drawn = attacked_digits(X[:16], first_attacked[:16], y[:16], nets[0].predict(first_attacked[:16]), title=title)
+        made.append(save_png(drawn, Path(args.plots) / "attacked.png"))
+        made.append(save_png(robustness(results, method=args.method, steps=steps), Path(args.plots) / "robustness.png"))
     if args.json:
         summary = {"method": args.method, "steps": steps, "images": len(y), "models": results}
         print(json.dumps(summary, indent=2))

@@ -111,12 +111,12 @@ def run(args: argparse.Namespace) -> int:
     from nnscratch.report import (
         command_line,
         make_plots,
-        rich_table,
         tables,
         write_report,
         write_results,
         write_table_text,
     )
+    from nnscratch.tables import rich_table
 
     variants = tuple(dict.fromkeys(v.strip() for v in args.variants.split(",") if v.strip()))
     if not variants:

@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nnscratch.explain import explain
-    from nnscratch.plots import attribution
+    from nnscratch.plots import attribution, save_png
 
     check_output_dir(args.output, "--output")
     Path(args.output).mkdir(parents=True, exist_ok=True)
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             values, gap = explain(net, pixels, args.method, **settings), None
         path = Path(args.output) / f"{Path(name).stem}-{args.method}.png"
         title = f"{Path(name).name}: read as {label}; {args.method} attributions to its logit"
-        attribution(pixels[0], values[0], path, title=title, shape=(SIDE, SIDE))
+        save_png(attribution(pixels[0], values[0], title=title, shape=(SIDE, SIDE)), path)
         result = {"file": name, "label": label, "verdict": verdict, "method": args.method, "plot": str(path)}
         if gap is not None:
             result["completeness_gap"] = gap

@@ -432,7 +432,7 @@ def run(args: argparse.Namespace) -> int:
                 augmentation = config.augmentation()
                 if augmentation.active:
                     from nnscratch.plotdata import augmented_variants
-                    from nnscratch.plots import augmented_examples
+                    from nnscratch.plots import augmented_examples, save_png
                     from nnscratch.training import image_side
 
                     side = image_side(net)
@@ -440,7 +440,7 @@ def run(args: argparse.Namespace) -> int:
                     title = f"{augmentation.kind} augmentation at strength {augmentation.strength:g}: "
                     title += "training images, each varied"
                     path = Path(args.plots) / "augmented_examples.png"
-                    made.append(augmented_examples(originals, variants, path, title=title))
+                    made.append(save_png(augmented_examples(originals, variants, title=title), path))
                 out.print(f"wrote {len(made)} plots to {args.plots}")
         except KeyboardInterrupt:
             if saved is not None:  # stopped while testing or plotting: the model is safe
