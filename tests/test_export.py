@@ -13,6 +13,7 @@ import pytest
 from onnx.reference import ReferenceEvaluator
 
 from nnscratch.activations import STUDY_ACTIVATIONS
+from nnscratch.calibration import Calibration
 from nnscratch.cli import main
 from nnscratch.export import OPSET, ExportError, export_onnx, to_onnx
 from nnscratch.layers import ActivationLayer, BatchNorm, Conv2D, Dense, Flatten, Layer
@@ -148,6 +149,18 @@ def test_batch_norm_with_a_non_default_epsilon_exports_that_epsilon(kind, rng, t
     np.testing.assert_allclose(run_onnxruntime(onnx.load(tmp_path / "bn.onnx"), X), expected, atol=1e-5, rtol=0)
 
 
+def test_a_calibrated_model_exports_its_temperature(rng):
+    net = randomise(Network.from_spec("1x6x6-conv3k3-relu-flatten-4:softmax", seed=0), rng)
+    X = rng.random((20, 36), dtype=np.float32)
+    plain = run_onnxruntime(to_onnx(net), X.reshape(20, 1, 6, 6))
+    net.calibration = Calibration(temperature=2.5)
+    model = to_onnx(net)
+    calibrated = run_onnxruntime(model, X.reshape(20, 1, 6, 6))
+    np.testing.assert_allclose(calibrated, net.predict_proba(X), atol=1e-6)
+    assert np.abs(calibrated - plain).max() > 1e-3  # the temperature changed the answer, as it does predict_proba's
+    assert {p.key: p.value for p in model.metadata_props}["nnscratch.temperature"] == "2.5"
+
+
 def test_graph_declares_its_input_and_output(rng):
     cnn = Network.from_spec("1x28x28-conv4k3-relu-maxpool2-10:softmax", seed=0)
     mlp = Network.from_spec("784-16:relu-10:softmax", seed=0)
@@ -161,7 +174,7 @@ def test_graph_declares_its_input_and_output(rng):
         (mlp, None, ["N", 784]),
     ]:
         model = to_onnx(net, input_layout=layout)
-        assert model.opset_import[0].version == OPSET == 17  # the opset --help and the README promise
+        assert model.opset_import[0].version == OPSET == 17  # the opset --help and docs/howto/export.md promise
         assert [i.name for i in model.graph.input] == ["input"] and dims(model.graph.input[0]) == input_dims
         assert [o.name for o in model.graph.output] == ["probabilities"] and dims(model.graph.output[0]) == ["N", 10]
         assert {p.key: p.value for p in model.metadata_props}["nnscratch.spec"] == net.spec

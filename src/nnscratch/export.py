@@ -32,6 +32,9 @@ How the engine's layers become ONNX operators (opset 17):
   the parameters that follow: the rows of the next dense layer (and the statistics of a batch norm
   between them), so the graph computes exactly the engine's function;
 * the output layer's logits → ``Softmax``: the engine's loss owns the output softmax; the graph adds it.
+  A calibrated model's logits are first divided by its temperature (``Div``), as ``predict_proba`` does;
+  the temperature is also among the model's properties.  The verdicts ("not sure", "not a digit") are
+  not in the graph: their thresholds are in the model file.
 
 The ``onnx`` package is an optional dependency (``pip install 'nnscratch[onnx]'``); ``import nnscratch``
 never imports it.
@@ -133,6 +136,9 @@ def to_onnx(net: Network, *, input_layout: str | None = None) -> onnx.ModelProto
     perm: Perm = None
     for i, layer in enumerate(net.layers):
         x, perm = _layer(graph, i, layer, x, perm)
+    temperature = net.calibration.temperature if net.calibration is not None else 1.0
+    if temperature != 1.0:
+        x = graph.node("Div", [x, graph.constant("temperature", [temperature])], "calibrated_logits")
     probabilities = graph.node("Softmax", [x], OUTPUT_NAME, axis=1)
 
     helper, TensorProto = onnx.helper, onnx.TensorProto
@@ -148,7 +154,8 @@ def to_onnx(net: Network, *, input_layout: str | None = None) -> onnx.ModelProto
         producer_name="nnscratch",
         doc_string=f"nnscratch network {net.spec}: input {layout} float32 {input_dims}, output probabilities",
     )
-    helper.set_model_props(model, {"nnscratch.spec": net.spec, "nnscratch.input_layout": layout})
+    properties = {"nnscratch.spec": net.spec, "nnscratch.input_layout": layout}
+    helper.set_model_props(model, properties | {"nnscratch.temperature": repr(temperature)})
     onnx.checker.check_model(model, full_check=True)
     return model
 
