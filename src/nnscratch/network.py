@@ -313,7 +313,7 @@ class Network:
             assert layer.output_shape is not None
             count = sum(math.prod(shape) for shape in layer.param_shapes().values())
             kind = type(layer).__name__.removesuffix("Layer")
-            rows.append((f"{i}  {token}", kind, shape_text(layer.output_shape), f"{count:,}"))
+            rows.append((f"{i:>{len(str(len(tokens)))}}  {token}", kind, shape_text(layer.output_shape), f"{count:,}"))
         n_state = self.state.size
         notes = (
             f"{self.n_params:,} trainable parameters, {size_text(self.params.nbytes)} in {self.dtype.name}"
@@ -611,7 +611,7 @@ class Network:
         return [(slot.offset, slot.offset + slot.size) for slot in self._weight_slots]
 
     def penalty(self, *, l2: float = 0.0, l1: float = 0.0) -> float:
-        """(λ₂/2) Σ ||W||² + λ₁ Σ |W| over the weights of every dense and convolutional layer."""
+        """``(λ₂/2) Σ ||W||² + λ₁ Σ |W|`` over the weights of every dense and convolutional layer."""
         weights = [slot.view(self.params) for slot in self._weight_slots]
         return l2_penalty(weights, l2) + l1_penalty(weights, l1)
 
