@@ -151,7 +151,8 @@ def test_affine_source_positions_are_the_inverse_map_of_the_drawn_transforms():
         np.testing.assert_allclose(cols[i], expected[..., 1], atol=1e-4)
 
 
-# The documented ranges at strength 1 (README and Augmentation): 12°, 10% zoom, a shear of 0.15, 2 pixels.
+# The documented ranges at strength 1 (docs/howto/augmentation.md and Augmentation): 12°, 10% zoom, a shear of 0.15,
+# 2 pixels.
 RANGES = {"rotation": 12.0, "zoom": 0.1, "shear": 0.15, "ty": 2.0, "tx": 2.0}
 
 

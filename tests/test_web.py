@@ -359,7 +359,7 @@ def test_hidden_units_are_shown_after_the_batch_norm_and_activation_that_follow_
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])  # one of the two has its largest |value| negative
 def test_feature_maps_with_negative_values_are_sent_in_minus_255_to_255_of_their_largest_magnitude(sign):
-    assert LEVELS == 255  # what the README tells API users: values[i] * scale / 255
+    assert LEVELS == 255  # what docs/howto/serve.md tells API users: values[i] * scale / 255
     net = Network.from_spec("1x28x28-conv4k3-maxpool2-10", seed=0)  # no activation: the maps go negative
     conv = [slot for slot in net.layout.slots if slot.layer == 0]
     start, end = conv[0].offset, conv[-1].offset + int(np.prod(conv[-1].shape))

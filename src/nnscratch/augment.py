@@ -203,8 +203,8 @@ class AffineDraw:
 
 
 def draw_affine(aug: Augmentation, m: int, rng: np.random.Generator) -> AffineDraw:
-    """m affine transforms, each parameter uniform in its range times the strength S: |θ| ≤ rotate·S degrees,
-    |s - 1| ≤ scale·S, |h| ≤ shear·S, |ty|, |tx| ≤ shift·S pixels (drawn in that order)."""
+    """m affine transforms, each parameter uniform in its range times the strength S: ``|θ| ≤ rotate·S`` degrees,
+    ``|s - 1| ≤ scale·S``, ``|h| ≤ shear·S``, ``|ty|, |tx| ≤ shift·S`` pixels (drawn in that order)."""
     s = aug.strength
     rotation = rng.uniform(-aug.rotate * s, aug.rotate * s, m)
     zoom = 1.0 + rng.uniform(-aug.scale * s, aug.scale * s, m)

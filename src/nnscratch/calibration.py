@@ -4,7 +4,7 @@ Legend: n = examples, k = classes, Z (n, k) the logits, y (n,) the labels, P = s
 
 **Temperature scaling** (Guo et al., 2017) divides every logit by one scalar T > 0 before the softmax.
 The predicted class does not change; only how sure the network says it is.  T is the minimiser of the
-validation set's mean negative log-likelihood, found in β = 1/T, where the loss is convex:
+validation set's mean negative log-likelihood, found in β = 1/T, where the loss is convex::
 
     L(β)   = (1/n) Σ_i [ log Σ_j exp(β z_ij) - β z_iy ]
     L'(β)  = (1/n) Σ_i [ E_p[z_i] - z_iy ]                        p = softmax(β z_i)
@@ -15,13 +15,13 @@ step size, no divergence, 60 halvings to the float64 resolution.  A validation s
 all right with growing margins has no finite optimum (L keeps falling as T → 0): T stops at 1/4.
 
 **Expected calibration error** (ECE, 15 equal-width bins of confidence, as Guo et al.): with c_i the top
-probability and B_b the examples whose c_i falls in bin b = ((b-1)/15, b/15],
+probability and B_b the examples whose c_i falls in bin b = ((b-1)/15, b/15], ::
 
     ECE = Σ_b (|B_b| / n) · | accuracy(B_b) - mean confidence(B_b) |
 
 A reliability diagram draws accuracy against confidence per bin; a calibrated network sits on the diagonal.
 
-**Out-of-distribution scores** say how digit-like an input is, higher for digits:
+**Out-of-distribution scores** say how digit-like an input is, higher for digits::
 
     probability   max_j softmax(z / T)_j                    (Hendrycks & Gimpel, 2017)
     energy        T · log Σ_j exp(z_j / T)   (minus the energy; Liu et al., 2020)

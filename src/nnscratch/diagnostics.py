@@ -8,7 +8,7 @@ seen at every position (m·H·W values per unit).
 * dead (ReLU family): a unit whose output is 0 for every sample of the probe batch.  It passes no
   gradient to its weights (ReLU' = 0 there), so it may never recover.
 * saturated (Sigmoid, Tanh): an activation in the flat tails, where the derivative is below 1% of its
-  peak: σ(1 - σ) < 0.0025 (σ < 0.0025 or σ > 0.9975) and 1 - tanh² < 0.01 (|tanh| > 0.995).  Gradients
+  peak: σ(1 - σ) < 0.0025 (σ < 0.0025 or σ > 0.9975) and 1 - tanh² < 0.01 (``|tanh| > 0.995``).  Gradients
   through it are scaled down a hundredfold.  A unit is saturated when at least 95% of its activations
   on the probe batch are.
 """

@@ -1,6 +1,6 @@
 """The loss: mean softmax cross-entropy, optionally with an L2 penalty on the weights.
 
-Legend: m = batch size, k = number of classes.
+Legend: m = batch size, k = number of classes. ::
 
     L = (1/m) Σ_i -log P[i, y_i]  +  (λ₂/2) Σ_layers ||W||²  +  λ₁ Σ_layers Σ |W|
                                                      P = softmax(Z), Z (m, k) the logits
@@ -76,7 +76,7 @@ def l2_penalty(weights: list[Array], l2: float) -> float:
 
 
 def l1_penalty(weights: list[Array], l1: float) -> float:
-    """λ Σ |W| over the given weight matrices; its (sub)gradient with respect to W is λ sign(W)."""
+    """``λ Σ |W|`` over the given weight matrices; its (sub)gradient with respect to W is λ sign(W)."""
     if l1 == 0.0:
         return 0.0
     return l1 * float(sum(np.abs(W).sum(dtype=np.float64) for W in weights))

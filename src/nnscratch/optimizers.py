@@ -68,10 +68,12 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """Gradient descent with (heavy-ball or Nesterov) momentum μ, in PyTorch's form.
 
-    v ← μ v + g
-    heavy ball: θ ← θ - η v
-    Nesterov:   θ ← θ - η (g + μ v)   (the gradient taken at the look-ahead point, rewritten so that
-                                       only the current θ is ever stored)
+    ::
+
+        v ← μ v + g
+        heavy ball: θ ← θ - η v
+        Nesterov:   θ ← θ - η (g + μ v)   (the gradient taken at the look-ahead point, rewritten so that
+                                           only the current θ is ever stored)
     """
 
     name = "momentum"

@@ -5,15 +5,17 @@ dense layer X is (m, C) and N = m (per unit); after a convolution X is (m, H, W,
 (per channel: every position of a feature map shares its channel's statistics).  Channels-last makes
 both cases the same (N, C) matrix, a view with no copy.
 
-forward (training):   μ = (1/N) Σ_n x_n                 σ² = (1/N) Σ_n (x_n - μ)²
-                      x̂ = (x - μ) / sqrt(σ² + ε)        y = γ x̂ + β               ε = 1e-5
-                      and the running statistics move towards the batch's:
-                      μ_run ← (1 - ρ) μ_run + ρ μ,   σ²_run ← (1 - ρ) σ²_run + ρ σ² N / (N - 1)   ρ = 0.1
-                      (the unbiased variance, as PyTorch keeps it; a batch of one value per unit,
-                      whose variance is undefined, leaves them as they are)
-forward (predicting): y = γ (x - μ_run) / sqrt(σ²_run + ε) + β     (deterministic, per sample)
-backward:             dβ = Σ_n dy_n                      dγ = Σ_n dy_n x̂_n
-                      dx = γ / (N sqrt(σ² + ε)) · (N dy - dβ - x̂ dγ)
+::
+
+    forward (training):   μ = (1/N) Σ_n x_n                 σ² = (1/N) Σ_n (x_n - μ)²
+                          x̂ = (x - μ) / sqrt(σ² + ε)        y = γ x̂ + β               ε = 1e-5
+                          and the running statistics move towards the batch's:
+                          μ_run ← (1 - ρ) μ_run + ρ μ,   σ²_run ← (1 - ρ) σ²_run + ρ σ² N / (N - 1)   ρ = 0.1
+                          (the unbiased variance, as PyTorch keeps it; a batch of one value per unit,
+                          whose variance is undefined, leaves them as they are)
+    forward (predicting): y = γ (x - μ_run) / sqrt(σ²_run + ε) + β     (deterministic, per sample)
+    backward:             dβ = Σ_n dy_n                      dγ = Σ_n dy_n x̂_n
+                          dx = γ / (N sqrt(σ² + ε)) · (N dy - dβ - x̂ dγ)
 
 The dx line is the chain rule through μ and σ², which both depend on every x_n:
 dx̂ = γ dy; dσ² = Σ dx̂ (x - μ) · (-1/2)(σ² + ε)^(-3/2); dμ = -Σ dx̂ / sqrt(σ² + ε) (the dσ² term

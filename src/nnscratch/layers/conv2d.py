@@ -4,14 +4,16 @@ Legend: m = batch size, C = input channels, F = filters (output channels), k = k
 s = stride, p = zero padding, H×W input, Ho×Wo output, K = k·k·C, M = m·Ho·Wo.
 Images are channels-last, X (m, H, W, C); the filters are W (k, k, C, F) and the bias b (F,).
 
-forward:   Y[n, y, x, f] = b[f] + Σ_{i,j,c} Xp[n, s·y + i, s·x + j, c] · W[i, j, c, f]
-           (a cross-correlation, as PyTorch's Conv2d and ONNX's Conv compute; Xp is X zero-padded by p)
-           With the patches as the rows of a column matrix Xc (M, K):   Y = Xc W + b    (M, F)
-backward:  dW = Xcᵀ dY        (K, F)    the same product as a dense layer's, patch by patch
-           db = Σ_rows dY     (F,)
-           dXc = dY Wᵀ        (M, K)    then dX = col2im(dXc): every patch gradient is added back
-                                        onto the pixels it was copied from (a pixel in several
-                                        patches gets the sum), and the padding is cut off.
+::
+
+    forward:   Y[n, y, x, f] = b[f] + Σ_{i,j,c} Xp[n, s·y + i, s·x + j, c] · W[i, j, c, f]
+               (a cross-correlation, as PyTorch's Conv2d and ONNX's Conv compute; Xp is X zero-padded by p)
+               With the patches as the rows of a column matrix Xc (M, K):   Y = Xc W + b    (M, F)
+    backward:  dW = Xcᵀ dY        (K, F)    the same product as a dense layer's, patch by patch
+               db = Σ_rows dY     (F,)
+               dXc = dY Wᵀ        (M, K)    then dX = col2im(dXc): every patch gradient is added back
+                                            onto the pixels it was copied from (a pixel in several
+                                            patches gets the sum), and the padding is cut off.
 
 Ho = (H + 2p - k) // s + 1, and the same for Wo.
 

@@ -1,19 +1,23 @@
 """Inverted dropout and alpha-dropout, forward beside backward.
 
-forward (training):  Y = X ⊙ M,   M = [U >= p] / (1 - p),  U ~ Uniform[0, 1) drawn per element
-forward (predicting): Y = X       (the 1/(1 - p) scaling while training keeps E[Y] = X, so nothing
-                                    needs rescaling afterwards)
-backward:            dX = dY ⊙ M  (the same mask: a dropped unit passes no gradient)
+::
+
+    forward (training):  Y = X ⊙ M,   M = [U >= p] / (1 - p),  U ~ Uniform[0, 1) drawn per element
+    forward (predicting): Y = X       (the 1/(1 - p) scaling while training keeps E[Y] = X, so nothing
+                                        needs rescaling afterwards)
+    backward:            dX = dY ⊙ M  (the same mask: a dropped unit passes no gradient)
 
 Alpha-dropout (Klambauer et al. 2017, "Self-Normalizing Neural Networks", section 4) is the dropout
 for SELU networks.  Setting a unit to 0 would shift a SELU layer's mean and variance away from the
 0 and 1 its self-normalisation keeps; instead a dropped unit takes SELU's negative saturation value
 α' = -λα ≈ -1.7581, and an affine map a·x + b restores mean 0 and variance 1:
 
-forward (training):  Y = a (X ⊙ M + α' (1 - M)) + b,   M = [U >= p]
-                     a = ((1 - p)(1 + p α'²))^(-1/2),   b = -a p α'
-backward:            dX = a M ⊙ dY
-forward (predicting): Y = X
+::
+
+    forward (training):  Y = a (X ⊙ M + α' (1 - M)) + b,   M = [U >= p]
+                         a = ((1 - p)(1 + p α'²))^(-1/2),   b = -a p α'
+    backward:            dX = a M ⊙ dY
+    forward (predicting): Y = X
 
 The masks come from the generator the training loop passes in, so a seeded run drops the same units
 every time, and a checkpoint resumes bit for bit.  Without a generator (gradient checks, a

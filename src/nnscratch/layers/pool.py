@@ -3,10 +3,12 @@
 Legend: m = batch size, C = channels, k = window side (= stride), H×W input, Ho×Wo = ⌊H/k⌋×⌊W/k⌋ output.
 Images are channels-last: X (m, H, W, C), Y (m, Ho, Wo, C).
 
-forward:   Y[n, y, x, c] = max_{0 <= a, b < k} X[n, k·y + a, k·x + b, c]
-backward:  dX[n, k·y + a, k·x + b, c] = dY[n, y, x, c] where (a, b) is the window's first maximum
-           (in row-major order, as PyTorch picks it), and 0 everywhere else, including the rows and
-           columns dropped when k does not divide H or W (floor mode).
+::
+
+    forward:   Y[n, y, x, c] = max_{0 <= a, b < k} X[n, k·y + a, k·x + b, c]
+    backward:  dX[n, k·y + a, k·x + b, c] = dY[n, y, x, c] where (a, b) is the window's first maximum
+               (in row-major order, as PyTorch picks it), and 0 everywhere else, including the rows and
+               columns dropped when k does not divide H or W (floor mode).
 
 The max is a function of the one element that attains it, so its gradient flows to that element
 alone; with ties (a flat background, where many windows hold the same value) it must still go to one
