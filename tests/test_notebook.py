@@ -57,7 +57,7 @@ def test_an_mlp_summary_has_no_running_statistics():
 def test_a_network_displays_as_an_html_table_and_its_repr_stays_one_line():
     net = nnscratch.Network.from_spec(CNN, seed=0)
     page = net._repr_html_()
-    assert page.startswith("<h3>") and "<table>" in page
+    assert page.startswith("<table><caption") and f">{net.spec}</caption>" in page
     assert page.count("<tr>") == 1 + 1 + len(net.layers)  # the header, the input, one per layer
     assert "Conv2D" in page and "8x26x26" in page
     assert "\n" not in repr(net)

@@ -45,7 +45,7 @@ class TableData:
 
 
 def html_table(data: TableData) -> str:
-    """The table as an HTML fragment: a heading, the table, and its notes as a paragraph."""
+    """The table as an HTML fragment: the table with its title as caption, then its notes as paragraphs."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in data.headers)
     align = ["left"] + ["right"] * (len(data.headers) - 1)
     cells = (zip(align, row, strict=True) for row in data.rows)
@@ -54,7 +54,8 @@ def html_table(data: TableData) -> str:
     )
     notes = "".join(f"<p>{html.escape(note)}</p>" for note in data.notes)
     return (
-        f"<h3>{html.escape(data.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}"
+        f'<table><caption style="text-align:left;font-weight:bold">{html.escape(data.title)}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}"
     )
 
 
