@@ -188,6 +188,22 @@ def test_the_live_plot_draws_once_and_then_updates_in_place(data, monkeypatch):
     assert live.figure.get_suptitle() == "live"
 
 
+def test_the_live_plot_shows_only_in_a_jupyter_kernel(monkeypatch):
+    IPython = pytest.importorskip("IPython")
+
+    class Shell:
+        def __init__(self, config: dict) -> None:
+            self.config = config
+
+    for shell, shown in (
+        (None, False),  # a script
+        (Shell({"TerminalInteractiveShell": {}}), False),  # a terminal IPython: it would only print the repr
+        (Shell({"IPKernelApp": {"connection_file": "kernel.json"}}), True),  # a Jupyter kernel
+    ):
+        monkeypatch.setattr(IPython, "get_ipython", lambda shell=shell: shell)
+        assert (callbacks._notebook_display() is IPython.display.display) is shown
+
+
 def test_the_live_plot_outside_a_notebook_keeps_the_figure_and_shows_nothing(data, capsys):
     X, y = data
     live = LivePlot(every=2)

@@ -303,8 +303,15 @@ def test_save_png_writes_atomically(tmp_path, monkeypatch):
 
 def test_figures_show_themselves_in_ipython():
     formatters = pytest.importorskip("IPython.core.formatters")
+    from IPython.core.interactiveshell import InteractiveShell
+
     fig = plots.confusion(np.array([[3, 1], [0, 4]]))
-    data, _ = formatters.format_display_data(fig)
+    shell_before = InteractiveShell.initialized()
+    try:
+        data, _ = formatters.format_display_data(fig)  # makes IPython's global shell if there is none
+    finally:
+        if not shell_before:  # leave none behind: later code would think it runs under IPython
+            InteractiveShell.clear_instance()
     assert data["image/png"].startswith(PNG)  # not just the text "<Figure size ...>"
     assert drawn(plots.figure())._repr_png_().startswith(PNG)
 

@@ -81,8 +81,8 @@ class LivePlot(Callback):
     """The learning curves (loss, accuracy and error rate; training dashed, validation solid), redrawn
     in place after every ``every`` epochs and at the end.
 
-    In Jupyter the figure is shown once under the cell and updated; anywhere else nothing is shown,
-    and ``live.figure`` is the latest figure, ``live.history`` the epochs so far.
+    In Jupyter the figure is shown once under the cell and updated; anywhere else (a script, a terminal
+    IPython) nothing is shown, and ``live.figure`` is the latest figure, ``live.history`` the epochs so far.
     """
 
     def __init__(self, *, title: str = "Learning curves", every: int = 1) -> None:
@@ -118,10 +118,12 @@ class LivePlot(Callback):
 
 
 def _notebook_display() -> Any:
-    """IPython's ``display`` when running under IPython (a notebook or its console), else None."""
+    """IPython's ``display`` when running in a Jupyter kernel (a notebook, JupyterLab, VS Code, Colab), else
+    None: a terminal IPython would only print the figure's repr."""
     try:
         from IPython import get_ipython
         from IPython.display import display
     except ImportError:
         return None
-    return display if get_ipython() is not None else None
+    shell = get_ipython()
+    return display if shell is not None and "IPKernelApp" in shell.config else None
