@@ -143,7 +143,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--validation-size",
         type=non_negative_int,
         metavar="N",
-        help="training images held out for validation (default: 5000, at most 10%% of the training set)",
+        help="training images held out for validation (default: 5000, at most 10%% of the training set); they also "
+        "calibrate the model when training ends, so 0 trains on every image and saves it uncalibrated",
     )
     group.add_argument(
         "--early-stopping",
