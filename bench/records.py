@@ -13,10 +13,7 @@ standard deviation of the test accuracy over the seeds beside seed 0's.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nnscratch.network import Network
+from train_speed import machine_info  # the same description of the machine as the speed benchmark's
 
 
 def model_run(path: Path, preset: str, seed: int) -> dict[str, Any] | None:
@@ -94,11 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{preset} seed {seed}: {100 * run['test_accuracy']:.2f}% in {run['seconds']:.0f} s", file=sys.stderr)
             runs.append(run)
     result = {
-        "machine": {
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine_info(),
         "runs": runs,
         "summary": summarise(runs),
     }

@@ -174,6 +174,7 @@ def test_records_trains_each_missing_seed_with_the_cli_and_summarises_the_seeds(
         seed = int(command[command.index("--seed") + 1])
         _record_model(Path(command[command.index("--output") + 1]), "cnn-best", seed, 0.9960 + seed / 10_000)
 
+    monkeypatch.setattr(records, "machine_info", lambda: {"cpu_count": 2})  # it may call subprocess.run itself
     monkeypatch.setattr(records.subprocess, "run", fake_run)
     output = tmp_path / "records.json"
     assert records.main(["--presets", "cnn-best", "--runs", str(tmp_path), "--output", str(output)]) == 0
